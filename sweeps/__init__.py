@@ -1,0 +1,1 @@
+"""Sweep files -> Ray Tune trials -> MLflow runs -> the report. Imports ``trainer``, never the reverse."""

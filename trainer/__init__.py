@@ -1,0 +1,1 @@
+"""The shared Keras trainer: data, vectorizer, embeddings, model and ``train()``; no Ray, no MLflow."""

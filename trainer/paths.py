@@ -1,0 +1,119 @@
+"""Where data and caches live, content hashes, and the one checksummed download routine.
+
+Follows scikit-learn's dataset fetchers: a data home that an environment variable can set, a published
+SHA-256 per remote file, a download to a ``.part`` file and an atomic rename, a log line with the URL and
+size before the download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import time
+import urllib.request
+
+logger = logging.getLogger(__name__)
+
+DATA_ENV = "GLOVESWEEP_DATA"
+CACHE_ENV = "GLOVESWEEP_CACHE"
+_CHUNK = 1 << 20
+
+
+def data_home(data_home: str | os.PathLike | None = None) -> pathlib.Path:
+    """Folder holding archives and GloVe files: the argument, else ``$GLOVESWEEP_DATA``, else ``~/glovesweep_data``."""
+    chosen = data_home or os.environ.get(DATA_ENV) or pathlib.Path.home() / "glovesweep_data"
+    return pathlib.Path(chosen).expanduser()
+
+
+def cache_home(cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    """Folder for derived caches: the argument, else ``$GLOVESWEEP_CACHE``, else ``~/.cache/glovesweep``."""
+    chosen = cache_dir or os.environ.get(CACHE_ENV) or pathlib.Path.home() / ".cache" / "glovesweep"
+    path = pathlib.Path(chosen).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, memoised in the cache home keyed by absolute path, size and mtime.
+
+    The data folder may be read-only (``../shared/data``), so the memo lives in the cache home.
+    """
+    path = pathlib.Path(path).resolve()
+    stat = path.stat()
+    key = hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:24]
+    memo = cache_home() / "sha256" / f"{key}.json"
+    try:
+        return json.loads(memo.read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        pass
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    value = digest.hexdigest()
+    atomic_write_text(memo, json.dumps({"path": str(path), "sha256": value}))
+    return value
+
+
+def atomic_write_text(path: pathlib.Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary sibling and ``os.replace`` (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _open_url(url: str, timeout: float):
+    """The only network call in the project; tests fake exactly this."""
+    return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - fixed https/http URLs from our tables
+
+
+def download(
+    url: str,
+    destination: str | os.PathLike,
+    *,
+    sha256: str,
+    size_hint: str = "",
+    retries: int = 3,
+    timeout: float = 60.0,
+) -> pathlib.Path:
+    """Download ``url`` to ``destination``, verifying its SHA-256.
+
+    Bytes go to ``<destination>.part`` first; only a file whose checksum matches is renamed into place. A
+    failed attempt removes the ``.part`` file and is retried ``retries`` times in all, with a growing pause.
+
+    Raises
+    ------
+    OSError
+        When every attempt failed (network error or checksum mismatch); the message names the URL, the
+        destination and how to place the file by hand.
+    """
+    destination = pathlib.Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    part = destination.with_name(destination.name + ".part")
+    last_error: Exception | None = None
+    for attempt in range(1, retries + 1):
+        logger.warning("Downloading %s (%s) to %s, attempt %d/%d", url, size_hint or "size unknown",
+                       destination, attempt, retries)
+        try:
+            digest = hashlib.sha256()
+            with _open_url(url, timeout) as response, open(part, "wb") as handle:
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    digest.update(chunk)
+                    handle.write(chunk)
+            if digest.hexdigest() != sha256:
+                raise OSError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest.hexdigest()}")
+            os.replace(part, destination)
+            return destination
+        except Exception as error:  # noqa: BLE001 - any failure is retried, then reported as OSError
+            last_error = error
+            part.unlink(missing_ok=True)
+            if attempt < retries:
+                time.sleep(min(2.0 ** (attempt - 1), 10.0))
+    raise OSError(
+        f"could not download {url} to {destination} after {retries} attempts ({last_error}); "
+        f"download it by hand and place it at {destination}, or set {DATA_ENV}"
+    ) from last_error
