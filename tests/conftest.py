@@ -23,3 +23,197 @@ def shared_data() -> pathlib.Path:
     if not (SHARED_DATA / "20news-19997.tar.gz").exists():
         pytest.skip(f"real archives not found in {SHARED_DATA}")
     return SHARED_DATA
+
+
+# ----------------------------------------------------------- tiny 20 Newsgroups corpora (trainer/data.py)
+# Each corpus exists twice: as an extracted folder and as a .tar.gz packed like the public archives.
+
+import dataclasses  # noqa: E402 - appended section; the top of this shared file stays as written
+import tarfile  # noqa: E402
+
+TINY_TOP_FOLDERS = {
+    "19997": ("20_newsgroups",),
+    "bydate": ("20news-bydate-train", "20news-bydate-test"),
+    "18828": ("20news-18828",),
+}
+TINY_ARCHIVE_NAMES = {"19997": "20news-19997.tar.gz", "bydate": "20news-bydate.tar.gz", "18828": "20news-18828.tar.gz"}
+TINY_GROUPS = ("alt.atheism", "comp.graphics", "rec.autos", "sci.space")
+TINY_GROUP_WORDS = {
+    "alt.atheism": "god belief atheism morality",
+    "comp.graphics": "image polygon render texture",
+    "rec.autos": "engine car brake dealer",
+    "sci.space": "orbit shuttle launch nasa",
+}
+# File names whose string order differs from their numeric order ("10" < "100" < "11" < "9").
+TINY_IDS = ("9", "10", "100", "11", "99", "1000", "12", "98")
+
+
+def tiny_post(version: str, group: str, name: str, body: str) -> str:
+    """A post with the headers each version keeps (19997: all; bydate: no Xref/Path/Newsgroups/Date; 18828:
+    From/Subject)."""
+    words = TINY_GROUP_WORDS.get(group, "misc words")
+    headers = {
+        "Xref": f"cantaloupe.srv.cs.cmu.edu {group}:{name}",
+        "Path": "cantaloupe.srv.cs.cmu.edu!news.example.edu!poster",
+        "From": f"poster{name}@example.edu (Poster {name})",
+        "Newsgroups": group,
+        "Subject": f"Re: {words.split()[0]} question {name}",
+        "Message-ID": f"<1993Apr5.{name}@example.edu>",
+        "Date": "Mon, 5 Apr 1993 18:01:16 GMT",
+        "Organization": "Example University",
+        "Lines": str(body.count("\n") + 1),
+    }
+    kept = {
+        "19997": tuple(headers),
+        "bydate": ("From", "Subject", "Organization", "Lines"),
+        "18828": ("From", "Subject"),
+    }[version]
+    return "".join(f"{key}: {headers[key]}\n" for key in kept) + "\n" + body
+
+
+def tiny_body(group: str, name: str) -> str:
+    """A body with a quote introduction, a quoted line, own text and a signature (all sklearn_all strips)."""
+    words = TINY_GROUP_WORDS.get(group, "misc words")
+    return (
+        f"In article <{name}@example.edu>, someone@example.edu writes:\n"
+        f"> what about {words.split()[1]}?\n"
+        f"\n"
+        f"Post {name} in {group} talks about {words}.\n"
+        f"A second line on {words.split()[-1]} for post {name}.\n"
+        f"\n"
+        f"-- \n"
+        f"Poster {name}, Example University\n"
+    )
+
+
+@dataclasses.dataclass
+class TinyCorpus:
+    """One tiny corpus: ``folder`` holds the top-level folder(s); ``files`` maps "<top>/<group>/<id>" to text."""
+
+    version: str
+    archive: pathlib.Path
+    folder: pathlib.Path
+    files: dict
+
+
+def build_tiny_corpus(root, version, files=None, *, groups=TINY_GROUPS, posts_per_group=3):
+    """Write a corpus under ``root`` (``root/extracted`` and ``root/<archive name>``) and return it.
+
+    Without ``files`` every group of every subset gets ``posts_per_group`` generated posts (bydate test
+    ids get a leading 7). Each group folder also holds a non-digit ``.DS_Store`` that loaders must skip.
+    Archive members are written in reverse order so that loaders must sort.
+    """
+    root = pathlib.Path(root)
+    if files is None:
+        files = {}
+        for top in TINY_TOP_FOLDERS[version]:
+            for group in groups:
+                for position in range(posts_per_group):
+                    name = ("7" if top.endswith("-test") else "") + TINY_IDS[position]
+                    files[f"{top}/{group}/{name}"] = tiny_post(version, group, name, tiny_body(group, name))
+    folder = root / "extracted"
+    for relative, text in files.items():
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text.encode("latin-1"))
+    for group_folder in {(folder / relative).parent for relative in files}:
+        (group_folder / ".DS_Store").write_bytes(b"\x00\x01 not a post")
+    archive = root / TINY_ARCHIVE_NAMES[version]
+    members = sorted(path for path in folder.rglob("*"))
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in reversed(members):
+            tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+    return TinyCorpus(version=version, archive=archive, folder=folder, files=dict(files))
+
+
+@pytest.fixture
+def tiny_corpus_factory(tmp_path):
+    """``build(version, files=None, **options) -> TinyCorpus`` in a fresh tmp folder (also ``build.post``,
+    ``build.body``)."""
+    counter = iter(range(10**6))
+
+    def build(version, files=None, **options):
+        return build_tiny_corpus(tmp_path / f"corpus-{version}-{next(counter)}", version, files, **options)
+
+    # Tests that hand-write a file table build posts with the same helpers.
+    build.post = tiny_post
+    build.body = tiny_body
+    return build
+
+
+@pytest.fixture
+def tiny_archives(tiny_corpus_factory):
+    """A tiny corpus (archive and folder) for each version: {"19997": TinyCorpus, "bydate": ..., "18828": ...}."""
+    return {version: tiny_corpus_factory(version) for version in TINY_TOP_FOLDERS}
+
+
+# ----------------------------------------------------------- real MLflow server and local Ray (sweeps/)
+import os  # noqa: E402 - appended section
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_http(url: str, *, process: subprocess.Popen | None = None, timeout: float = 120.0) -> None:
+    """Poll ``url`` until it answers 200; fail with the server's output when it dies or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real MLflow tracking server on 127.0.0.1 with a sqlite backend; yields its ``http://`` URI.
+
+    Tests share it for speed: each should log into its own experiment (e.g. named after the test).
+    """
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = open(folder / "server.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{uri}/health", process=process)
+    except RuntimeError as error:
+        process.kill()
+        pytest.fail(f"{error}\n{(folder / 'server.log').read_text()[-3000:]}")
+    yield uri
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real local Ray runtime with 2 CPUs for the whole session (the driver reuses it), shut down after."""
+    import ray
+
+    os.environ.pop("RAY_ADDRESS", None)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

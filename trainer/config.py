@@ -105,13 +105,17 @@ class TrainerConfig:
             _check_int("max_sequence_length", self.max_sequence_length, minimum=8)
         if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
             raise ValueError(f"learning_rate={self.learning_rate!r}: must be a positive number, e.g. 0.001")
-        if self.architecture == "blog_flatten":
-            length = self.sequence_length
-            if blog_flatten_steps(length) < 35:
-                raise ValueError(
-                    f"architecture='blog_flatten' needs max_sequence_length >= 999 (MaxPooling1D(35) after "
-                    f"three conv/pool stages); got {length}. Use architecture='global_max' for short sequences."
-                )
+        steps = final_conv_steps(self.sequence_length)
+        if steps < 1:
+            raise ValueError(
+                f"max_sequence_length={self.sequence_length} is too short for the Conv1D(5)/MaxPooling1D(5) stack: "
+                f"it needs at least 149 tokens"
+            )
+        if self.architecture == "blog_flatten" and steps < 35:
+            raise ValueError(
+                f"architecture='blog_flatten' needs max_sequence_length >= 999 (MaxPooling1D(35) after the third "
+                f"conv); got {self.sequence_length}. Use architecture='global_max' for shorter sequences."
+            )
 
     # Resolved values: the vectorizer mode supplies what the config leaves unset.
     @property
@@ -150,8 +154,8 @@ class TrainerConfig:
         return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def blog_flatten_steps(sequence_length: int) -> int:
-    """Time steps left before the blog's MaxPooling1D(35): three Conv1D(5) 'valid' and two MaxPooling1D(5)."""
+def final_conv_steps(sequence_length: int) -> int:
+    """Time steps out of the third Conv1D(5) ('valid'), after two Conv1D(5) + MaxPooling1D(5) stages."""
     steps = sequence_length
     for _ in range(2):
         steps = (steps - 4) // 5

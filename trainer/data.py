@@ -1,0 +1,489 @@
+"""20 Newsgroups: find or download an archive, read its posts, strip headers, split, dedup, measure leakage.
+
+Three public versions (http://qwone.com/~jason/20Newsgroups/): ``19997`` is the original set with all
+headers and cross-posts (the Keras blog's ``20_newsgroup`` folder), ``bydate`` is sorted by date into
+train/test with duplicates and group-identifying headers removed (what scikit-learn loads), ``18828`` has
+duplicates removed and only ``From:``/``Subject:`` headers.
+
+A source is an archive (``.tar.gz``, read by streaming it once) or an extracted folder. Documents come in
+the blog's order: subset, then sorted group names, then file names sorted as strings, digit names only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import pathlib
+import re
+import tarfile
+from typing import Callable, Iterator
+
+import filelock
+import numpy as np
+
+from trainer import config as config_module
+from trainer import paths
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Archive:
+    """One public 20 Newsgroups archive and the top-level folders it unpacks to."""
+
+    version: str
+    filename: str
+    url: str
+    sha256: str
+    size_hint: str
+    # (subset, top-level folder) pairs in load order.
+    folders: tuple[tuple[str, str], ...]
+
+    @property
+    def top_folders(self) -> tuple[str, ...]:
+        return tuple(folder for _, folder in self.folders)
+
+
+# SHA-256 and sizes of the public files as published in huggingface/datasets
+# datasets/newsgroup/dataset_infos.json ("download_checksums" of the qwone.com URLs).
+ARCHIVES = {
+    "19997": Archive(
+        version="19997",
+        filename="20news-19997.tar.gz",
+        url="http://qwone.com/~jason/20Newsgroups/20news-19997.tar.gz",
+        sha256="ab7bbf82b7831f7dbb1a09d9312f66fa78565c8de25526999b0d66f69d37e414",
+        size_hint="17,332,201 bytes",
+        folders=(("all", "20_newsgroups"),),
+    ),
+    "bydate": Archive(
+        version="bydate",
+        filename="20news-bydate.tar.gz",
+        # scikit-learn's fetcher pins this figshare copy with the same SHA-256 as the qwone.com file.
+        url="https://ndownloader.figshare.com/files/5975967",
+        sha256="8f1b2514ca22a5ade8fbb9cfa5727df95fa587f4c87b786e15c759fa66d95610",
+        size_hint="14,464,277 bytes",
+        folders=(("train", "20news-bydate-train"), ("test", "20news-bydate-test")),
+    ),
+    "18828": Archive(
+        version="18828",
+        filename="20news-18828.tar.gz",
+        url="http://qwone.com/~jason/20Newsgroups/20news-18828.tar.gz",
+        sha256="380962ab5174e64eb8fee393d539d0793e03eb2b59a69df2318398935f4a48e2",
+        size_hint="14,666,916 bytes",
+        folders=(("all", "20news-18828"),),
+    ),
+}
+assert set(ARCHIVES) == set(config_module.DATASETS), "every dataset version needs an ARCHIVES entry"
+
+_ALL_TOP_FOLDERS = {folder: archive.version for archive in ARCHIVES.values() for folder in archive.top_folders}
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+    """One post: ``doc_id`` is ``"<group>/<filename>"``, ``subset`` is train/test (bydate) or all."""
+
+    doc_id: str
+    subset: str
+    group: str
+    text: str
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Split:
+    """Training and validation texts with labels, plus what the split measured.
+
+    ``train_labels`` and ``val_labels`` are int64 arrays of shape (N,) holding indices into
+    ``label_names`` (the sorted group names). ``leakage`` is the fraction (0..1) of validation documents
+    whose normalised stripped text also occurs in training.
+    """
+
+    train_texts: list[str]
+    train_labels: np.ndarray
+    train_ids: list[str]
+    val_texts: list[str]
+    val_labels: np.ndarray
+    val_ids: list[str]
+    label_names: list[str]
+    leakage: float
+    dropped_duplicates: int
+    archive_sha256: str
+    source: str
+
+
+# --------------------------------------------------------------------------------------------- sources
+
+
+def resolve_dataset(
+    version: str,
+    *,
+    data_path: str | os.PathLike = "",
+    data_home: str | os.PathLike | None = None,
+    download_if_missing: bool = True,
+) -> pathlib.Path:
+    """Find the archive or extracted folder for one dataset version, downloading it if allowed.
+
+    Looks in order at ``data_path`` (an archive, the folder holding the top-level folder(s), or a
+    top-level folder itself), then the data home (``<data home>/<archive name>``, then the top-level
+    folder(s) directly inside the data home), then downloads the archive into the data home.
+
+    Parameters
+    ----------
+    version : str
+        One of ``trainer.config.DATASETS``.
+    data_path : str or path-like
+        Explicit archive or folder; when given, nothing else is tried.
+    data_home : str or path-like, optional
+        Overrides ``$GLOVESWEEP_DATA`` (see ``trainer.paths.data_home``).
+    download_if_missing : bool
+        Download the public archive (checksummed) when nothing is found locally.
+
+    Returns
+    -------
+    pathlib.Path
+        An archive file or a folder that ``load_documents`` reads.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``version``.
+    OSError
+        When ``data_path`` is missing or is not this version's layout, or when nothing is found and
+        downloads are off or fail.
+    """
+    archive = _archive(version)
+    if data_path:
+        explicit = pathlib.Path(data_path).expanduser()
+        if not explicit.exists():
+            raise OSError(f"data_path={str(data_path)!r} does not exist; give the path of {archive.filename} "
+                          f"or of its extracted folder, or leave data_path empty to use the data home")
+        if explicit.is_dir():
+            _subset_folders(explicit, archive)  # Raises OSError naming the expected layout.
+        elif not tarfile.is_tarfile(explicit):
+            raise OSError(f"data_path={str(data_path)!r} is neither a folder nor a tar archive; "
+                          f"expected {archive.filename} or its extracted folder")
+        return explicit
+
+    home = paths.data_home(data_home)
+    local_archive = home / archive.filename
+    if local_archive.is_file():
+        return local_archive
+    if all((home / folder).is_dir() for folder in archive.top_folders):
+        return home
+    if not download_if_missing:
+        raise OSError(
+            f"20 Newsgroups {version!r} not found: neither {archive.filename} nor the folder(s) "
+            f"{', '.join(archive.top_folders)} are in the data home {home}, and downloads are off. Download "
+            f"{archive.url} (sha256 {archive.sha256}) and place it at {local_archive}, or set "
+            f"{paths.DATA_ENV} to the folder holding it, or pass data_path=<archive or extracted folder>."
+        )
+    # Several trials on one node may start at once: one downloads, the others wait and reuse the file.
+    home.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(str(local_archive) + ".lock", timeout=1800):
+        if not local_archive.is_file():
+            paths.download(archive.url, local_archive, sha256=archive.sha256, size_hint=archive.size_hint)
+    return local_archive
+
+
+def load_documents(source: str | os.PathLike, version: str) -> list[Document]:
+    """Read every post of one version from an archive or an extracted folder.
+
+    Texts are decoded Latin-1 from the raw bytes, as scikit-learn's ``load_files`` does. The blog's
+    text-mode ``open(fpath, encoding='latin-1')`` also turned ``\\r\\n`` into ``\\n``; that touches one post
+    in each real archive, and is not copied. Only digit file names count (Keras blog: ``if fname.isdigit():``).
+
+    Returns
+    -------
+    list of Document
+        Ordered by subset (train before test), then sorted group name, then file name sorted as a string.
+
+    Raises
+    ------
+    OSError
+        When the source holds no posts in this version's layout.
+    """
+    archive = _archive(version)
+    source = pathlib.Path(source)
+    if source.is_dir():
+        entries = list(_read_folder(source, archive))
+    else:
+        entries = list(_read_archive(source, archive))
+    if not entries:
+        raise OSError(f"{source} holds no posts laid out as {_layout(archive)}; is it the {version!r} version?")
+    subset_order = {subset: index for index, (subset, _) in enumerate(archive.folders)}
+    # Keras blog (2016): sorted(os.listdir(TEXT_DATA_DIR)), then sorted(os.listdir(path)) per group.
+    entries.sort(key=lambda entry: (subset_order[entry[0]], entry[1], entry[2]))
+    return [Document(doc_id=f"{group}/{name}", subset=subset, group=group, text=data.decode("latin-1"))
+            for subset, group, name, data in entries]
+
+
+def source_sha256(source: str | os.PathLike) -> str:
+    """Identity of a source: the archive's SHA-256, or a fingerprint of an extracted folder.
+
+    For a folder the fingerprint is the SHA-256 of one line ``<relative path> <size> <mtime_ns>`` per post
+    file (digit file names two or three levels down: ``<group>/<id>`` or ``<top>/<group>/<id>``, sorted).
+    It is cheap and changes whenever a post is added, removed or rewritten; a copy of the same bytes with new
+    mtimes also changes it, which only costs a cache miss.
+
+    Returns
+    -------
+    str
+        64 hex characters.
+    """
+    source = pathlib.Path(source)
+    if not source.is_dir():
+        return paths.file_sha256(source)
+    post_files = [*_post_files(source, depth=2), *_post_files(source, depth=3)]
+    digest = hashlib.sha256(b"glovesweep folder fingerprint v1\n")
+    for file_path in sorted(post_files):
+        stat = file_path.stat()
+        digest.update(f"{file_path.relative_to(source).as_posix()} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _archive(version: str) -> Archive:
+    if version not in ARCHIVES:
+        raise ValueError(f"dataset version {version!r} is not known; allowed: {', '.join(ARCHIVES)}")
+    return ARCHIVES[version]
+
+
+def _layout(archive: Archive) -> str:
+    return " and ".join(f"{folder}/<group>/<id>" for folder in archive.top_folders)
+
+
+def _subset_folders(folder: pathlib.Path, archive: Archive) -> dict[str, pathlib.Path]:
+    """Map each subset to its top-level folder inside ``folder``; raise OSError if the layout is wrong."""
+    if all((folder / top).is_dir() for _, top in archive.folders):
+        return {subset: folder / top for subset, top in archive.folders}
+    # The top-level folder itself was given (bydate: either one, with its sibling beside it).
+    if folder.name in archive.top_folders and all((folder.parent / top).is_dir() for top in archive.top_folders):
+        return {subset: folder.parent / top for subset, top in archive.folders}
+    # A single-subset version's folder under another name, e.g. the blog's TEXT_DATA_DIR '20_newsgroup'.
+    other_version = _ALL_TOP_FOLDERS.get(folder.name)
+    if len(archive.folders) == 1 and other_version is None and _holds_groups(folder):
+        return {archive.folders[0][0]: folder}
+    found = f" (that is the {other_version!r} version's folder)" if other_version else ""
+    raise OSError(f"{folder}{found} is not an extracted {archive.version!r} folder: expected {_layout(archive)} "
+                  f"inside it, or the top-level folder itself")
+
+
+def _holds_groups(folder: pathlib.Path) -> bool:
+    """Whether ``folder`` directly holds group folders with digit-named posts."""
+    return any(True for _ in _post_files(folder, depth=2))
+
+
+def _post_files(root: pathlib.Path, *, depth: int) -> Iterator[pathlib.Path]:
+    """Digit-named regular files exactly ``depth`` levels below ``root`` (2: <group>/<id>)."""
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if depth == 1:
+                if entry.name.isdigit() and entry.is_file():
+                    yield pathlib.Path(entry.path)
+            elif entry.is_dir():
+                yield from _post_files(pathlib.Path(entry.path), depth=depth - 1)
+
+
+def _read_folder(folder: pathlib.Path, archive: Archive) -> Iterator[tuple[str, str, str, bytes]]:
+    for subset, top in _subset_folders(folder, archive).items():
+        for file_path in _post_files(top, depth=2):
+            yield subset, file_path.parent.name, file_path.name, file_path.read_bytes()
+
+
+def _read_archive(path: pathlib.Path, archive: Archive) -> Iterator[tuple[str, str, str, bytes]]:
+    """Stream the archive once (``r|*``), keeping ``<top>/<group>/<id>`` members of this version."""
+    subset_of = {top: subset for subset, top in archive.folders}
+    others: set[str] = set()
+    try:
+        with tarfile.open(path, "r|*") as tar:
+            for member in tar:
+                parts = member.name.split("/")
+                if len(parts) < 3 or not member.isfile() or not parts[-1].isdigit():
+                    continue
+                top, group, name = parts[-3:]
+                if top not in subset_of:
+                    others.add(top)
+                    continue
+                yield subset_of[top], group, name, tar.extractfile(member).read()
+    except tarfile.TarError as error:
+        raise OSError(f"cannot read archive {path}: {error}; expected {archive.filename} (a tar.gz)") from error
+    if others:
+        logger.debug("skipped posts under other top-level folders in %s: %s", path, sorted(others))
+
+
+# ------------------------------------------------------------------------------------------- stripping
+
+
+def _strip_none(text: str) -> str:
+    return text
+
+
+def _strip_blank_line(text: str) -> str:
+    # Keras PR #5585 (the blog's loader): i = t.find('\n\n'); if 0 < i: t = t[i:]  -- keeps the blank line.
+    index = text.find("\n\n")
+    if 0 < index:
+        text = text[index:]
+    return text
+
+
+def _strip_first_10_lines(text: str) -> str:
+    # keras-io "Using pre-trained word embeddings" (2020): lines = content.split("\n"); lines = lines[10:].
+    return "\n".join(text.split("\n")[10:])
+
+
+def _sklearn_header(text: str) -> str:
+    # scikit-learn strip_newsgroup_header: text.partition("\n\n") -> everything after the first blank line.
+    _before, _blank_line, after = text.partition("\n\n")
+    return after
+
+
+def _sklearn_footer(text: str) -> str:
+    # scikit-learn strip_newsgroup_footer: cut at the last blank or all-hyphen line unless it is line 0.
+    lines = text.strip().split("\n")
+    cut = next((number for number in range(len(lines) - 1, -1, -1) if lines[number].strip().strip("-") == ""), 0)
+    return "\n".join(lines[:cut]) if cut > 0 else text
+
+
+# scikit-learn _QUOTE_RE: lines quoting or introducing a quote.
+_QUOTE_PATTERN = re.compile(r"(writes in|writes:|wrote:|says:|said:|^In article|^Quoted from|^\||^>)")
+
+
+def _sklearn_quoting(text: str) -> str:
+    # scikit-learn strip_newsgroup_quoting: drop every line the quote pattern matches.
+    return "\n".join(line for line in text.split("\n") if not _QUOTE_PATTERN.search(line))
+
+
+def _strip_sklearn_headers(text: str) -> str:
+    # fetch_20newsgroups(remove=('headers',)).
+    return _sklearn_header(text)
+
+
+def _strip_sklearn_all(text: str) -> str:
+    # fetch_20newsgroups(remove=('headers', 'footers', 'quotes')) applies them in this order.
+    return _sklearn_quoting(_sklearn_footer(_sklearn_header(text)))
+
+
+STRIPPERS: dict[str, Callable[[str], str]] = {
+    "none": _strip_none,
+    "blank_line": _strip_blank_line,
+    "first_10_lines": _strip_first_10_lines,
+    "sklearn_headers": _strip_sklearn_headers,
+    "sklearn_all": _strip_sklearn_all,
+}
+assert tuple(STRIPPERS) == config_module.STRIP_MODES, "STRIPPERS must cover trainer.config.STRIP_MODES"
+
+
+def strip_text(text: str, mode: str) -> str:
+    """Apply one header-stripping mode (a ``trainer.config.STRIP_MODES`` value) to a post."""
+    if mode not in STRIPPERS:
+        raise ValueError(f"strip mode {mode!r} is not known; allowed: {', '.join(STRIPPERS)}")
+    return STRIPPERS[mode](text)
+
+
+def normalise_text(text: str) -> str:
+    """Lower-case with whitespace runs collapsed to one space: the key for dedup and leakage."""
+    return " ".join(text.lower().split())
+
+
+# ------------------------------------------------------------------------------------------------ split
+
+
+def make_split(
+    config: config_module.TrainerConfig,
+    *,
+    data_home: str | os.PathLike | None = None,
+    download_if_missing: bool = True,
+) -> Split:
+    """Load, strip, optionally dedup and split the dataset the config names.
+
+    Steps: resolve and load the documents; keep the first ``documents_per_group`` of each group per
+    subset (load order); strip with ``config.strip``; with ``config.dedup`` drop documents whose
+    normalised stripped text equals an earlier one's (load order); then split. ``19997``/``18828``, and
+    ``bydate`` with ``validation="split"`` (its train files only), use the blog's split: shuffle the load
+    order with ``numpy.random.default_rng(config.seed).permutation`` and hold out the last
+    ``int(validation_split * N)`` documents. ``bydate`` with ``validation="auto"`` trains on the official
+    train files and validates on the test files, both in load order.
+
+    Returns
+    -------
+    Split
+        Deterministic for a given config and source.
+
+    Raises
+    ------
+    OSError
+        When the data cannot be found or downloaded (see ``resolve_dataset``).
+    ValueError
+        When too few documents remain to hold any out for validation.
+    """
+    source = resolve_dataset(config.dataset, data_path=config.data_path, data_home=data_home,
+                             download_if_missing=download_if_missing)
+    documents = load_documents(source, config.dataset)
+    if config.documents_per_group > 0:
+        documents = _first_per_group(documents, config.documents_per_group)
+    texts = [strip_text(document.text, config.strip) for document in documents]
+    keys = [normalise_text(text) for text in texts]
+    label_names = sorted({document.group for document in documents})
+    label_of = {name: index for index, name in enumerate(label_names)}
+
+    dropped_duplicates = 0
+    kept = list(range(len(documents)))
+    if config.dedup:
+        seen: set[str] = set()
+        kept = []
+        for index, key in enumerate(keys):
+            if key in seen:
+                dropped_duplicates += 1
+            else:
+                seen.add(key)
+                kept.append(index)
+
+    if config.dataset == "bydate" and config.validation == "auto":
+        train_indices = [index for index in kept if documents[index].subset == "train"]
+        val_indices = [index for index in kept if documents[index].subset == "test"]
+    else:
+        # bydate in split mode splits its train files only; the test files are not used.
+        pool = [index for index in kept if documents[index].subset in ("all", "train")]
+        # Keras blog: indices = np.arange(N); np.random.shuffle(indices) (unseeded there, seeded here).
+        pool = [pool[position] for position in np.random.default_rng(config.seed).permutation(len(pool))]
+        # Keras blog: nb_validation_samples = int(VALIDATION_SPLIT * data.shape[0]); x_val = data[-nb:].
+        num_val = int(config.validation_split * len(pool))
+        if num_val == 0 or num_val == len(pool):
+            raise ValueError(f"{len(pool)} documents with validation_split={config.validation_split} leave "
+                             f"{num_val} for validation; raise documents_per_group or validation_split")
+        train_indices, val_indices = pool[:len(pool) - num_val], pool[len(pool) - num_val:]
+    if not train_indices or not val_indices:
+        raise ValueError(f"split of {source} has {len(train_indices)} training and {len(val_indices)} "
+                         f"validation documents; both must be non-empty")
+
+    train_keys = {keys[index] for index in train_indices}
+    leakage = sum(keys[index] in train_keys for index in val_indices) / len(val_indices)
+    split = Split(
+        train_texts=[texts[index] for index in train_indices],
+        train_labels=np.array([label_of[documents[index].group] for index in train_indices], dtype=np.int64),
+        train_ids=[documents[index].doc_id for index in train_indices],
+        val_texts=[texts[index] for index in val_indices],
+        val_labels=np.array([label_of[documents[index].group] for index in val_indices], dtype=np.int64),
+        val_ids=[documents[index].doc_id for index in val_indices],
+        label_names=label_names,
+        leakage=float(leakage),
+        dropped_duplicates=dropped_duplicates,
+        archive_sha256=source_sha256(source),
+        source=str(source),
+    )
+    logger.info("dataset %s from %s: %d train, %d validation, %d groups, leakage %.4f, %d duplicates dropped",
+                config.dataset, source, len(train_indices), len(val_indices), len(label_names), leakage,
+                dropped_duplicates)
+    return split
+
+
+def _first_per_group(documents: list[Document], limit: int) -> list[Document]:
+    """Keep the first ``limit`` documents (load order) of each (subset, group)."""
+    counts: dict[tuple[str, str], int] = {}
+    kept = []
+    for document in documents:
+        key = (document.subset, document.group)
+        if counts.get(key, 0) < limit:
+            counts[key] = counts.get(key, 0) + 1
+            kept.append(document)
+    return kept

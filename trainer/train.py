@@ -1,0 +1,151 @@
+"""``train()``: the one function every caller (CLI, Ray trial, tests, benchmarks) runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainer import config as config_module
+from trainer import model as model_module
+from trainer import prepare as prepare_module
+
+METRICS = ("loss", "acc", "val_loss", "val_acc", "epoch_seconds")
+CHECKPOINT_ARRAYS = "checkpoint.npz"
+CHECKPOINT_STATE = "state.json"
+
+
+@dataclasses.dataclass
+class TrainState:
+    """The state after a finished epoch; ``save`` writes it so ``train(resume=...)`` can continue."""
+
+    config: config_module.TrainerConfig
+    model: keras.Model
+    epoch: int
+    history: dict[str, list[float]]
+
+    def save(self, directory: str | os.PathLike) -> pathlib.Path:
+        """Write a resumable checkpoint (weights, optimizer slots, epoch, history) into ``directory``.
+
+        A frozen embedding is not written: it is rebuilt from the prepared data, which keeps an epoch's
+        checkpoint at a few MB. Files are written to temporary names and renamed, never half-written.
+        """
+        directory = pathlib.Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays = {f"model_{index}": variable.numpy() for index, variable in enumerate(self.model.weights)
+                  if not _is_frozen_embedding(variable, self.model)}
+        arrays.update({f"optimizer_{index}": variable.numpy()
+                       for index, variable in enumerate(self.model.optimizer.variables)})
+        temporary = directory / f".{CHECKPOINT_ARRAYS}.tmp.npz"
+        np.savez(temporary, **arrays)
+        os.replace(temporary, directory / CHECKPOINT_ARRAYS)
+        state = {"epoch": self.epoch, "history": self.history, "config": self.config.to_dict()}
+        temporary = directory / f".{CHECKPOINT_STATE}.tmp"
+        temporary.write_text(json.dumps(state))
+        os.replace(temporary, directory / CHECKPOINT_STATE)
+        return directory
+
+
+def _is_frozen_embedding(variable, model: keras.Model) -> bool:
+    embedding = model.get_layer("embedding")
+    return not embedding.trainable and any(variable is weight for weight in embedding.weights)
+
+
+def _restore(model: keras.Model, config: config_module.TrainerConfig, directory: str | os.PathLike):
+    """Load a checkpoint written by ``TrainState.save``; returns (epoch, history)."""
+    directory = pathlib.Path(directory)
+    try:
+        state = json.loads((directory / CHECKPOINT_STATE).read_text())
+        arrays = np.load(directory / CHECKPOINT_ARRAYS)
+    except (OSError, ValueError) as error:
+        raise OSError(f"cannot resume from {directory}: {error}") from error
+    saved = config_module.TrainerConfig.from_dict(state["config"])
+    if saved.replace(epochs=config.epochs) != config:
+        raise ValueError(f"checkpoint in {directory} was written for a different config; only 'epochs' may differ")
+    for index, variable in enumerate(model.weights):
+        if f"model_{index}" in arrays:
+            variable.assign(arrays[f"model_{index}"])
+    model.optimizer.build(model.trainable_variables)
+    for index, variable in enumerate(model.optimizer.variables):
+        variable.assign(arrays[f"optimizer_{index}"])
+    return int(state["epoch"]), {name: list(values) for name, values in state["history"].items()}
+
+
+def seed_everything(config: config_module.TrainerConfig) -> None:
+    """Seed Python, NumPy and TensorFlow; with ``deterministic`` also make TF ops deterministic."""
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        # Same seed on CPU -> same metrics. (GPU cuDNN kernels are deterministic too under this flag.)
+        tf.config.experimental.enable_op_determinism()
+
+
+def epoch_order(config: config_module.TrainerConfig, epoch: int, size: int) -> np.ndarray:
+    """Shuffle order of the training set for a 1-based ``epoch``: drawn from (seed, epoch) alone.
+
+    Keras' own ``shuffle=True`` draws from a global stream, so epoch E's order would depend on how many
+    epochs ran before in this process; a per-epoch draw makes epoch E of a 10-epoch run identical to an
+    E-epoch run and to a run resumed at E - 1.
+    """
+    return np.random.default_rng([config.seed, epoch]).permutation(size)
+
+
+def train(
+    config: config_module.TrainerConfig,
+    data: prepare_module.Prepared | None = None,
+    *,
+    on_epoch: Callable[[int, dict[str, float], TrainState], Any] | None = None,
+    resume: str | os.PathLike | None = None,
+    data_home: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    download_if_missing: bool = True,
+) -> dict[str, Any]:
+    """Train the configured network for ``config.epochs`` epochs.
+
+    Parameters
+    ----------
+    config : TrainerConfig
+    data : Prepared, optional
+        Arrays from ``trainer.prepare.prepare``; built (through the cache) when omitted.
+    on_epoch : callable, optional
+        Called after every epoch as ``on_epoch(epoch, metrics, state)``: 1-based epoch, a dict with
+        ``loss``, ``acc``, ``val_loss``, ``val_acc`` and ``epoch_seconds`` (wall seconds of the epoch's fit
+        and validation), and a ``TrainState`` whose ``save(directory)`` writes a resumable checkpoint.
+    resume : path, optional
+        A folder written by ``TrainState.save``; training continues after its epoch.
+
+    Returns
+    -------
+    dict
+        ``epoch`` (list of 1-based epochs), one list per metric, ``stats`` (from ``prepare``) and ``config``.
+    """
+    if data is None:
+        data = prepare_module.prepare(config, data_home=data_home, cache_dir=cache_dir,
+                                      download_if_missing=download_if_missing)
+    seed_everything(config)
+    model = model_module.build_model(config, matrix_rows=data.matrix_rows, embedding_matrix=data.embedding_matrix,
+                                     num_classes=data.num_classes)
+    history: dict[str, list[float]] = {name: [] for name in ("epoch",) + METRICS}
+    finished = 0
+    if resume is not None:
+        finished, history = _restore(model, config, resume)
+    for epoch in range(finished + 1, config.epochs + 1):
+        order = epoch_order(config, epoch, len(data.x_train))
+        started = time.perf_counter()
+        result = model.fit(data.x_train[order], data.y_train[order], batch_size=config.batch_size, epochs=1,
+                           shuffle=False, validation_data=(data.x_val, data.y_val), verbose=0)
+        metrics = {name: float(result.history[name][-1]) for name in ("loss", "acc", "val_loss", "val_acc")}
+        metrics["epoch_seconds"] = time.perf_counter() - started
+        history["epoch"].append(epoch)
+        for name in METRICS:
+            history[name].append(metrics[name])
+        if on_epoch is not None:
+            on_epoch(epoch, metrics, TrainState(config=config, model=model, epoch=epoch, history=history))
+    return {**history, "stats": dict(data.stats), "config": config.to_dict()}
