@@ -31,7 +31,7 @@ from trainer import vectorizer as vectorizer_module
 logger = logging.getLogger(__name__)
 
 # Bump when the code that fills an entry changes meaning, so old entries are never reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 ARRAY_NAMES = ("x_train", "y_train", "x_val", "y_val", "embedding_matrix")
 
 
@@ -133,7 +133,9 @@ def prepare(
 
 def _build(config, *, data_home, download_if_missing, glove) -> Prepared:
     split = data_module.make_split(config, data_home=data_home, download_if_missing=download_if_missing)
-    vectorized = vectorizer_module.vectorize(config, split.train_texts, split.val_texts)
+    official = config.dataset == "bydate" and config.validation == "auto"
+    vectorized = vectorizer_module.vectorize(config, split.train_texts, split.val_texts,
+                                             fit_order=corpus_order(split, official=official))
     rows = embeddings_module.matrix_rows(vectorized.word_index, config.num_words, config.sizing)
     matrix = None
     embedding_stats: dict[str, Any] = {"glove_found": 0, "glove_coverage": float("nan")}
@@ -168,6 +170,18 @@ def _build(config, *, data_home, download_if_missing, glove) -> Prepared:
         label_names=list(split.label_names),
         stats=stats,
     )
+
+
+def corpus_order(split: data_module.Split, *, official: bool) -> list[int]:
+    """Positions in ``train + val`` in the order the blog read the corpus, before its shuffle.
+
+    Keras blog (2016): ``for name in sorted(os.listdir(TEXT_DATA_DIR))`` then ``sorted(os.listdir(path))``;
+    the tokenizer is fitted in that order and word-index ties keep first-seen order, so it decides which
+    equally frequent words make the ``num_words`` cut. Subsets keep their order (bydate: train, then test).
+    """
+    subsets = [0] * len(split.train_ids) + [1 if official else 0] * len(split.val_ids)
+    ids = list(split.train_ids) + list(split.val_ids)
+    return sorted(range(len(ids)), key=lambda position: (subsets[position], *ids[position].split("/", 1)))
 
 
 def _array_digest(array: np.ndarray) -> str:
