@@ -188,23 +188,30 @@ def mlflow_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     log = open(folder / "server.log", "wb")
+    # MLflow 3's server also starts job-runner processes (huey) that tracking never uses: they cost CPU.
+    environment = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     process = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
          "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1"],
-        cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+        cwd=folder, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{uri}/health", process=process)
     except RuntimeError as error:
-        process.kill()
+        os.killpg(process.pid, 9)
         pytest.fail(f"{error}\n{(folder / 'server.log').read_text()[-3000:]}")
     yield uri
-    process.terminate()
+    # The server's own session holds its workers: stop them all, then make sure.
+    os.killpg(process.pid, 15)
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        process.kill()
+        pass
+    try:
+        os.killpg(process.pid, 9)
+    except ProcessLookupError:
+        pass
     log.close()
 
 

@@ -1,0 +1,466 @@
+"""``glovesweep report``: intervals and attribution on hand-computed tables, then runs read from a real MLflow
+server (synthetic runs in the documented schema, and a real tiny sweep made by the driver on local Ray)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import pathlib
+import time
+
+import numpy as np
+import pytest
+from pyarrow import parquet
+
+from sweeps import cli
+from sweeps import report
+from trainer import config as config_module
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------------------------- hand-made rows
+
+def make_rows(accuracy, levels: dict[str, tuple], *, seeds=(0, 1, 2), epochs=(2,), noise=0.0, random_seed=0):
+    """Network rows for every combination of ``levels`` x seed x epoch count; ``accuracy(cell, epochs)``."""
+    random = np.random.default_rng(random_seed)
+    rows = []
+    for values in itertools.product(*levels.values()):
+        cell = dict(zip(levels, values))
+        for seed in seeds:
+            run_id = f"run-{'-'.join(values)}-{seed}"
+            for count in epochs:
+                row = {name: None for name in report.PARAM_COLUMNS}
+                row.update(cell, trainer="keras", model="keras", run_id=run_id, seed=seed, epochs=count,
+                           val_acc=accuracy(cell, count) + random.normal(0, noise), leakage=0.0)
+                rows.append(row)
+    return rows
+
+
+def test_t_interval_matches_hand_computed_values():
+    # mean 0.74, sample sd 0.04, se 0.04/sqrt(3), t(0.975, 2) = 4.302653 -> half width 0.099366.
+    mean, low, high = report.t_interval([0.70, 0.74, 0.78])
+    assert mean == pytest.approx(0.74)
+    assert low == pytest.approx(0.74 - 4.302653 * 0.04 / math.sqrt(3), abs=1e-6)
+    assert high == pytest.approx(0.839366, abs=1e-6)
+    # Two seeds: t(0.975, 1) = 12.706205, se = 0.1.
+    assert report.t_interval([0.5, 0.7])[1:] == pytest.approx((0.6 - 1.2706205, 0.6 + 1.2706205), abs=1e-6)
+    # One seed: a mean but no interval.
+    mean, low, high = report.t_interval([0.9])
+    assert mean == 0.9 and math.isnan(low) and math.isnan(high)
+
+
+def test_cell_table_means_intervals_and_baselines_beside_the_network():
+    rows = make_rows(lambda cell, count: 0.0, {"dataset": ("19997",), "embedding": ("frozen", "trainable")},
+                     seeds=(0, 1, 2))
+    for row, value in zip(rows, [0.70, 0.74, 0.78, 0.50, 0.60, 0.70]):
+        row["val_acc"] = value
+    # One seed only in a third cell; and a baseline (its embedding param is irrelevant to it).
+    rows += make_rows(lambda cell, count: 0.9, {"dataset": ("bydate",), "embedding": ("frozen",)}, seeds=(0,))
+    for seed, value in ((0, 0.80), (1, 0.84)):
+        rows.append(dict({name: None for name in report.PARAM_COLUMNS}, dataset="19997", embedding="trainable",
+                         trainer="baseline", model="multinomial_nb", run_id=f"nb-{seed}", seed=seed, epochs=None,
+                         val_acc=value, leakage=0.04))
+    cells = report.cell_table(rows, ["dataset", "embedding"])
+    by_key = {(cell["model"], cell["dataset"], cell["embedding"], cell["epochs"]): cell for cell in cells}
+    frozen = by_key[("keras", "19997", "frozen", 2)]
+    assert (frozen["n"], frozen["mean"]) == (3, pytest.approx(0.74))
+    assert frozen["ci_low"] == pytest.approx(0.640634, abs=1e-6)
+    assert frozen["ci_high"] == pytest.approx(0.839366, abs=1e-6)
+    trainable = by_key[("keras", "19997", "trainable", 2)]
+    assert trainable["mean"] == pytest.approx(0.60) and trainable["std"] == pytest.approx(0.10)
+    single = by_key[("keras", "bydate", "frozen", 2)]
+    assert single["n"] == 1 and math.isnan(single["ci_low"]) and math.isnan(single["ci_high"])
+    # The baseline is keyed by the factors that shape its split only (embedding blank), and sits beside
+    # every network cell of its dataset in the Markdown table.
+    baseline = by_key[("multinomial_nb", "19997", "", None)]
+    assert (baseline["n"], baseline["mean"], baseline["leakage"]) == (2, pytest.approx(0.82), pytest.approx(0.04))
+    markdown = "\n".join(report.cell_markdown(cells, ["dataset", "embedding"]))
+    assert "| 19997 | frozen | 0.740 [0.641, 0.839] n=3 |" in markdown
+    assert markdown.count("0.820 [") == 2, markdown
+    assert "0.900 (n=1, no interval)" in markdown
+
+
+def test_attribution_ranks_a_planted_dominant_factor_first():
+    # strip moves accuracy by 30 points, dataset and embedding by about 1, seed noise 0.5 points.
+    def accuracy(cell, count):
+        return (0.90 - 0.30 * (cell["strip"] == "blank_line") - 0.01 * (cell["dataset"] == "bydate")
+                + 0.012 * (cell["embedding"] == "trainable") + 0.01 * count)
+
+    levels = {"dataset": ("19997", "bydate"), "strip": ("none", "blank_line"), "embedding": ("frozen", "trainable")}
+    rows = make_rows(accuracy, levels, seeds=(0, 1, 2), epochs=(2, 10), noise=0.005)
+    effects = report.attribute(rows, list(levels), bootstrap_samples=300)
+    for count in (2, 10):
+        ranked = [record for record in effects if record["epochs"] == count]
+        first = ranked[0]
+        assert (first["rank"], first["term"], first["levels"]) == (1, "strip", "none vs blank_line")
+        assert first["share"] > 0.95
+        assert first["effect_points"] == pytest.approx(30.0, abs=0.6)
+        assert first["effect_low"] < first["effect_points"] < first["effect_high"] < first["effect_low"] + 2.0
+        minor = {record["term"]: record for record in ranked[1:3]}
+        assert set(minor) == {"dataset", "embedding"}
+        assert minor["dataset"]["effect_points"] == pytest.approx(1.0, abs=0.6)
+        assert minor["embedding"]["effect_points"] == pytest.approx(1.2, abs=0.6)
+        assert minor["embedding"]["levels"] == "trainable vs frozen"
+        assert all(record["share"] < 0.02 for record in minor.values())
+        assert ranked[-1]["kind"] == "residual" and ranked[-1]["share"] < 0.01
+        # No interaction was planted, so none reaches the listing threshold.
+        assert not [record for record in ranked if record["kind"] == "interaction"]
+
+
+def test_attribution_lists_a_planted_interaction():
+    # Headers help only on the 19997 set (the Newsgroups: header it keeps): a dataset x strip interaction.
+    def accuracy(cell, count):
+        return 0.50 + 0.40 * (cell["strip"] == "none" and cell["dataset"] == "19997")
+
+    levels = {"dataset": ("19997", "bydate"), "strip": ("none", "blank_line"), "embedding": ("frozen", "trainable")}
+    effects = report.attribute(make_rows(accuracy, levels, noise=0.002), list(levels), bootstrap_samples=200)
+    interactions = [record for record in effects if record["kind"] == "interaction"]
+    assert [record["term"] for record in interactions] == ["dataset x strip"]
+    # Cell means 0.9, 0.5, 0.5, 0.5: the additive fit misses each cell by 0.4 / 4 = 10 points.
+    assert interactions[0]["effect_points"] == pytest.approx(10.0, abs=0.3)
+    assert interactions[0]["share"] == pytest.approx(1 / 3, abs=0.01)
+
+
+def test_gap_is_split_by_shapley_values_that_add_up():
+    cell_means = {("19997", "none"): 0.95, ("bydate", "none"): 0.85, ("19997", "blank_line"): 0.50,
+                  ("bydate", "blank_line"): 0.45}
+    levels = {"dataset": ("19997", "bydate"), "strip": ("none", "blank_line")}
+    rows = make_rows(lambda cell, count: cell_means[(cell["dataset"], cell["strip"])], levels, seeds=(0, 1))
+    blog = report.parse_cell("dataset=19997,strip=none")
+    user = report.parse_cell(["dataset=bydate", "strip=blank_line"])
+    (gap,) = report.decompose_gap(rows, list(levels), blog, user, bootstrap_samples=50)
+    contributions = {item["factor"]: item["points"] for item in gap["contributions"]}
+    # strip: ((0.95 - 0.50) + (0.85 - 0.45)) / 2 = 42.5; dataset: ((0.95 - 0.85) + (0.50 - 0.45)) / 2 = 7.5.
+    assert contributions == {"strip": pytest.approx(42.5), "dataset": pytest.approx(7.5)}
+    assert gap["gap_points"] == pytest.approx(50.0) and gap["modelled"] == []
+    assert [item["factor"] for item in gap["contributions"]] == ["strip", "dataset"]
+    (sentence,) = report.answer_sentences([gap], blog, user)
+    assert "a gap of 50.0 points; strip (none -> blank_line) explains 42.5 of them" in sentence
+    assert sentence.startswith("At 2 epochs the blog's cell (dataset=19997, strip=none) reaches 0.950")
+
+
+def test_gap_holds_other_factors_fixed_and_models_a_missing_corner():
+    # embedding=trainable was run only in the blog's cell: the comparison must hold embedding at frozen.
+    levels = {"dataset": ("19997", "bydate"), "strip": ("none", "blank_line"), "embedding": ("frozen",)}
+    rows = make_rows(lambda cell, count: 0.9 - 0.3 * (cell["strip"] != "none") - 0.1 * (cell["dataset"] != "19997"),
+                     levels, seeds=(0, 1))
+    rows += make_rows(lambda cell, count: 0.2, {"dataset": ("19997",), "strip": ("none",),
+                                                "embedding": ("trainable",)}, seeds=(0, 1))
+    blog, user = report.parse_cell("dataset=19997,strip=none"), report.parse_cell("dataset=bydate,strip=blank_line")
+    (gap,) = report.decompose_gap(rows, ["dataset", "strip", "embedding"], blog, user, bootstrap_samples=20)
+    assert gap["stratum"] == "embedding=frozen"
+    assert (gap["blog"], gap["user"], gap["gap_points"]) == (pytest.approx(0.9), pytest.approx(0.5), pytest.approx(40))
+    # Without the (bydate, none) corner the additive model fills it in, and the split still adds up.
+    rows = [row for row in rows if not (row["dataset"] == "bydate" and row["strip"] == "none")]
+    (gap,) = report.decompose_gap(rows, ["dataset", "strip", "embedding"], blog, user, bootstrap_samples=20)
+    assert gap["modelled"] == ["dataset=bydate, strip=none"]
+    assert sum(item["points"] for item in gap["contributions"]) == pytest.approx(gap["gap_points"])
+    # The user's cell was never run: no answer, and the sentence says what is missing.
+    rows = [row for row in rows if row["dataset"] != "bydate"]
+    (gap,) = report.decompose_gap(rows, ["dataset", "strip", "embedding"], blog, user, bootstrap_samples=20)
+    assert gap["missing"] == "no runs with dataset=bydate"
+    assert "cannot be measured: no runs with dataset=bydate" in report.answer_sentences([gap], blog, user)[0]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("datset=19997", "cell key 'datset' is not a trainer setting"),
+    ("dataset=20000", "cell value dataset='20000' is not allowed; allowed values: 19997, bydate, 18828"),
+    ("strip", "cell item 'strip' is not key=value"),
+    ("seed=1", "cell key 'seed' is not a trainer setting that can define a cell"),
+])
+def test_bad_cell_specs_are_rejected_with_the_fix(text, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        report.parse_cell(text)
+
+
+# ------------------------------------------------------------------- synthetic runs on a real MLflow server
+
+def mlflow_client(uri: str):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def log_schema_sweep(client, experiment: str, name: str, *, seeds=(0, 1), epochs=(2, 3)) -> dict:
+    """Log a sweep in docs/DESIGN.md's schema: strip moves val_acc by 30 points, dataset by 2.
+
+    Network trials: dataset x strip x seed, trained to max(epochs) with step metrics per epoch; one extra
+    trial failed after epoch 2 (summary at 2 only); one failed before any epoch; TF-IDF baselines per cell
+    and seed (``val_acc`` at step 0, as the driver logs them). Returns the ids and the logged values.
+    """
+    from mlflow import entities
+
+    experiment_id = client.create_experiment(experiment)
+    parent = client.create_run(experiment_id, run_name=name, tags={
+        "glovesweep.role": "sweep", "glovesweep.sweep_name": name, "glovesweep.sweep_hash": "ab" * 8})
+    parent_id = parent.info.run_id
+    logged = {"parent": parent_id, "experiment_id": experiment_id, "keras": {}, "baseline": {}}
+
+    def child(tags, params, metrics, status="FINISHED"):
+        run = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent_id, "glovesweep.role": "trial",
+                                                     **tags})
+        client.log_batch(run.info.run_id, params=[entities.Param(key, str(value)) for key, value in params.items()],
+                         metrics=metrics)
+        client.set_terminated(run.info.run_id, status=status)
+        return run.info.run_id
+
+    now = int(time.time() * 1000)
+    trials = [(dataset, strip, seed, max(epochs)) for dataset, strip, seed in
+              itertools.product(("19997", "bydate"), ("none", "blank_line"), seeds)]
+    trials.append(("bydate", "none", max(seeds) + 1, 2))  # failed after epoch 2
+    for dataset, strip, seed, finished in trials:
+        config = config_module.TrainerConfig(dataset=dataset, strip=strip, seed=seed, epochs=max(epochs))
+        params = {**config.to_dict(), "factors": "dataset,strip,epochs"}
+        base = 0.92 - 0.30 * (strip == "blank_line") - 0.02 * (dataset == "bydate") + 0.003 * seed
+        metrics = [entities.Metric("leakage", 0.04 if dataset == "19997" else 0.0, now, 0),
+                   entities.Metric("glove_coverage", 0.93, now, 0), entities.Metric("out_of_range_ids", 0, now, 0)]
+        values = {}
+        for epoch in range(1, finished + 1):
+            accuracy = base - 0.05 / epoch
+            metrics += [entities.Metric(key, value, now, epoch) for key, value in (
+                ("loss", 1 - accuracy), ("acc", accuracy + 0.05), ("val_loss", 1.2 - accuracy), ("val_acc", accuracy),
+                ("epoch_seconds", 1.5))]
+            if epoch in epochs:
+                values[epoch] = accuracy
+                metrics += [entities.Metric(f"val_acc_at_{epoch}", accuracy, now, 0),
+                            entities.Metric(f"val_loss_at_{epoch}", 1.2 - accuracy, now, 0)]
+        cell = f"dataset={dataset},strip={strip}"
+        run_id = child({"glovesweep.trial_id": f"k-{dataset}-{strip}-{seed}", "glovesweep.cell": cell,
+                        "trainer": "keras"}, params, metrics,
+                       status="FINISHED" if finished == max(epochs) else "FAILED")
+        logged["keras"][run_id] = {"dataset": dataset, "strip": strip, "seed": seed, "values": values,
+                                   "epochs_run": finished}
+    logged["empty"] = child({"glovesweep.trial_id": "k-dead", "glovesweep.cell": "dataset=19997,strip=none",
+                             "trainer": "keras"},
+                            {**config_module.TrainerConfig(seed=9).to_dict(), "factors": "dataset,strip,epochs"},
+                            [], status="FAILED")
+    for dataset, strip, seed in itertools.product(("19997", "bydate"), ("none", "blank_line"), seeds):
+        config = config_module.TrainerConfig(dataset=dataset, strip=strip, seed=seed, epochs=max(epochs))
+        accuracy = 0.85 - 0.15 * (strip == "blank_line") + 0.001 * seed
+        run_id = child({"glovesweep.trial_id": f"b-{dataset}-{strip}-{seed}", "glovesweep.cell": f"{dataset},{strip}",
+                        "trainer": "baseline"},
+                       {**config.to_dict(), "factors": "dataset,strip,epochs", "baseline": "multinomial_nb"},
+                       [entities.Metric("val_acc", accuracy, now, 0), entities.Metric("train_acc", 0.99, now, 0),
+                        entities.Metric("leakage", 0.0, now, 0)])
+        logged["baseline"][run_id] = {"dataset": dataset, "strip": strip, "seed": seed, "val_acc": accuracy}
+    client.set_terminated(parent_id)
+    return logged
+
+
+@pytest.fixture(scope="module")
+def schema_sweep(mlflow_server, tmp_path_factory):
+    client = mlflow_client(mlflow_server)
+    logged = log_schema_sweep(client, "report-schema", "schema-sweep")
+    out_dir = tmp_path_factory.mktemp("schema-report")
+    started = time.perf_counter()
+    result = report.make_report(client, "schema-sweep", out_dir=out_dir, bootstrap_samples=200)
+    return {"client": client, "logged": logged, "report": result, "seconds": time.perf_counter() - started}
+
+
+def test_table_has_one_row_per_trial_and_requested_epoch_count(schema_sweep):
+    logged, result = schema_sweep["logged"], schema_sweep["report"]
+    table = parquet.read_table(result.files["runs"]).to_pylist()
+    keras_rows = [row for row in table if row["trainer"] == "keras"]
+    expected = {(run_id, epoch) for run_id, info in logged["keras"].items() for epoch in info["values"]}
+    assert len(expected) == 8 * 2 + 1  # 8 finished trials x {2, 3} + the trial that died after epoch 2
+    assert {(row["run_id"], row["epochs"]) for row in keras_rows} == expected
+    assert len(keras_rows) == len(expected)
+    for row in keras_rows:
+        info = logged["keras"][row["run_id"]]
+        assert row["val_acc"] == pytest.approx(info["values"][row["epochs"]])
+        assert row["val_loss"] == pytest.approx(1.2 - info["values"][row["epochs"]])
+        assert (row["dataset"], row["strip"], row["seed"]) == (info["dataset"], info["strip"], info["seed"])
+        assert row["leakage"] == pytest.approx(0.04 if info["dataset"] == "19997" else 0.0)
+        assert row["glove_coverage"] == pytest.approx(0.93) and row["max_epochs"] == 3
+        assert row["factors"] == "dataset,strip,epochs" and row["sweep_name"] == "schema-sweep"
+    baseline_rows = [row for row in table if row["trainer"] == "baseline"]
+    assert {row["run_id"]: row["val_acc"] for row in baseline_rows} == pytest.approx(
+        {run_id: info["val_acc"] for run_id, info in logged["baseline"].items()})
+    assert {row["model"] for row in baseline_rows} == {"multinomial_nb"}
+    assert all(row["epochs"] is None for row in baseline_rows)
+    # The run that died before its first epoch is left out, and said so.
+    assert result.sweep.skipped == [logged["empty"]]
+    assert logged["empty"] in result.files["markdown"].read_text()
+    # Per-epoch history: every finished epoch of every network trial.
+    history = parquet.read_table(result.files["history"]).to_pylist()
+    assert len(history) == 8 * 3 + 2
+
+
+def test_cell_table_csv_and_markdown_give_seed_means(schema_sweep):
+    logged, result = schema_sweep["logged"], schema_sweep["report"]
+    cells = {(cell["model"], cell["dataset"], cell["strip"], cell["epochs"]): cell for cell in result.cells}
+    for (dataset, strip, count) in itertools.product(("19997", "bydate"), ("none", "blank_line"), (2, 3)):
+        values = [info["values"][count] for info in logged["keras"].values()
+                  if (info["dataset"], info["strip"]) == (dataset, strip) and count in info["values"]]
+        cell = cells[("keras", dataset, strip, count)]
+        assert cell["n"] == len(values) and cell["mean"] == pytest.approx(np.mean(values))
+        assert (cell["ci_low"], cell["ci_high"]) == pytest.approx(report.t_interval(values)[1:])
+    # The extra seed died after epoch 2: three seeds at 2 epochs, two at 3.
+    assert cells[("keras", "bydate", "none", 2)]["n"] == 3 and cells[("keras", "bydate", "none", 3)]["n"] == 2
+    assert cells[("multinomial_nb", "19997", "blank_line", None)]["mean"] == pytest.approx(0.7005)
+    csv_text = result.files["cells"].read_text()
+    assert csv_text.splitlines()[0] == "model,dataset,strip,epochs,n,mean,std,ci_low,ci_high,leakage,seeds"
+    assert len(csv_text.splitlines()) == 1 + 8 + 4
+    markdown = result.files["markdown"].read_text()
+    assert "| dataset | strip | keras @2 | keras @3 | multinomial_nb (TF-IDF) | leakage |" in markdown
+
+
+def test_answer_names_the_planted_factor_and_its_points(schema_sweep):
+    result = schema_sweep["report"]
+    assert [record["term"] for record in result.effects if record["rank"] == 1] == ["strip", "strip"]
+    gap_at_3 = next(gap for gap in result.gaps if gap["epochs"] == 3)
+    top = gap_at_3["contributions"][0]
+    assert top["factor"] == "strip" and top["points"] == pytest.approx(30.0, abs=0.01)
+    assert gap_at_3["contributions"][1]["points"] == pytest.approx(2.0, abs=0.01)
+    assert any("a gap of 32.0 points; strip (none -> blank_line) explains 30.0 of them" in sentence
+               for sentence in result.answers), result.answers
+    assert "## Answer" in result.files["markdown"].read_text()
+
+
+def test_plots_are_written_and_logged_to_the_parent_run(schema_sweep):
+    client, logged, result = schema_sweep["client"], schema_sweep["logged"], schema_sweep["report"]
+    for name in ("epoch_plot", "effects_plot", "gap_plot"):
+        data = result.files[name].read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000, name
+    # A plot of an empty canvas compresses to a few kB; drawn curves and bars make it larger.
+    artifacts = {pathlib.PurePosixPath(item.path).name: item.file_size
+                 for item in client.list_artifacts(logged["parent"], "report")}
+    for filename in ("runs.parquet", "history.parquet", "cells.csv", "effects.csv", "gap.csv", "report.md",
+                     "val_acc_by_epoch.png", "factor_effects.png", "gap.png"):
+        assert artifacts.get(filename) == (result.out_dir / filename).stat().st_size, filename
+
+
+def test_sweep_is_found_by_run_id_and_unknown_names_list_the_known_sweeps(schema_sweep, mlflow_server):
+    client, logged = schema_sweep["client"], schema_sweep["logged"]
+    assert report.find_parent_run(client, logged["parent"]).info.run_id == logged["parent"]
+    with pytest.raises(ValueError, match=r"no sweep named 'nope' .*sweeps there: .*schema-sweep"):
+        report.find_parent_run(client, "nope")
+    child_id = next(iter(logged["keras"]))
+    with pytest.raises(ValueError, match=f"run {child_id} is not a sweep's parent run"):
+        report.find_parent_run(client, child_id)
+
+
+def test_report_command_on_a_tracking_server(schema_sweep, mlflow_server, tmp_path, capsys):
+    code = cli.main(["report", "schema-sweep", "--tracking-uri", mlflow_server, "--experiment", "report-schema",
+                     "--out", str(tmp_path / "out"), "--bootstrap", "50", "--no-log-artifacts",
+                     "--user-cell", "strip=blank_line", "dataset=19997"])
+    output = capsys.readouterr().out
+    assert code == 0, output
+    # Blog and user differ in strip alone here: strip explains the whole gap of 30 points.
+    assert "a gap of 30.0 points; strip (none -> blank_line) explains 30.0 of them" in output
+    assert (tmp_path / "out" / "runs.parquet").stat().st_size > 0
+
+
+def test_report_command_errors_name_the_fix(tmp_path, capsys):
+    missing = tmp_path / "absent.db"
+    assert cli.main(["report", "x", "--tracking-uri", f"sqlite:///{missing}"]) == 2
+    assert f"tracking store {missing} does not exist" in capsys.readouterr().err
+    assert cli.main(["report", "x", "--blog-cell", "colour=red"]) == 2
+    assert "cell key 'colour' is not a trainer setting" in capsys.readouterr().err
+
+
+def test_smoke_mode(tmp_path, capsys, monkeypatch):
+    working = tmp_path / "working"
+    working.mkdir()
+    monkeypatch.chdir(working)
+    assert cli.main(["report", "--smoke-test", "--out", str(tmp_path / "smoke"), "--bootstrap", "50"]) == 0
+    output = capsys.readouterr().out
+    assert "Smoke test passed: 24 rows" in output
+    assert "strip (none -> blank_line) explains" in output
+    assert (tmp_path / "smoke" / "val_acc_by_epoch.png").read_bytes().startswith(PNG_SIGNATURE)
+    # The temporary store keeps its artifacts too: nothing lands in the working directory (no ./mlruns).
+    assert list(working.iterdir()) == []
+
+
+# ------------------------------------------------------------------ a real tiny sweep: driver, Ray, MLflow
+
+TINY_SWEEP = """\
+# Run: glovesweep run {path}
+name: report-tiny
+factors:
+  dataset: ["19997", "bydate"]
+  strip: [none, blank_line]
+  epochs: [1, 2]
+fixed:
+  architecture: global_max
+  max_sequence_length: 160
+  sizing: num_words_plus_one
+seeds: 2
+baselines: [multinomial_nb]
+resources: {{cpu: 1, gpu: 0}}
+max_concurrent_trials: 2
+max_failures: 1
+mlflow: {{tracking_uri: "{tracking_uri}", experiment: report-tiny}}
+storage_path: {storage}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory, mlflow_server, ray_local):
+    """A real sweep (driver -> local Ray -> the trainer -> MLflow server) on tiny archives, and its report."""
+    import shutil
+
+    from conftest import build_tiny_corpus
+
+    from sweeps import driver
+    from sweeps import spec as spec_module
+
+    root = tmp_path_factory.mktemp("report-tiny-sweep")
+    home = root / "home"
+    home.mkdir()
+    for version in ("19997", "bydate"):
+        corpus = build_tiny_corpus(root / version, version, posts_per_group=8)
+        shutil.copy(corpus.archive, home / corpus.archive.name)
+    path = root / "report-tiny.yaml"
+    path.write_text(TINY_SWEEP.format(path=path, tracking_uri=mlflow_server, storage=root / "results"))
+    started = time.perf_counter()
+    driver.run_sweep(spec_module.load_sweep(path), download_if_missing=False, data_home=str(home),
+                     cache_dir=str(root / "cache"))
+    sweep_seconds = time.perf_counter() - started
+    client = mlflow_client(mlflow_server)
+    started = time.perf_counter()
+    result = report.make_report(client, "report-tiny", out_dir=root / "report", bootstrap_samples=100)
+    return {"client": client, "report": result, "sweep_seconds": sweep_seconds,
+            "report_seconds": time.perf_counter() - started}
+
+
+def test_real_sweep_table_matches_its_mlflow_runs(tiny_sweep):
+    client, result = tiny_sweep["client"], tiny_sweep["report"]
+    parent_id = result.sweep.parent_run_id
+    children = client.search_runs([result.sweep.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'")
+    keras_runs = [run for run in children if run.data.tags["trainer"] == "keras"]
+    baseline_runs = [run for run in children if run.data.tags["trainer"] == "baseline"]
+    assert len(keras_runs) == 2 * 2 * 2 and baseline_runs, "cells x seeds network trials, and baselines"
+    table = parquet.read_table(result.files["runs"]).to_pylist()
+    keras_rows = [row for row in table if row["trainer"] == "keras"]
+    assert len(keras_rows) == len(keras_runs) * 2  # one row per trial x requested epoch count {1, 2}
+    by_run = {run.info.run_id: run for run in keras_runs}
+    for row in keras_rows:
+        run = by_run[row["run_id"]]
+        assert row["val_acc"] == pytest.approx(run.data.metrics[f"val_acc_at_{row['epochs']}"])
+        assert (row["dataset"], row["strip"], row["seed"]) == (
+            run.data.params["dataset"], run.data.params["strip"], int(run.data.params["seed"]))
+    # The summary at E equals the step metric of epoch E in the history table.
+    history = {(row["run_id"], row["epoch"]): row["val_acc"]
+               for row in parquet.read_table(result.files["history"]).to_pylist()}
+    assert all(history[(row["run_id"], row["epochs"])] == pytest.approx(row["val_acc"]) for row in keras_rows)
+    assert len([row for row in table if row["trainer"] == "baseline"]) == len(baseline_runs)
+    cells = [cell for cell in result.cells if cell["model"] == "keras"]
+    assert len(cells) == 4 * 2 and all(cell["n"] == 2 for cell in cells)
+    assert {cell["model"] for cell in result.cells} == {"keras", "multinomial_nb"}
+
+
+def test_real_sweep_report_plots_and_artifacts(tiny_sweep):
+    client, result = tiny_sweep["client"], tiny_sweep["report"]
+    for name in ("epoch_plot", "effects_plot", "gap_plot"):
+        data = result.files[name].read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000, name
+    logged = {pathlib.PurePosixPath(item.path).name for item in client.list_artifacts(result.sweep.parent_run_id,
+                                                                                       "report")}
+    assert {"runs.parquet", "report.md", "val_acc_by_epoch.png", "factor_effects.png", "gap.png"} <= logged
+    # Both factors vary, so both are ranked at each epoch count; the answer covers both epoch counts.
+    ranked = {(record["epochs"], record["term"]) for record in result.effects if record["kind"] == "main"}
+    assert ranked == {(count, term) for count in (1, 2) for term in ("dataset", "strip")}
+    assert len(result.answers) == 2 and all("the blog's cell (dataset=19997, strip=none)" in sentence
+                                            for sentence in result.answers)
