@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import pathlib
+import tempfile
 import time
 import urllib.request
 
@@ -61,8 +62,10 @@ def file_sha256(path: str | os.PathLike) -> str:
 def atomic_write_text(path: pathlib.Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary sibling and ``os.replace`` (never half-written)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
+    # A unique temporary per writer: threads of one process (trials, tests) may write the same file at once.
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
     os.replace(temporary, path)
 
 
