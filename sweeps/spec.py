@@ -48,13 +48,13 @@ SEARCH_MODES = ("grid", "random", "asha")
 SEARCH_KEYS = {"grid": {"mode"}, "random": {"mode", "num_samples"}, "asha": {"mode", "num_samples", "grace_period"}}
 RESOURCE_KEYS = ("cpu", "gpu")
 MLFLOW_KEYS = ("tracking_uri", "experiment")
-BASELINES = ("multinomial_nb", "linear_svm")
+BASELINES = config_module.BASELINES
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_STORAGE_PATH = "glovesweep_results"
-# The TrainerConfig fields a scikit-learn baseline depends on: its cell ignores every model setting.
-BASELINE_FIELDS = ("dataset", "data_path", "strip", "validation", "validation_split", "dedup", "documents_per_group")
 # Fields a sweep must not hold fixed because the sweep itself sets them per trial.
 PER_TRIAL_FIELDS = ("seed",)
+# A baseline cell: the fields its split depends on, less the seed (one baseline per data cell, seed 0).
+BASELINE_FIELDS = tuple(name for name in config_module.BASELINE_DATA_FIELDS if name not in PER_TRIAL_FIELDS)
 
 _TRAINER_FIELDS = {field.name: field for field in dataclasses.fields(config_module.TrainerConfig)}
 # A smoke section may set any TrainerConfig field (a factor collapses to that value), the epoch list, the

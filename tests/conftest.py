@@ -29,6 +29,7 @@ def shared_data() -> pathlib.Path:
 # Each corpus exists twice: as an extracted folder and as a .tar.gz packed like the public archives.
 
 import dataclasses  # noqa: E402 - appended section; the top of this shared file stays as written
+import shutil  # noqa: E402
 import tarfile  # noqa: E402
 
 TINY_TOP_FOLDERS = {
@@ -124,6 +125,17 @@ def build_tiny_corpus(root, version, files=None, *, groups=TINY_GROUPS, posts_pe
         for path in reversed(members):
             tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
     return TinyCorpus(version=version, archive=archive, folder=folder, files=dict(files))
+
+
+def build_tiny_data_home(root, versions=("19997", "bydate"), *, posts_per_group=8) -> pathlib.Path:
+    """A data home under ``root`` holding the tiny archive of each version (as a user's would)."""
+    root = pathlib.Path(root)
+    home = root / "home"
+    home.mkdir(parents=True)
+    for version in versions:
+        corpus = build_tiny_corpus(root / version, version, posts_per_group=posts_per_group)
+        shutil.copy(corpus.archive, home / corpus.archive.name)
+    return home
 
 
 @pytest.fixture

@@ -399,19 +399,13 @@ storage_path: {storage}
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory, mlflow_server, ray_local):
     """A real sweep (driver -> local Ray -> the trainer -> MLflow server) on tiny archives, and its report."""
-    import shutil
-
-    from conftest import build_tiny_corpus
+    from conftest import build_tiny_data_home
 
     from sweeps import driver
     from sweeps import spec as spec_module
 
     root = tmp_path_factory.mktemp("report-tiny-sweep")
-    home = root / "home"
-    home.mkdir()
-    for version in ("19997", "bydate"):
-        corpus = build_tiny_corpus(root / version, version, posts_per_group=8)
-        shutil.copy(corpus.archive, home / corpus.archive.name)
+    home = build_tiny_data_home(root)
     path = root / "report-tiny.yaml"
     path.write_text(TINY_SWEEP.format(path=path, tracking_uri=mlflow_server, storage=root / "results"))
     started = time.perf_counter()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import threading
 import time
 
 import pytest
-from conftest import build_tiny_corpus, free_port
+from conftest import build_tiny_data_home, free_port
 
 from sweeps import cli
 from sweeps import driver
@@ -54,12 +53,7 @@ storage_path: {storage}
 def tiny_home(tmp_path_factory):
     """A data home with tiny 19997 and bydate archives (8 posts per group and subset) and its own cache."""
     root = tmp_path_factory.mktemp("sweep-data")
-    home = root / "home"
-    home.mkdir()
-    for version in ("19997", "bydate"):
-        corpus = build_tiny_corpus(root / version, version, posts_per_group=8)
-        shutil.copy(corpus.archive, home / corpus.archive.name)
-    return {"data_home": str(home), "cache_dir": str(root / "cache")}
+    return {"data_home": str(build_tiny_data_home(root)), "cache_dir": str(root / "cache")}
 
 
 def write_sweep(folder: pathlib.Path, *, name: str, tracking_uri: str, epochs=(2, 4), seeds=2, baselines=(),

@@ -21,13 +21,12 @@ from sklearn.feature_extraction import text as sklearn_text
 from trainer import config as config_module
 from trainer import data
 
-BASELINES = ("multinomial_nb", "linear_svm")
+BASELINES = config_module.BASELINES
 
 # The TrainerConfig fields a baseline's result depends on (everything that shapes the split); the others
 # (vectorizer, GloVe, embedding, sizing, architecture, epochs, ...) do not touch it. The report uses this to
 # put a baseline beside every network cell that shares these values.
-DATA_FIELDS = ("dataset", "data_path", "strip", "validation", "validation_split", "dedup",
-               "documents_per_group", "seed")
+DATA_FIELDS = config_module.BASELINE_DATA_FIELDS
 
 # scikit-learn example "Classification of text documents using sparse features":
 # TfidfVectorizer(sublinear_tf=True, max_df=0.5, stop_words="english").

@@ -22,6 +22,11 @@ GLOVE_DIMS = (50, 100, 200, 300)
 EMBEDDING_MODES = ("frozen", "trainable", "random")
 SIZING_POLICIES = ("vocab_plus_one", "num_words", "num_words_plus_one")
 ARCHITECTURES = ("blog_flatten", "global_max", "kerasio2020")
+# scikit-learn baselines (trainer/baselines.py) and the fields their result depends on: everything that
+# shapes the split; vectorizer, GloVe, embedding, sizing, architecture and epochs do not touch it.
+BASELINES = ("multinomial_nb", "linear_svm")
+BASELINE_DATA_FIELDS = ("dataset", "data_path", "strip", "validation", "validation_split", "dedup",
+                        "documents_per_group", "seed")
 
 # The defaults each vectorizer mode brings when the config leaves them unset.
 # Keras blog (2016/2017): MAX_NB_WORDS = 20000, MAX_SEQUENCE_LENGTH = 1000.
