@@ -150,17 +150,20 @@ class SweepSpec:
         return [dict(zip(names, values)) for values in itertools.product(*(self.factors[n] for n in names))]
 
     def trials(self) -> list[Trial]:
-        """Every trial of a grid sweep: cells x seeds network trials, then one baseline per data cell and kind."""
-        trials = [Trial(kind="keras", cell=cell, seed=seed) for cell in self.cells() for seed in self.seeds]
+        """Every trial of a grid sweep: one baseline per data cell and kind (seconds each), then cells x seeds.
+
+        Seed-major: every cell at the first seed runs before any cell at the second, so a sweep cut short
+        (and resumed later) already covers every cell.
+        """
         seen = []
         for cell in self.cells():
             data_cell = {name: value for name, value in cell.items() if name in BASELINE_FIELDS}
             if data_cell not in seen:
                 seen.append(data_cell)
         # A baseline's seed only matters where it shapes the split; one baseline trial per data cell and kind.
-        trials += [Trial(kind="baseline", cell=data_cell, seed=self.seeds[0], baseline=kind)
-                   for data_cell in seen for kind in self.baselines]
-        return trials
+        trials = [Trial(kind="baseline", cell=data_cell, seed=self.seeds[0], baseline=kind)
+                  for data_cell in seen for kind in self.baselines]
+        return trials + [Trial(kind="keras", cell=cell, seed=seed) for seed in self.seeds for cell in self.cells()]
 
     def trial_config(self, trial: Trial) -> config_module.TrainerConfig:
         """The TrainerConfig a trial runs: fixed settings, the cell's factor values, its seed, max(epochs).

@@ -84,7 +84,7 @@ def test_trials_are_cells_times_seeds_and_train_to_the_largest_epoch_count():
     assert spec.factor_names == ["dataset", "strip", "epochs"]
     trials = spec.trials()
     assert len(trials) == 2 * 2 * 2
-    assert [trial.seed for trial in trials[:2]] == [0, 1]
+    assert [trial.seed for trial in trials[:5]] == [0, 0, 0, 0, 1], "seed-major: every cell at seed 0 first"
     assert trials[0].label == "dataset=19997,strip=none"
     configs = [spec.trial_config(trial) for trial in trials]
     assert {config.epochs for config in configs} == {4}
