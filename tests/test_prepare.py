@@ -129,3 +129,25 @@ def test_tokenizer_is_fitted_in_the_blogs_corpus_order():
     assert prepare_module.corpus_order(split, official=False) == [2, 1, 0]
     # bydate's official split: every train document before any test document.
     assert prepare_module.corpus_order(split, official=True) == [1, 0, 2]
+
+
+@pytest.mark.parametrize("embedding", ["frozen", "trainable"])
+def test_with_the_keras2_tokenizer_every_sizing_trains_identically(tiny_archives, tiny_glove, tmp_path, embedding):
+    # The Keras 2 Tokenizer(num_words=N) emits ids 1..N-1 only (keras_preprocessing 1.1.2, texts_to_sequences),
+    # so rows at or past N are never read: len(word_index) + 1 (blog), N (Keras 2.0) and N + 1 (Keras 2.2.4)
+    # rows give the same network, frozen or trained (an unread row gets a zero gradient). The study's
+    # sizing cells (sweeps/study-cpu-ablations.yaml) check the same on the real data.
+    from trainer import train as train_module
+
+    histories, rows = {}, {}
+    for sizing in ("vocab_plus_one", "num_words", "num_words_plus_one"):
+        config = tiny_config(tiny_archives["19997"], tiny_glove, max_num_words=20, sizing=sizing, embedding=embedding,
+                             epochs=2, batch_size=4)
+        data = prepare_module.prepare(config, cache_dir=tmp_path / "cache")
+        assert data.stats["out_of_range_ids"] == 0 and int(data.x_train.max()) < 20
+        rows[sizing] = data.matrix_rows
+        histories[sizing] = train_module.train(config, data)
+    assert rows["vocab_plus_one"] > 21 and (rows["num_words"], rows["num_words_plus_one"]) == (20, 21)
+    for sizing in ("num_words", "num_words_plus_one"):
+        for name in ("loss", "acc", "val_loss", "val_acc"):
+            assert histories[sizing][name] == histories["vocab_plus_one"][name], (sizing, name)

@@ -66,6 +66,8 @@ def test_blog_discrepancy_is_the_full_study():
     assert len(baselines) == 2 * 3 * 2
     assert {trial.baseline for trial in baselines} == {"multinomial_nb", "linear_svm"}
     assert all(set(trial.cell) == {"dataset", "strip"} for trial in baselines)
+    # Baselines (seconds each) run first; a sweep cut short has them all.
+    assert [trial.kind for trial in spec.trials()[:len(baselines)]] == ["baseline"] * len(baselines)
     config = spec.trial_config(network[0])
     assert config.epochs == 20 and config.architecture == "blog_flatten" and config.sequence_length == 1000
 
