@@ -583,11 +583,12 @@ def decompose_gap(rows: list[dict], factors: Sequence[str], blog_cell: dict[str,
         missing = []
         for key in keys:
             present = {str(row[key]) for row in at_count}
-            for value in {blog[key], user[key]}:
-                if value not in present:
-                    missing.append(f"{key}={value}")
+            absent = [value for value in dict.fromkeys([blog[key], user[key]]) if value not in present]
+            if absent:
+                # Name what the sweep has, so a wrong --blog-cell / --user-cell is plain to see.
+                missing.append(f"{key}={' or '.join(absent)} (the runs have {', '.join(sorted(present)) or 'none'})")
         if missing:
-            results.append({"epochs": count, "missing": f"no runs with {', '.join(sorted(missing))}"})
+            results.append({"epochs": count, "missing": f"no runs with {'; '.join(missing)}"})
             continue
         others = [name for name in design.factors if name not in keys]
         coefficients = np.linalg.pinv(design.matrix(design.factors)) @ design.accuracies

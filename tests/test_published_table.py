@@ -32,7 +32,7 @@ def test_cells_are_seed_means_with_t_intervals_and_missing_inputs_say_not_run(tm
             row("linear_svm", None, 0, 0.941)]
     (tmp_path / "study-cpu").mkdir()
     parquet.write_table(report.rows_to_table(rows), tmp_path / "study-cpu" / "runs.parquet")
-    (tmp_path / "kerasio2020.json").write_text(json.dumps({"val_acc": [0.30, 0.44, 0.5]}))
+    (tmp_path / "kerasio2020-seed0.json").write_text(json.dumps({"val_acc": [0.30, 0.44, 0.5]}))
     lines = {line.split(" | ")[0]: line for line in script.build_table(tmp_path).splitlines()}
 
     # Three seeds: mean 0.92, t(0.975, 2) = 4.303 x sd 0.02 / sqrt(3) = 0.0497.

@@ -159,8 +159,8 @@ def test_gap_holds_other_factors_fixed_and_models_a_missing_corner():
     # The user's cell was never run: no answer, and the sentence says what is missing.
     rows = [row for row in rows if row["dataset"] != "bydate"]
     (gap,) = report.decompose_gap(rows, ["dataset", "strip", "embedding"], blog, user, bootstrap_samples=20)
-    assert gap["missing"] == "no runs with dataset=bydate"
-    assert "cannot be measured: no runs with dataset=bydate" in report.answer_sentences([gap], blog, user)[0]
+    assert gap["missing"] == "no runs with dataset=bydate (the runs have 19997)"
+    assert "cannot be measured: no runs with dataset=bydate (the runs have 19997)" in report.answer_sentences([gap], blog, user)[0]
 
 
 @pytest.mark.parametrize("text, message", [
