@@ -236,3 +236,23 @@ def ray_local():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+def run_concurrently(function, count: int) -> tuple[list, list]:
+    """Call ``function()`` from ``count`` threads at once; returns (results, errors raised)."""
+    import threading
+
+    results, errors = [], []
+
+    def call():
+        try:
+            results.append(function())
+        except Exception as error:  # noqa: BLE001 - returned for the caller's assertion
+            errors.append(error)
+
+    threads = [threading.Thread(target=call) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, errors

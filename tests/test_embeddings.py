@@ -108,19 +108,10 @@ def test_corrupt_cache_entry_is_rebuilt(tiny_glove, tmp_path, count_parses, dama
 
 
 def test_concurrent_loads_convert_once(tiny_glove, tmp_path, count_parses):
-    results, errors = [], []
+    from conftest import run_concurrently
 
-    def load():
-        try:
-            results.append(embeddings.load_glove(100, glove_path=tiny_glove["zip"], cache_dir=tmp_path / "cache"))
-        except Exception as error:  # noqa: BLE001 - surfaced by the assertion below
-            errors.append(error)
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results, errors = run_concurrently(
+        lambda: embeddings.load_glove(100, glove_path=tiny_glove["zip"], cache_dir=tmp_path / "cache"), 4)
     assert errors == []
     assert len(count_parses) == 1
     assert all(np.array_equal(result.vectors, tiny_glove[100]) for result in results) and len(results) == 4

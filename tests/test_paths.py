@@ -194,24 +194,13 @@ def test_concurrent_resolves_on_one_node_download_once(tiny_archives, tmp_path, 
 
 def test_file_sha256_memo_survives_many_threads_at_once(tmp_path):
     import hashlib
-    import threading
+
+    from conftest import run_concurrently
 
     from trainer import paths as paths_module
 
     target = tmp_path / "blob.bin"
     target.write_bytes(b"glovesweep" * 1000)
-    results, errors = [], []
-
-    def digest():
-        try:
-            results.append(paths_module.file_sha256(target))
-        except Exception as error:  # noqa: BLE001 - surfaced by the assertion below
-            errors.append(error)
-
-    threads = [threading.Thread(target=digest) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results, errors = run_concurrently(lambda: paths_module.file_sha256(target), 8)
     assert errors == []
     assert results == [hashlib.sha256(target.read_bytes()).hexdigest()] * 8
