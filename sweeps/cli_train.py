@@ -1,9 +1,12 @@
-"""``glovesweep train``: one trial on this machine, one line per epoch, no Ray, no MLflow."""
+"""``glovesweep train``: one trial on this machine, one line per epoch, no Ray, no MLflow.
+
+Every trainer flag comes from ``trainer.config.FACTORS``: one flag per factor, its help, default and
+allowed values.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 from trainer import config as config_module
@@ -18,31 +21,29 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; use true or false")
 
 
-def _optional_int(text: str) -> int | None:
-    return None if text.lower() in ("", "none") else int(text)
+def _optional(parse):
+    def parse_optional(text: str):
+        return None if text.lower() in ("", "none") else parse(text)
+
+    parse_optional.__name__ = parse.__name__
+    return parse_optional
+
+
+def _flag_type(factor: config_module.Factor):
+    """The argparse type of a factor's flag; choices stay strings, checked by the config (one message)."""
+    parse = _parse_bool if factor.type is bool else factor.type
+    return _optional(parse) if factor.optional else parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = config_module.TrainerConfig()
-    choices = {
-        "dataset": config_module.DATASETS, "strip": config_module.STRIP_MODES,
-        "validation": config_module.VALIDATION_MODES, "vectorizer": config_module.VECTORIZERS,
-        "embedding": config_module.EMBEDDING_MODES, "sizing": config_module.SIZING_POLICIES,
-        "architecture": config_module.ARCHITECTURES,
-    }
-    for field in dataclasses.fields(config_module.TrainerConfig):
-        flag = "--" + field.name.replace("_", "-")
-        default = getattr(defaults, field.name)
-        help_text = f"{config_module.FIELD_HELP[field.name]} (default: {default})"
-        if field.name in choices:
-            # No argparse `choices`: the config's ValueError lists the allowed values in one place.
-            parser.add_argument(flag, dest=field.name, default=default, help=help_text + f" {{{', '.join(choices[field.name])}}}")
-        elif isinstance(default, bool):
-            parser.add_argument(flag, dest=field.name, type=_parse_bool, default=default, help=help_text)
-        elif field.name in ("max_num_words", "max_sequence_length"):
-            parser.add_argument(flag, dest=field.name, type=_optional_int, default=default, help=help_text)
-        else:
-            parser.add_argument(flag, dest=field.name, type=type(default), default=default, help=help_text)
+    for factor in config_module.FACTORS.values():
+        help_text = f"{factor.help} (default: {factor.default})"
+        if factor.choices:
+            help_text += f" {{{', '.join(map(str, factor.choices))}}}"
+        elif factor.bounds_text():
+            help_text += f" [{factor.bounds_text()}]"
+        parser.add_argument("--" + factor.name.replace("_", "-"), dest=factor.name, type=_flag_type(factor),
+                            default=factor.default, help=help_text)
     parser.add_argument("--data-dir", default=None, help="Data home (default: $GLOVESWEEP_DATA or ~/glovesweep_data).")
     parser.add_argument("--cache-dir", default=None, help="Cache home (default: $GLOVESWEEP_CACHE or ~/.cache/glovesweep).")
     parser.add_argument("--no-download", action="store_true", help="Fail instead of downloading missing files.")
@@ -50,8 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(config_module.TrainerConfig)}
-    config = config_module.TrainerConfig.from_dict(values)
+    config = config_module.TrainerConfig.from_dict({name: getattr(args, name) for name in config_module.FACTORS})
 
     # Imported here so that `glovesweep train --help` and config errors never wait for TensorFlow.
     from trainer import prepare as prepare_module

@@ -71,16 +71,7 @@ INTERACTION_MIN_SHARE = 0.02
 NOT_CELL_FACTORS = ("seed", "epochs")
 
 CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(config_module.TrainerConfig))
-CHOICES = {
-    "dataset": config_module.DATASETS,
-    "strip": config_module.STRIP_MODES,
-    "validation": config_module.VALIDATION_MODES,
-    "vectorizer": config_module.VECTORIZERS,
-    "glove_dim": config_module.GLOVE_DIMS,
-    "embedding": config_module.EMBEDDING_MODES,
-    "sizing": config_module.SIZING_POLICIES,
-    "architecture": config_module.ARCHITECTURES,
-}
+CHOICES = {name: config_module.choices(name) for name in config_module.FACTORS if config_module.choices(name)}
 FLOAT_COLUMNS = ("val_acc", "val_loss", "leakage", "glove_coverage", "out_of_range_ids")
 INT_COLUMNS = ("epochs", "max_epochs", "seed")
 META_COLUMNS = ("sweep_name", "parent_run_id", "run_id", "trial_id", "status", "trainer", "model", "cell",

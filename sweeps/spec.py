@@ -54,7 +54,7 @@ DEFAULT_STORAGE_PATH = "glovesweep_results"
 # Fields a sweep must not hold fixed because the sweep itself sets them per trial.
 PER_TRIAL_FIELDS = ("seed",)
 # A baseline cell: the fields its split depends on, less the seed (one baseline per data cell, seed 0).
-BASELINE_FIELDS = tuple(name for name in config_module.BASELINE_DATA_FIELDS if name not in PER_TRIAL_FIELDS)
+BASELINE_FIELDS = tuple(name for name in config_module.factor_names("split") if name not in PER_TRIAL_FIELDS)
 
 _TRAINER_FIELDS = {field.name: field for field in dataclasses.fields(config_module.TrainerConfig)}
 # A smoke section may set any TrainerConfig field (a factor collapses to that value), the epoch list, the

@@ -150,7 +150,7 @@ def test_bad_explicit_paths_are_clear_errors(tmp_path):
 
 
 def test_archive_table_pins_published_checksums():
-    assert set(data.ARCHIVES) == set(config_module.DATASETS)
+    assert set(data.ARCHIVES) == set(config_module.choices("dataset"))
     for archive in data.ARCHIVES.values():
         assert len(archive.sha256) == 64 and int(archive.sha256, 16) >= 0
     # scikit-learn pins the same bydate file.
@@ -236,7 +236,7 @@ def test_sklearn_modes_equal_scikit_learns_own_functions(text):
 
 
 def test_strippers_cover_the_config_modes_and_reject_unknown_ones():
-    assert tuple(data.STRIPPERS) == config_module.STRIP_MODES
+    assert tuple(data.STRIPPERS) == config_module.choices("strip")
     with pytest.raises(ValueError, match="allowed: none, blank_line"):
         data.strip_text("x", "headers")
 

@@ -207,7 +207,7 @@ def glove_50(tiny_glove, tmp_path):
 
 
 def test_sizing_registry_covers_every_config_policy():
-    assert tuple(embeddings.SIZING) == config_module.SIZING_POLICIES
+    assert tuple(embeddings.SIZING) == config_module.choices("sizing")
 
 
 @pytest.mark.parametrize(("sizing", "rows", "filled", "eligible"), [

@@ -151,3 +151,48 @@ def test_with_the_keras2_tokenizer_every_sizing_trains_identically(tiny_archives
     for sizing in ("num_words", "num_words_plus_one"):
         for name in ("loss", "acc", "val_loss", "val_acc"):
             assert histories[sizing][name] == histories["vocab_plus_one"][name], (sizing, name)
+
+
+def _cache_key_before_the_registry(config, *, archive_sha256, glove_sha256):
+    """The hand-listed cache key that shipped before the factor registry (kept to prove the keys are unchanged)."""
+    import hashlib
+    import json
+
+    uses_split = config.dataset != "bydate" or config.validation == "split"
+    shaping = {
+        "version": prepare_module.CACHE_VERSION, "archive_sha256": archive_sha256, "dataset": config.dataset,
+        "strip": config.strip, "validation": config.validation,
+        "validation_split": config.validation_split if uses_split else None,
+        "split_seed": config.seed if uses_split else None, "dedup": config.dedup,
+        "documents_per_group": config.documents_per_group, "vectorizer": config.vectorizer,
+        "num_words": config.num_words, "sequence_length": config.sequence_length,
+        "glove": None if config.embedding == "random" else [glove_sha256, config.glove_dim], "sizing": config.sizing,
+    }
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:24]
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"dataset": "bydate"}, {"dataset": "bydate", "seed": 3}, {"dataset": "bydate", "validation": "split"},
+    {"seed": 2}, {"embedding": "random"}, {"embedding": "random", "glove_dim": 100}, {"embedding": "trainable"},
+    {"validation_split": 0.3}, {"dataset": "bydate", "validation_split": 0.3}, {"architecture": "global_max"},
+    {"vectorizer": "kerasio2020", "architecture": "kerasio2020"}, {"max_num_words": 500}, {"sizing": "num_words"},
+])
+def test_registry_cache_key_equals_the_hand_listed_key_of_before(changes):
+    config = config_module.TrainerConfig().replace(**changes)
+    hashes = {"archive_sha256": "a" * 64, "glove_sha256": "b" * 64}
+    assert prepare_module.cache_key(config, **hashes) == _cache_key_before_the_registry(config, **hashes)
+
+
+def test_bydate_seeds_share_an_entry_and_random_ignores_glove():
+    hashes = {"archive_sha256": "a" * 64, "glove_sha256": "b" * 64}
+    bydate = config_module.TrainerConfig(dataset="bydate")
+    assert prepare_module.cache_key(bydate, **hashes) == prepare_module.cache_key(bydate.replace(seed=5), **hashes)
+    assert prepare_module.cache_key(bydate.replace(validation="split"), **hashes) != \
+        prepare_module.cache_key(bydate.replace(validation="split", seed=5), **hashes)
+    random = config_module.TrainerConfig(embedding="random")
+    assert prepare_module.cache_key(random, **hashes) == prepare_module.cache_key(random.replace(glove_dim=300), glove_sha256="",
+                                                                    archive_sha256="a" * 64)
+    assert prepare_module.cache_key(random, **hashes) != prepare_module.cache_key(random.replace(embedding="frozen"), **hashes)
+    # Frozen and trainable read the same arrays.
+    assert prepare_module.cache_key(random.replace(embedding="frozen"), **hashes) == \
+        prepare_module.cache_key(random.replace(embedding="trainable"), **hashes)

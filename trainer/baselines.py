@@ -26,7 +26,7 @@ BASELINES = config_module.BASELINES
 # The TrainerConfig fields a baseline's result depends on (everything that shapes the split); the others
 # (vectorizer, GloVe, embedding, sizing, architecture, epochs, ...) do not touch it. The report uses this to
 # put a baseline beside every network cell that shares these values.
-DATA_FIELDS = config_module.BASELINE_DATA_FIELDS
+DATA_FIELDS = config_module.factor_names("split")
 
 # scikit-learn example "Classification of text documents using sparse features":
 # TfidfVectorizer(sublinear_tf=True, max_df=0.5, stop_words="english").

@@ -75,7 +75,7 @@ ARCHIVES = {
         folders=(("all", "20news-18828"),),
     ),
 }
-assert set(ARCHIVES) == set(config_module.DATASETS), "every dataset version needs an ARCHIVES entry"
+assert set(ARCHIVES) == set(config_module.choices("dataset")), "every dataset version needs an ARCHIVES entry"
 
 _ALL_TOP_FOLDERS = {folder: archive.version for archive in ARCHIVES.values() for folder in archive.top_folders}
 
@@ -370,11 +370,11 @@ STRIPPERS: dict[str, Callable[[str], str]] = {
     "sklearn_headers": _strip_sklearn_headers,
     "sklearn_all": _strip_sklearn_all,
 }
-assert tuple(STRIPPERS) == config_module.STRIP_MODES, "STRIPPERS must cover trainer.config.STRIP_MODES"
+assert tuple(STRIPPERS) == config_module.choices("strip"), "STRIPPERS must cover the strip factor's choices"
 
 
 def strip_text(text: str, mode: str) -> str:
-    """Apply one header-stripping mode (a ``trainer.config.STRIP_MODES`` value) to a post."""
+    """Apply one header-stripping mode (a value of ``trainer.config.choices("strip")``) to a post."""
     if mode not in STRIPPERS:
         raise ValueError(f"strip mode {mode!r} is not known; allowed: {', '.join(STRIPPERS)}")
     return STRIPPERS[mode](text)

@@ -115,8 +115,8 @@ def load_glove(
     OSError
         When no source is found and downloads are off, or the download fails.
     """
-    if dim not in config_module.GLOVE_DIMS:
-        raise ValueError(f"dim={dim!r} is not allowed; allowed values: {', '.join(map(str, config_module.GLOVE_DIMS))}")
+    if dim not in config_module.choices('glove_dim'):
+        raise ValueError(f"dim={dim!r} is not allowed; allowed values: {', '.join(map(str, config_module.choices('glove_dim')))}")
     if glove_path:
         path = pathlib.Path(glove_path).expanduser()
         if not path.is_file():

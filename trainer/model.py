@@ -37,7 +37,7 @@ def _kerasio2020(tensor):
 
 
 ARCHITECTURES = {"blog_flatten": _blog_flatten, "global_max": _global_max, "kerasio2020": _kerasio2020}
-assert set(ARCHITECTURES) == set(config_module.ARCHITECTURES)
+assert set(ARCHITECTURES) == set(config_module.choices("architecture"))
 
 
 def build_model(
