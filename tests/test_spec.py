@@ -155,7 +155,7 @@ def test_random_and_asha_search_settings():
     (MINIMAL.replace("epochs: [4, 2]", "epochs: [2, 0]"), ["epochs value 0", "integer >= 1"]),
     (MINIMAL.replace("epochs: [4, 2]", "epochs: 2"), ["factors.epochs=2", "non-empty list"]),
     (MINIMAL.replace("epochs: [4, 2]", "epochs: [2, 2]"), ["factors.epochs=[2, 2] lists a value twice"]),
-    (MINIMAL + "baselines: [naive_bayes]\n", ["baselines value 'naive_bayes'", "multinomial_nb, linear_svm"]),
+    (MINIMAL + "baselines: [naive_bayes]\n", ["baselines[0]='naive_bayes'", "'multinomial_nb' or 'linear_svm'"]),
     # Structural mistakes.
     (MINIMAL.replace("seeds: 2", "seeds: 0"), ["seeds=0", "integer >= 1"]),
     (MINIMAL.replace("seeds: 2", "seeds: [1, 1]"), ["seeds=[1, 1] lists a seed twice"]),

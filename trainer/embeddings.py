@@ -204,16 +204,10 @@ def _read_entry(entry: pathlib.Path, dim: int) -> tuple[list[str], np.ndarray] |
 
 
 def _write_entry(entry: pathlib.Path, words: list[str], vectors: np.ndarray) -> None:
-    """Write both files through temporary siblings and ``os.replace``; words last, as the completion mark."""
-    entry.mkdir(parents=True, exist_ok=True)
-    suffix = f".{os.getpid()}.tmp"
-    temporary_vectors = entry / (CACHE_VECTORS + suffix)
-    with open(temporary_vectors, "wb") as handle:
-        np.save(handle, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
-    os.replace(temporary_vectors, entry / CACHE_VECTORS)
-    temporary_words = entry / (CACHE_WORDS + suffix)
-    temporary_words.write_text(json.dumps(words, ensure_ascii=False), encoding="utf-8")
-    os.replace(temporary_words, entry / CACHE_WORDS)
+    """Write both files atomically (``paths.atomic_write``); words last, as the completion mark."""
+    paths.atomic_write(entry / CACHE_VECTORS, lambda handle: np.save(
+        handle, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False))
+    paths.atomic_write(entry / CACHE_WORDS, json.dumps(words, ensure_ascii=False))
 
 
 def _parse_source(path: pathlib.Path, dim: int) -> tuple[list[str], np.ndarray]:

@@ -15,6 +15,7 @@ import pathlib
 import tempfile
 import time
 import urllib.request
+from typing import BinaryIO, Callable
 
 logger = logging.getLogger(__name__)
 
@@ -55,18 +56,37 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)
     value = digest.hexdigest()
-    atomic_write_text(memo, json.dumps({"path": str(path), "sha256": value}))
+    atomic_write(memo, json.dumps({"path": str(path), "sha256": value}))
     return value
 
 
-def atomic_write_text(path: pathlib.Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary sibling and ``os.replace`` (never half-written)."""
+def atomic_write(path: str | os.PathLike, content: bytes | str | Callable[[BinaryIO], None]) -> pathlib.Path:
+    """Write a file through a unique temporary sibling and ``os.replace``: readers see the old or the new file.
+
+    The project's one atomic-write routine for local files (the sweep state adds one PUT for object stores).
+
+    Parameters
+    ----------
+    path : path-like
+        Destination; its folder is created.
+    content : bytes, str or callable
+        The bytes, UTF-8 text, or a function that writes into the open binary file (``np.save``...).
+    """
+    path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A unique temporary per writer: threads of one process (trials, tests) may write the same file at once.
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)
-    os.replace(temporary, path)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            if callable(content):
+                content(handle)
+            else:
+                handle.write(content.encode("utf-8") if isinstance(content, str) else content)
+        os.replace(temporary, path)
+    except BaseException:
+        pathlib.Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _open_url(url: str, timeout: float):
@@ -86,7 +106,8 @@ def download(
     """Download ``url`` to ``destination``, verifying its SHA-256.
 
     Bytes go to ``<destination>.part`` first; only a file whose checksum matches is renamed into place. A
-    failed attempt removes the ``.part`` file and is retried ``retries`` times in all, with a growing pause.
+    network failure removes the ``.part`` file and is retried ``retries`` times in all, with a growing pause; a
+    checksum mismatch fails at once (the server sent other bytes: fetching 822 MB again would not help).
 
     Raises
     ------
@@ -107,15 +128,19 @@ def download(
                 for chunk in iter(lambda: response.read(_CHUNK), b""):
                     digest.update(chunk)
                     handle.write(chunk)
-            if digest.hexdigest() != sha256:
-                raise OSError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest.hexdigest()}")
-            os.replace(part, destination)
-            return destination
-        except Exception as error:  # noqa: BLE001 - any failure is retried, then reported as OSError
+        except Exception as error:  # noqa: BLE001 - any network failure is retried, then reported as OSError
             last_error = error
             part.unlink(missing_ok=True)
             if attempt < retries:
                 time.sleep(min(2.0 ** (attempt - 1), 10.0))
+            continue
+        if digest.hexdigest() != sha256:
+            part.unlink(missing_ok=True)
+            raise OSError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest.hexdigest()}; the "
+                          f"file at that address changed or is damaged: download it by hand, check it and place it "
+                          f"at {destination}")
+        os.replace(part, destination)
+        return destination
     raise OSError(
         f"could not download {url} to {destination} after {retries} attempts ({last_error}); "
         f"download it by hand and place it at {destination}, or set {DATA_ENV}"

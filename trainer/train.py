@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from trainer import config as config_module
 from trainer import model as model_module
+from trainer import paths
 from trainer import prepare as prepare_module
 
 METRICS = ("loss", "acc", "val_loss", "val_acc", "epoch_seconds")
@@ -44,13 +45,9 @@ class TrainState:
                   if not _is_frozen_embedding(variable, self.model)}
         arrays.update({f"optimizer_{index}": variable.numpy()
                        for index, variable in enumerate(self.model.optimizer.variables)})
-        temporary = directory / f".{CHECKPOINT_ARRAYS}.tmp.npz"
-        np.savez(temporary, **arrays)
-        os.replace(temporary, directory / CHECKPOINT_ARRAYS)
+        paths.atomic_write(directory / CHECKPOINT_ARRAYS, lambda handle: np.savez(handle, **arrays))
         state = {"epoch": self.epoch, "history": self.history, "config": self.config.to_dict()}
-        temporary = directory / f".{CHECKPOINT_STATE}.tmp"
-        temporary.write_text(json.dumps(state))
-        os.replace(temporary, directory / CHECKPOINT_STATE)
+        paths.atomic_write(directory / CHECKPOINT_STATE, json.dumps(state))
         return directory
 
 
