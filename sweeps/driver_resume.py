@@ -19,8 +19,10 @@ from ray import tune
 
 from sweeps import cluster_checks
 from sweeps import driver
-from sweeps import spec as spec_module
+from sweeps import shared_data
+from sweeps import state as state_module
 from sweeps import tracking
+from sweeps import trial as trial_module
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,34 +53,33 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
     started = time.perf_counter()
     if "://" not in sweep_dir:
         sweep_dir = str(pathlib.Path(sweep_dir).expanduser().resolve())
-    state = driver.read_sweep_state(sweep_dir)
-    state.update({key: value for key, value in overrides.items() if key in ("data_home", "cache_dir",
-                                                                               "download_if_missing")})
+    state = state_module.read_state(sweep_dir)
     # Tune's state lives where the folder is now, even when it was moved since the original run.
-    state["storage_path"], state["experiment_name"] = sweep_dir.rstrip("/").rsplit("/", 1)
+    storage_path, experiment_name = sweep_dir.rstrip("/").rsplit("/", 1)
+    state = state.replace(storage_path=storage_path, experiment_name=experiment_name,
+                          **{key: value for key, value in overrides.items()
+                             if key in ("data_home", "cache_dir", "download_if_missing")})
     if not tune.Tuner.can_restore(sweep_dir):
         raise OSError(f"{sweep_dir} has no Ray Tune experiment state to restore (the driver died before the first "
-                      f"trial started?); run the sweep again with: glovesweep run {state['source_path']}")
-    spec = spec_module.parse_sweep(state["sweep_text"], source_path=state["source_path"],
-                                   smoke_test=state["smoke_test"], base_dir=state["base_dir"])
-    spec = dataclasses.replace(spec, tracking_uri=state["tracking_uri"], storage_path=state["storage_path"])
+                      f"trial started?); run the sweep again with: glovesweep run {state.source_path}")
+    spec = state.spec()
 
     tracking.check_reachable(spec.tracking_uri)
-    sources = driver.resolve_sources(spec, data_home=state["data_home"], cache_dir=state["cache_dir"],
-                                     download_if_missing=state["download_if_missing"])
-    driver.start_ray(address=address, num_cpus=num_cpus, include_dashboard=include_dashboard)
+    sources = shared_data.resolve_sources(spec, data_home=state.data_home, cache_dir=state.cache_dir,
+                                          download_if_missing=state.download_if_missing)
+    shared_data.start_ray(address=address, num_cpus=num_cpus, include_dashboard=include_dashboard)
     cluster_checks.check_cluster_storage(spec.storage_path)
-    shared = driver.prepare_shared_data(spec, sources, data_home=state["data_home"], cache_dir=state["cache_dir"],
-                                        download_if_missing=state["download_if_missing"])
-    tracking.reopen_run(spec.tracking_uri, state["parent_run_id"])
-    total = len(spec.trials()) if spec.search["mode"] == "grid" else spec.search["num_samples"]
+    shared = shared_data.prepare_shared_data(spec, sources, data_home=state.data_home, cache_dir=state.cache_dir,
+                                             download_if_missing=state.download_if_missing)
+    tracking.reopen_run(spec.tracking_uri, state.parent_run_id)
+    total = spec.total_trials
     print(f"glovesweep: resuming sweep {spec.name!r} ({total} trials) from {sweep_dir}", flush=True)
 
     def make_tuner() -> tune.Tuner:
         driver.quiet_tune_output()
-        trainable = driver.make_trainable(spec, driver._trial_context(spec, state, shared))
+        trainable = trial_module.make_trainable(driver.trial_context(spec, state, shared))
         # Finished trials stay finished; unfinished and errored ones continue from their last checkpoint.
         return tune.Tuner.restore(sweep_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
 
-    result = driver._fit_and_finish(make_tuner, state, started=started, total=total)
-    return dataclasses.replace(result, prepare_seconds=shared["seconds"])
+    result = driver.fit_and_finish(make_tuner, state, started=started, total=total)
+    return dataclasses.replace(result, prepare_seconds=shared.seconds)

@@ -156,6 +156,9 @@ class SweepSpec:
         values.update(seed=trial.seed, epochs=self.max_epochs)
         return config_module.TrainerConfig.from_dict(values)
 
+    def replace(self, **changes: Any) -> "SweepSpec":
+        return dataclasses.replace(self, **changes)
+
     def to_dict(self) -> dict[str, Any]:
         """The effective spec (after smoke overrides), JSON-able; logged next to the sweep file."""
         values = dataclasses.asdict(self)

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 
 from sweeps import spec as spec_module
+from sweeps import state as state_module
 
 HEALTH_TIMEOUT_SECONDS = 90
 
@@ -39,9 +40,7 @@ def tracking_uri_for(target: str | None, tracking_uri: str | None) -> str:
         return spec_module.resolve_tracking_uri(spec_module.DEFAULT_TRACKING_URI, pathlib.Path.cwd())
     path = pathlib.Path(target)
     if path.is_dir() or "://" in target:
-        from sweeps import driver
-
-        return driver.read_sweep_state(target)["tracking_uri"]
+        return state_module.read_state(target).tracking_uri
     return spec_module.load_sweep(path).tracking_uri
 
 

@@ -193,3 +193,48 @@ def test_smoke_test_needs_a_smoke_section_and_rejects_unknown_smoke_keys():
 def test_load_sweep_missing_file_is_an_oserror(tmp_path):
     with pytest.raises(OSError, match="cannot read sweep file .*missing.yaml"):
         spec_module.load_sweep(tmp_path / "missing.yaml")
+
+
+def test_smoke_test_validates_the_file_as_written_first():
+    # The smoke section replaces epochs and seeds; the real run would still need them valid.
+    smoke = "smoke: {documents_per_group: 5, epochs: [1], seeds: 1}\n"
+    assert "epochs value 0" in rejected(MINIMAL.replace("epochs: [4, 2]", "epochs: [2, 0]") + smoke, smoke_test=True)
+    assert "seeds=0" in rejected(MINIMAL.replace("seeds: 2", "seeds: 0") + smoke, smoke_test=True)
+    assert parse(MINIMAL + smoke, smoke_test=True).epochs == [1]
+
+
+def test_every_error_is_one_line():
+    for text in (MINIMAL + "sedes: 3\n", MINIMAL + "search: {mode: asha}\n", "name: [unclosed\n",
+                 MINIMAL.replace("epochs: [4, 2]", 'epochs: [2, "x"]')):
+        message = rejected(text)
+        assert "\n" not in message and message.startswith("test.yaml: "), message
+
+
+def test_asha_and_random_need_num_samples():
+    assert "search.num_samples is required" in rejected(MINIMAL + "search: {mode: asha}\n")
+    assert "search.num_samples is required" in rejected(MINIMAL + "search: {mode: random}\n")
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(MINIMAL.replace("tiny", "caf\xe9").encode("latin-1"))
+    with pytest.raises(ValueError, match=f"{path}: not UTF-8 text"):
+        spec_module.load_sweep(path)
+
+
+def test_answer_cells_and_claims_name_factor_values():
+    text = MINIMAL + textwrap.dedent("""\
+        answer: {blog_cell: {dataset: 19997, strip: none}, user_cell: {dataset: bydate, strip: blank_line}}
+        claims:
+          - {source: "Keras blog 2016", cell: {dataset: 19997, strip: none}, epoch: 2, value: 0.95}
+        """)
+    spec = parse(text)
+    assert spec.answer == {"blog_cell": {"dataset": "19997", "strip": "none"},
+                           "user_cell": {"dataset": "bydate", "strip": "blank_line"}}
+    assert spec.claims == [{"source": "Keras blog 2016", "cell": {"dataset": "19997", "strip": "none"}, "epoch": 2,
+                            "value": 0.95}]
+    assert "answer.user_cell.strip='sklearn_all': not among the factor's values" in \
+        rejected(text.replace("strip: blank_line}}", "strip: sklearn_all}}"))
+    assert "claims[0].value=1.5" in rejected(text.replace("value: 0.95", "value: 1.5"))
+    assert "answer.blog_cell.embedding: not a factor" in rejected(text.replace("{dataset: 19997, strip: none}, user",
+                                                                               "{embedding: frozen}, user"))

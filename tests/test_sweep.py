@@ -23,6 +23,7 @@ from conftest import build_tiny_data_home, free_port
 from sweeps import cli
 from sweeps import driver
 from sweeps import spec as spec_module
+from sweeps import state as state_module
 from sweeps import tracking
 from trainer import config as config_module
 
@@ -361,7 +362,7 @@ def test_asha_search_stops_trials_early_and_leaves_no_run_running(mlflow_server,
 def test_resume_of_a_folder_that_is_no_sweep_names_the_fix(tmp_path, capsys):
     assert cli.main(["resume", str(tmp_path)]) == 2
     error = capsys.readouterr().err
-    assert f"{tmp_path} holds no {driver.SWEEP_STATE_FILE}" in error and "glovesweep run" in error
+    assert f"{tmp_path} holds no {state_module.STATE_FILE}" in error and "glovesweep run" in error
 
 
 def test_missing_glove_is_an_error_before_anything_starts(tiny_home, tmp_path, capsys):

@@ -48,33 +48,18 @@ class Archive:
 
 # SHA-256 and sizes of the public files as published in huggingface/datasets
 # datasets/newsgroup/dataset_infos.json ("download_checksums" of the qwone.com URLs).
-ARCHIVES = {
-    "19997": Archive(
-        version="19997",
-        filename="20news-19997.tar.gz",
-        url="http://qwone.com/~jason/20Newsgroups/20news-19997.tar.gz",
-        sha256="ab7bbf82b7831f7dbb1a09d9312f66fa78565c8de25526999b0d66f69d37e414",
-        size_hint="17,332,201 bytes",
-        folders=(("all", "20_newsgroups"),),
-    ),
-    "bydate": Archive(
-        version="bydate",
-        filename="20news-bydate.tar.gz",
-        # scikit-learn's fetcher pins this figshare copy with the same SHA-256 as the qwone.com file.
-        url="https://ndownloader.figshare.com/files/5975967",
-        sha256="8f1b2514ca22a5ade8fbb9cfa5727df95fa587f4c87b786e15c759fa66d95610",
-        size_hint="14,464,277 bytes",
-        folders=(("train", "20news-bydate-train"), ("test", "20news-bydate-test")),
-    ),
-    "18828": Archive(
-        version="18828",
-        filename="20news-18828.tar.gz",
-        url="http://qwone.com/~jason/20Newsgroups/20news-18828.tar.gz",
-        sha256="380962ab5174e64eb8fee393d539d0793e03eb2b59a69df2318398935f4a48e2",
-        size_hint="14,666,916 bytes",
-        folders=(("all", "20news-18828"),),
-    ),
-}
+ARCHIVES = {archive.version: archive for archive in (
+    Archive("19997", "20news-19997.tar.gz", "http://qwone.com/~jason/20Newsgroups/20news-19997.tar.gz",
+            "ab7bbf82b7831f7dbb1a09d9312f66fa78565c8de25526999b0d66f69d37e414", "17,332,201 bytes",
+            (("all", "20_newsgroups"),)),
+    # scikit-learn's fetcher pins this figshare copy with the same SHA-256 as the qwone.com file.
+    Archive("bydate", "20news-bydate.tar.gz", "https://ndownloader.figshare.com/files/5975967",
+            "8f1b2514ca22a5ade8fbb9cfa5727df95fa587f4c87b786e15c759fa66d95610", "14,464,277 bytes",
+            (("train", "20news-bydate-train"), ("test", "20news-bydate-test"))),
+    Archive("18828", "20news-18828.tar.gz", "http://qwone.com/~jason/20Newsgroups/20news-18828.tar.gz",
+            "380962ab5174e64eb8fee393d539d0793e03eb2b59a69df2318398935f4a48e2", "14,666,916 bytes",
+            (("all", "20news-18828"),)),
+)}
 assert set(ARCHIVES) == set(config_module.choices("dataset")), "every dataset version needs an ARCHIVES entry"
 
 _ALL_TOP_FOLDERS = {folder: archive.version for archive in ARCHIVES.values() for folder in archive.top_folders}

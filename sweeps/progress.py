@@ -1,0 +1,64 @@
+"""Driver-side progress: one concise line per trial event, and MLflow status a dead worker could not set."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ray import tune
+
+from sweeps import spec as spec_module
+from sweeps import tracking
+
+logger = logging.getLogger(__name__)
+
+
+class SweepCallback(tune.Callback):
+    """Driver-side: one concise progress line per event, and MLflow status a dead worker could not set.
+
+    Holds only strings, so Tune can pickle it into the experiment state and ``Tuner.restore`` brings it back.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+
+    @staticmethod
+    def _counts(trials) -> str:
+        statuses = [trial.status for trial in trials]
+        return (f"{statuses.count('TERMINATED')} done, {statuses.count('RUNNING')} running, "
+                f"{statuses.count('ERROR')} failed, {statuses.count('PENDING')} pending")
+
+    @staticmethod
+    def _name(trial) -> str:
+        values = trial.config.get("trial") or {"kind": "keras", "cell": trial.config.get("cell", {}),
+                                                "seed": trial.config.get("seed", 0)}
+        label = spec_module.cell_label(values["cell"])
+        return f"{values.get('baseline') or ''} {label}".strip() + f" seed={values['seed']}"
+
+    def _print(self, trials, message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {self._counts(trials)} | {message}", flush=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "val_acc" in result:
+            epoch = result.get("epoch", result.get("training_iteration"))
+            self._print(trials, f"{self._name(trial)}: epoch {epoch} val_acc {result['val_acc']:.3f}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        # A scheduler-stopped trial (ASHA) never reaches its own end; its run is finished here.
+        self._mark(trial, "FINISHED")
+        self._print(trials, f"{self._name(trial)}: done")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._print(trials, f"{self._name(trial)}: worker failed; retrying from its last epoch checkpoint")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._mark(trial, "FAILED")
+        self._print(trials, f"{self._name(trial)}: FAILED (see {trial.local_path or trial.path})")
+
+    def _mark(self, trial, status: str) -> None:
+        try:
+            tracking.mark_trial(self.tracking_uri, self.experiment_id, self.parent_run_id, trial.trial_id, status)
+        except Exception as error:  # noqa: BLE001 - progress must not stop the sweep
+            logger.warning("could not set MLflow status of trial %s: %s", trial.trial_id, error)

@@ -1,0 +1,138 @@
+"""Before any trial: find every data source, start Ray, and prepare each distinct data set once.
+
+``resolve_sources`` finds every archive and GloVe file a sweep needs (missing: ``OSError`` before anything
+starts). ``prepare_shared_data`` runs ``trainer.prepare.prepare`` once per distinct data key (the trainer's
+content-hash cache key) as a Ray task on the driver's node, so the arrays land in the object store once and
+trials on every node read them from there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+import ray
+
+from sweeps import cluster_checks
+from sweeps import spec as spec_module
+from trainer import config as config_module
+
+
+@dataclasses.dataclass(frozen=True)
+class Sources:
+    """Every source of a sweep, resolved: ``archives`` (dataset, data_path) -> (path, SHA-256), ``glove``
+    (dim, glove_path) -> SHA-256."""
+
+    archives: dict[tuple[str, str], tuple[str, str]]
+    glove: dict[tuple[int, str], str]
+
+    def data_key(self, config: config_module.TrainerConfig) -> str:
+        """The trainer's cache key of a config's prepared arrays: trials with equal keys share one object."""
+        from trainer import prepare as prepare_module
+
+        archive_sha256 = self.archives[(config.dataset, config.data_path)][1]
+        glove_sha256 = "" if config.embedding == "random" else self.glove[(config.glove_dim, config.glove_path)]
+        return prepare_module.cache_key(config, archive_sha256=archive_sha256, glove_sha256=glove_sha256)
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedData:
+    """The prepared data sets of a sweep in Ray's object store.
+
+    Attributes
+    ----------
+    data : dict of str to ObjectRef
+        Data key -> ``trainer.prepare.Prepared``.
+    keys : dict of str to str
+        ``TrainerConfig.digest()`` -> data key.
+    stats : dict of str to dict
+        Data key -> ``Prepared.stats`` (``cache_hit``, ``prepare_seconds``...).
+    seconds : float
+        Wall time of the preparation.
+    """
+
+    data: dict[str, Any]
+    keys: dict[str, str]
+    stats: dict[str, dict[str, Any]]
+    seconds: float
+
+
+def resolve_sources(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=None,
+                    download_if_missing: bool = True) -> Sources:
+    """Find every dataset and GloVe source the sweep needs, before any compute.
+
+    Raises
+    ------
+    OSError
+        A source is missing (and downloads are off or fail); the trainer's message names the file.
+    """
+    from trainer import data as data_module
+    from trainer import embeddings as embeddings_module
+
+    archives: dict[tuple[str, str], tuple[str, str]] = {}
+    glove: dict[tuple[int, str], str] = {}
+    for trial in spec.trials():
+        config = spec.trial_config(trial)
+        key = (config.dataset, config.data_path)
+        if key not in archives:
+            source = data_module.resolve_dataset(config.dataset, data_path=config.data_path, data_home=data_home,
+                                                 download_if_missing=download_if_missing)
+            archives[key] = (str(source), data_module.source_sha256(source))
+        glove_key = (config.glove_dim, config.glove_path)
+        if trial.kind == "keras" and config.embedding != "random" and glove_key not in glove:
+            loaded = embeddings_module.load_glove(config.glove_dim, glove_path=config.glove_path, data_home=data_home,
+                                                  cache_dir=cache_dir, download_if_missing=download_if_missing)
+            glove[glove_key] = loaded.sha256
+    return Sources(archives=archives, glove=glove)
+
+
+def start_ray(*, address: str | None = None, num_cpus: int | None = None, include_dashboard: bool = False) -> None:
+    """Join ``address`` / ``$RAY_ADDRESS``, reuse this process's Ray, or start one on this machine."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        return
+    # The dashboard costs memory and start-up time and a local sweep does not need it.
+    # address="local": never join a cluster that `ray start` left running on this machine by accident.
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=include_dashboard,
+             log_to_driver=False)
+
+
+@ray.remote(num_returns=2)
+def _prepare_task(config_values: dict, data_home, cache_dir, download_if_missing: bool):
+    """A Ray task: the prepared arrays (into the object store, owned by the driver) and their stats."""
+    from trainer import prepare as prepare_module
+
+    config = config_module.TrainerConfig.from_dict(config_values)
+    prepared = prepare_module.prepare(config, data_home=data_home, cache_dir=cache_dir,
+                                      download_if_missing=download_if_missing)
+    return prepared, dict(prepared.stats)
+
+
+def prepare_shared_data(spec: spec_module.SweepSpec, sources: Sources, *, data_home=None, cache_dir=None,
+                        download_if_missing: bool = True) -> SharedData:
+    """Prepare every distinct data key once (in parallel as Ray tasks) and wait for all of them."""
+    started = time.perf_counter()
+    keys: dict[str, str] = {}
+    first_config: dict[str, config_module.TrainerConfig] = {}
+    for trial in spec.trials():
+        if trial.kind != "keras":
+            continue
+        config = spec.trial_config(trial)
+        key = sources.data_key(config)
+        keys[config.digest()] = key
+        first_config.setdefault(key, config)
+    data_refs, stats_refs = {}, {}
+    for key, config in first_config.items():
+        # On the driver's node: it resolved the sources, and its object store outlives any worker.
+        task = _prepare_task.options(scheduling_strategy=cluster_checks.on_driver_node())
+        data_refs[key], stats_refs[key] = task.remote(config.to_dict(), data_home, cache_dir, download_if_missing)
+    stats = dict(zip(stats_refs, ray.get(list(stats_refs.values())))) if stats_refs else {}
+    hits = sum(1 for value in stats.values() if value.get("cache_hit"))
+    print(f"glovesweep: prepared {len(stats)} data set(s) ({hits} from cache) in "
+          f"{time.perf_counter() - started:.1f} s", flush=True)
+    return SharedData(data=data_refs, keys=keys, stats=stats, seconds=time.perf_counter() - started)

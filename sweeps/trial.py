@@ -1,0 +1,187 @@
+"""The Ray Tune trial function: one network trained to ``max(epochs)``, or one baseline, logged to MLflow.
+
+Each trial trains to ``max(epochs)``, reporting every epoch to Tune with a checkpoint and to MLflow as step
+metrics; a trial whose worker dies is retried from its last epoch (``FailureConfig(max_failures)``) and
+continues the same child run, found by Tune's trial id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import pathlib
+import platform
+import shutil
+import tempfile
+from typing import Any
+
+import ray
+from ray import tune
+
+from sweeps import spec as spec_module
+from sweeps import tracking
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialContext:
+    """What every trial of one sweep shares; Tune ships it to the workers once (``tune.with_parameters``).
+
+    Attributes
+    ----------
+    spec : SweepSpec
+    data : dict of str to ObjectRef
+        Data key -> prepared arrays in the object store (``shared_data.SharedData.data``).
+    data_keys : dict of str to str
+        ``TrainerConfig.digest()`` -> data key.
+    tracking_uri, experiment_id, parent_run_id, git_commit : str
+    data_home, cache_dir : str or None
+    download_if_missing : bool
+    """
+
+    spec: spec_module.SweepSpec
+    data: dict[str, Any]
+    data_keys: dict[str, str]
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    git_commit: str
+    data_home: str | None
+    cache_dir: str | None
+    download_if_missing: bool
+
+
+def make_trainable(context: TrialContext):
+    """The trial function bound to ``context``, with the sweep's per-trial resources."""
+    trainable = tune.with_parameters(run_trial, context=context)
+    resources = context.spec.resources
+    return tune.with_resources(trainable, {"cpu": resources["cpu"], "gpu": resources["gpu"]})
+
+
+def configure_tensorflow(cpus: float) -> str:
+    """Before TensorFlow touches a GPU: memory growth (fractional GPUs pack trials), threads = our CPUs.
+
+    Ray already limits ``CUDA_VISIBLE_DEVICES`` to the trial's GPUs. Returns a device description.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Without growth TensorFlow maps nearly all GPU memory at start, so a second trial on the card fails.
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # A reused worker initialised TensorFlow in an earlier trial, with growth already on.
+    threads = max(1, math.ceil(cpus))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:
+        pass  # Already initialised by an earlier trial in this worker with the same resources.
+    if gpus:
+        names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
+        return f"GPU: {', '.join(names)}"
+    return f"CPU: {platform.machine()} {platform.processor() or ''} ({threads} threads)".replace("  ", " ")
+
+
+def trial_params(spec: spec_module.SweepSpec, trial: spec_module.Trial, config) -> dict[str, Any]:
+    """The MLflow params of a trial's child run: every factor of the registry, the sweep's factor names, the
+    baseline kind."""
+    params = {**config.to_dict(), "factors": ",".join(spec.factor_names)}
+    if trial.kind == "baseline":
+        params["baseline"] = trial.baseline
+    return params
+
+
+def run_trial(param: dict[str, Any], context: TrialContext) -> None:
+    """One Ray Tune trial: a network trained to ``max(epochs)`` or one baseline, logged to its child run."""
+    spec = context.spec
+    if "trial" in param:
+        trial = spec_module.Trial.from_dict(param["trial"])
+    else:
+        trial = spec_module.Trial(kind="keras", cell=dict(param["cell"]), seed=int(param["seed"]))
+    config = spec.trial_config(trial)
+    device = configure_tensorflow(spec.resources["cpu"]) if trial.kind == "keras" else f"CPU: {platform.machine()}"
+    trial_id = tune.get_context().get_trial_id()
+    run = tracking.TrialRun(context.tracking_uri, context.experiment_id, context.parent_run_id, trial_id)
+    params = trial_params(spec, trial, config)
+    run_name = f"{trial.baseline + ' ' if trial.baseline else ''}{trial.label} seed={trial.seed}"
+    existing = run.find()
+    if existing is not None and existing.info.status == "FINISHED":
+        # Finished before the driver died, after Tune's last state snapshot: report it, never run it again.
+        metrics = existing.data.metrics
+        tune.report({key: metrics[key] for key in ("loss", "acc", "val_loss", "val_acc") if key in metrics}
+                    | {"epoch": config.epochs if trial.kind == "keras" else 0, "already_finished": True})
+        return
+    run.start(existing=existing, run_name=run_name, cell=trial.label,
+              trainer="baseline" if trial.kind == "baseline" else "keras", params=params,
+              tags={"git_commit": context.git_commit, "versions": tracking.package_versions(), "device": device,
+                    "glovesweep.node": platform.node(), "glovesweep.worker_pid": os.getpid()})
+    try:
+        if trial.kind == "baseline":
+            _run_baseline(trial, config, run, context)
+        else:
+            _run_network(config, run, context, requested_epochs=spec.epochs)
+    except SystemExit:
+        # Tune ends a stopped trial's thread with SystemExit at its next report (an ASHA early stop, or the
+        # sweep interrupted). The driver knows which: SweepCallback finishes the run, or the sweep kills it.
+        raise
+    except BaseException:
+        try:
+            run.end("FAILED")
+        except Exception as error:  # noqa: BLE001 - the trial's own error matters more
+            logger.warning("could not mark run %s FAILED: %s", run.run_id, error)
+        raise
+    run.end("FINISHED")
+
+
+def _run_network(config, run: tracking.TrialRun, context: TrialContext, *, requested_epochs: list[int]) -> None:
+    from trainer import train as train_module
+
+    key = context.data_keys[config.digest()]
+    prepared = ray.get(context.data[key])
+    run.log_metrics(tracking.stats_metrics(prepared.stats))
+    run.set_tags({"archive_sha256": prepared.stats.get("archive_sha256", ""),
+                  "glove_source": prepared.stats.get("glove_source", ""), "glovesweep.data_key": key})
+
+    def on_epoch(epoch: int, metrics: dict[str, float], state) -> None:
+        # MLflow first: a worker killed between the two re-runs this epoch, and its step is skipped then.
+        run.log_epoch(epoch, metrics, requested_epochs=requested_epochs)
+        with tempfile.TemporaryDirectory(prefix="glovesweep-checkpoint-") as directory:
+            state.save(directory)
+            tune.report({**metrics, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    checkpoint = tune.get_checkpoint()
+    resume_directory = None
+    try:
+        if checkpoint is not None:
+            resume_directory = tempfile.mkdtemp(prefix="glovesweep-resume-")
+            checkpoint.to_directory(resume_directory)
+            state_file = pathlib.Path(resume_directory) / train_module.CHECKPOINT_STATE
+            resumed_epoch = json.loads(state_file.read_text())["epoch"]
+            run.set_tags({"glovesweep.resumed_from_epoch": resumed_epoch})
+        history = train_module.train(config, prepared, on_epoch=on_epoch, resume=resume_directory)
+    finally:
+        if resume_directory:
+            shutil.rmtree(resume_directory, ignore_errors=True)
+    run.log_metrics(tracking.summary_from_history(history, requested_epochs))
+
+
+def _run_baseline(trial, config, run: tracking.TrialRun, context: TrialContext) -> None:
+    try:
+        from trainer import baselines as baselines_module
+    except ImportError as error:  # pragma: no cover - the trainer ships it
+        raise OSError(f"baseline {trial.baseline!r} needs trainer.baselines: {error}") from error
+
+    result = baselines_module.run_baseline(config, trial.baseline, data_home=context.data_home,
+                                           download_if_missing=context.download_if_missing)
+    numbers = {key: value for key, value in result.items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    run.log_metrics(numbers)
+    tune.report({"val_acc": result["val_acc"], "epoch": 0})
