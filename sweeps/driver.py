@@ -175,20 +175,26 @@ def run_sweep(
     def make_tuner() -> tune.Tuner:
         state_module.write_state(state)
         tune_config, param_space = tune_config_and_space(spec)
-        run_config = tune.RunConfig(
-            name=name,
-            storage_path=spec.storage_path,
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
-            callbacks=[progress.SweepCallback(spec.tracking_uri, experiment_id, parent_run_id)],
-            verbose=0,
-        )
-        quiet_tune_output()
         trainable = trial_module.make_trainable(trial_context(spec, state, shared))
-        return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+        return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
+                          run_config=run_config(spec, state, name=name, storage_path=spec.storage_path))
 
-    result = fit_and_finish(make_tuner, state, started=started, total=total)
+    result = fit_and_finish(make_tuner, state, started=started, trial_keys=[trial.key for trial in spec.trials()])
     return dataclasses.replace(result, prepare_seconds=shared.seconds)
+
+
+def run_config(spec: spec_module.SweepSpec, state: state_module.SweepState, *, name: str,
+               storage_path: str) -> tune.RunConfig:
+    """Tune's run settings: where it writes, retries from the last epoch, kept checkpoints, our progress lines."""
+    quiet_tune_output()
+    return tune.RunConfig(
+        name=name,
+        storage_path=storage_path,
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
+        callbacks=[progress.SweepCallback(state.tracking_uri, state.experiment_id, state.parent_run_id)],
+        verbose=0,
+    )
 
 
 def trial_context(spec: spec_module.SweepSpec, state: state_module.SweepState,
@@ -208,25 +214,32 @@ def quiet_tune_output() -> None:
 
 
 def fit_and_finish(make_tuner: Callable[[], tune.Tuner], state: state_module.SweepState, *, started: float,
-                   total: int) -> SweepResult:
-    """Build and run the Tuner; end the parent run FINISHED / FAILED / KILLED, no child run left RUNNING."""
+                   trial_keys: list[str], status_if_not_started: str = "FAILED") -> SweepResult:
+    """Build and run the Tuner; end the parent run FINISHED / FAILED / KILLED, no child run left RUNNING.
+
+    Trials are counted from their MLflow child runs (one per trial key), the record every reader uses.
+    ``status_if_not_started`` is the parent's status when the Tuner cannot even be built (a resume keeps the
+    parent's earlier status then).
+    """
     tracking_uri, experiment_id, parent_run_id = state.tracking_uri, state.experiment_id, state.parent_run_id
     sweep_dir = state.sweep_dir
     try:
         tuner = make_tuner()
     except BaseException:
-        close_runs(tracking_uri, experiment_id, parent_run_id, "FAILED")
+        close_runs(tracking_uri, experiment_id, parent_run_id, status_if_not_started)
         raise
     try:
-        results = tuner.fit()
+        tuner.fit()
     except BaseException:
         close_runs(tracking_uri, experiment_id, parent_run_id, "KILLED")
         print(f"glovesweep: interrupted; continue with: glovesweep resume {sweep_dir}", file=sys.stderr, flush=True)
         raise
-    statuses = [trial.status for trial in tune.ExperimentAnalysis(results.experiment_path).trials]
-    failed, done = statuses.count("ERROR"), statuses.count("TERMINATED")
+    statuses = tracking.trial_statuses(tracking_uri, experiment_id, parent_run_id)
+    total = len(trial_keys)
+    done = sum(1 for key in trial_keys if statuses.get(key) == "FINISHED")
+    failed = sum(1 for key in trial_keys if statuses.get(key) == "FAILED")
     # Tune returns early (unfinished trials) when the sweep was interrupted with Ctrl-C.
-    status = "FAILED" if failed else ("FINISHED" if done >= total else "KILLED")
+    status = "FAILED" if failed else ("FINISHED" if done == total else "KILLED")
     close_runs(tracking_uri, experiment_id, parent_run_id, status)
     seconds = time.perf_counter() - started
     print(f"glovesweep: {done}/{total} trials done, {failed} failed in {seconds:.0f} s", flush=True)
@@ -251,24 +264,25 @@ def close_runs(tracking_uri: str, experiment_id: str, parent_run_id: str, parent
         logger.warning("could not close MLflow runs of parent %s: %s", parent_run_id, error)
 
 
-def tune_config_and_space(spec: spec_module.SweepSpec) -> tuple[tune.TuneConfig, dict[str, Any]]:
+def tune_config_and_space(spec: spec_module.SweepSpec, resume_from: dict[str, list[str]] | None = None,
+                          trials: list[spec_module.Trial] | None = None) -> tuple[tune.TuneConfig, dict[str, Any]]:
+    """Tune's settings and one grid entry per trial (every search mode: the trial list is drawn up front).
+
+    ``resume_from`` maps a trial key to its earlier checkpoints (``resume``); ``trials`` defaults to all.
+    """
     # Reused workers keep TensorFlow imported and initialised: a trial starts in about a second, not ten.
     common = {"max_concurrent_trials": spec.max_concurrent_trials or None,
               "trial_dirname_creator": trial_dirname, "reuse_actors": True}
-    mode = spec.search["mode"]
-    if mode == "grid":
-        space = {"trial": tune.grid_search([trial.as_dict() for trial in spec.trials()])}
+    tasks = [{"trial": trial.as_dict(), "resume_from": (resume_from or {}).get(trial.key, [])}
+             for trial in (spec.trials() if trials is None else trials)]
+    space = {"task": tune.grid_search(tasks)}
+    if spec.search["mode"] != "asha":
         return tune.TuneConfig(num_samples=1, **common), space
-    space = {"cell": {name: tune.choice(values) for name, values in spec.factors.items()},
-             "seed": tune.choice(spec.seeds)}
-    if mode == "random":
-        return tune.TuneConfig(num_samples=spec.search["num_samples"], **common), space
     from ray.tune import schedulers
 
     scheduler = schedulers.ASHAScheduler(time_attr="training_iteration", max_t=spec.max_epochs,
                                          grace_period=spec.search["grace_period"])
-    return tune.TuneConfig(num_samples=spec.search["num_samples"], scheduler=scheduler, metric="val_acc",
-                           mode="max", **common), space
+    return tune.TuneConfig(num_samples=1, scheduler=scheduler, metric="val_acc", mode="max", **common), space
 
 
 def trial_dirname(trial) -> str:

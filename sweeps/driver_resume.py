@@ -1,10 +1,12 @@
 """``glovesweep resume <sweep dir>``: continue a sweep whose driver died, finishing only what is missing.
 
-The sweep folder (``<storage_path>/<name>-<timestamp>``, printed by ``glovesweep run``) holds Tune's
-experiment state and ``glovesweep_sweep.json`` (the sweep file's text, the MLflow parent run, the data
-options). Resume rebuilds the same trial function with freshly prepared shared data and calls
-``Tuner.restore(..., resume_errored=True)``: finished trials stay finished, unfinished and errored ones
-continue from their last epoch checkpoint, and each continues its own MLflow child run (found by trial id).
+The sweep folder (``<storage_path>/<name>-<timestamp>``, printed by ``glovesweep run``) holds the typed
+``glovesweep_sweep.json`` (the sweep file's text, the MLflow parent run, the data options). Resume never lets
+Ray unpickle anything from the folder (``sweeps.checkpoints`` says why): it recomputes the trial list from
+the sweep file, reads which trials finished from their MLflow child runs, and starts a fresh Tune run (a
+``resume-<time>`` folder inside the sweep folder) of the rest, each handed its own earlier checkpoints
+(JSON and a NumPy archive read with ``allow_pickle=False``) and continuing its own child run (found by its
+trial key).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from ray import tune
 
+from sweeps import checkpoints
 from sweeps import cluster_checks
 from sweeps import driver
 from sweeps import shared_data
@@ -43,43 +46,56 @@ def main(args: argparse.Namespace) -> int:
 
 def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | None = None,
                  include_dashboard: bool = False, **overrides: Any) -> driver.SweepResult:
-    """Restore and finish a sweep; ``overrides`` may replace ``data_home``, ``cache_dir``, ``download_if_missing``.
+    """Finish a sweep; ``overrides`` may replace ``data_home``, ``cache_dir``, ``download_if_missing``.
 
     Raises
     ------
     OSError
-        ``sweep_dir`` is not a sweep folder, or MLflow / data sources are unreachable.
+        ``sweep_dir`` is not a sweep folder, or MLflow / data sources are unreachable; the parent run's
+        status is left as it was.
     """
     started = time.perf_counter()
     if "://" not in sweep_dir:
         sweep_dir = str(pathlib.Path(sweep_dir).expanduser().resolve())
     state = state_module.read_state(sweep_dir)
-    # Tune's state lives where the folder is now, even when it was moved since the original run.
+    # The sweep folder is where it is now, even when it was moved since the original run.
     storage_path, experiment_name = sweep_dir.rstrip("/").rsplit("/", 1)
     state = state.replace(storage_path=storage_path, experiment_name=experiment_name,
                           **{key: value for key, value in overrides.items()
                              if key in ("data_home", "cache_dir", "download_if_missing")})
-    if not tune.Tuner.can_restore(sweep_dir):
-        raise OSError(f"{sweep_dir} has no Ray Tune experiment state to restore (the driver died before the first "
-                      f"trial started?); run the sweep again with: glovesweep run {state.source_path}")
     spec = state.spec()
-
     tracking.check_reachable(spec.tracking_uri)
+    trials = spec.trials()
+    statuses = tracking.trial_statuses(spec.tracking_uri, state.experiment_id, state.parent_run_id)
+    missing = [trial for trial in trials if statuses.get(trial.key) != "FINISHED"]
+    previous_status = tracking.run_status(spec.tracking_uri, state.parent_run_id)
+    if not missing:
+        print(f"glovesweep: every trial of sweep {spec.name!r} already finished ({len(trials)}/{len(trials)}); "
+              f"nothing to resume", flush=True)
+        if previous_status != "FINISHED":
+            tracking.end_run(spec.tracking_uri, state.parent_run_id, "FINISHED")
+        return driver.SweepResult(sweep_dir=sweep_dir, tracking_uri=spec.tracking_uri,
+                                  experiment_id=state.experiment_id, parent_run_id=state.parent_run_id,
+                                  total=len(trials), done=len(trials), failed=0,
+                                  seconds=time.perf_counter() - started)
     sources = shared_data.resolve_sources(spec, data_home=state.data_home, cache_dir=state.cache_dir,
                                           download_if_missing=state.download_if_missing)
+    earlier = checkpoints.find_checkpoints(sweep_dir)
     shared_data.start_ray(address=address, num_cpus=num_cpus, include_dashboard=include_dashboard)
     cluster_checks.check_cluster_storage(spec.storage_path)
     shared = shared_data.prepare_shared_data(spec, sources, data_home=state.data_home, cache_dir=state.cache_dir,
                                              download_if_missing=state.download_if_missing)
-    tracking.reopen_run(spec.tracking_uri, state.parent_run_id)
-    total = spec.total_trials
-    print(f"glovesweep: resuming sweep {spec.name!r} ({total} trials) from {sweep_dir}", flush=True)
+    print(f"glovesweep: resuming sweep {spec.name!r}: {len(missing)} of {len(trials)} trials to finish "
+          f"({sum(1 for trial in missing if trial.key in earlier)} from a checkpoint) in {sweep_dir}", flush=True)
 
     def make_tuner() -> tune.Tuner:
-        driver.quiet_tune_output()
+        tracking.reopen_run(spec.tracking_uri, state.parent_run_id)
+        tune_config, param_space = driver.tune_config_and_space(spec, resume_from=earlier, trials=missing)
+        run_config = driver.run_config(spec, state, name=f"resume-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}",
+                                       storage_path=sweep_dir)
         trainable = trial_module.make_trainable(driver.trial_context(spec, state, shared))
-        # Finished trials stay finished; unfinished and errored ones continue from their last checkpoint.
-        return tune.Tuner.restore(sweep_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
-    result = driver.fit_and_finish(make_tuner, state, started=started, total=total)
+    result = driver.fit_and_finish(make_tuner, state, started=started, trial_keys=[trial.key for trial in trials],
+                                   status_if_not_started=previous_status)
     return dataclasses.replace(result, prepare_seconds=shared.seconds)

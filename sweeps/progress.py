@@ -31,11 +31,12 @@ class SweepCallback(tune.Callback):
                 f"{statuses.count('ERROR')} failed, {statuses.count('PENDING')} pending")
 
     @staticmethod
-    def _name(trial) -> str:
-        values = trial.config.get("trial") or {"kind": "keras", "cell": trial.config.get("cell", {}),
-                                                "seed": trial.config.get("seed", 0)}
-        label = spec_module.cell_label(values["cell"])
-        return f"{values.get('baseline') or ''} {label}".strip() + f" seed={values['seed']}"
+    def _trial(tune_trial) -> spec_module.Trial:
+        return spec_module.Trial.from_dict(tune_trial.config["task"]["trial"])
+
+    def _name(self, tune_trial) -> str:
+        trial = self._trial(tune_trial)
+        return f"{trial.baseline or ''} {trial.label}".strip() + f" seed={trial.seed}"
 
     def _print(self, trials, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {self._counts(trials)} | {message}", flush=True)
@@ -59,6 +60,7 @@ class SweepCallback(tune.Callback):
 
     def _mark(self, trial, status: str) -> None:
         try:
-            tracking.mark_trial(self.tracking_uri, self.experiment_id, self.parent_run_id, trial.trial_id, status)
+            tracking.mark_trial(self.tracking_uri, self.experiment_id, self.parent_run_id, self._trial(trial).key,
+                                status)
         except Exception as error:  # noqa: BLE001 - progress must not stop the sweep
             logger.warning("could not set MLflow status of trial %s: %s", trial.trial_id, error)

@@ -18,8 +18,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import json
 import os
 import pathlib
+import random
 from typing import Any
 
 import yaml
@@ -52,6 +54,14 @@ class Trial:
     def label(self) -> str:
         """The cell's factor values joined, e.g. ``dataset=19997,strip=none`` (MLflow tag ``glovesweep.cell``)."""
         return cell_label(self.cell)
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the trial within its sweep (hex, 16 chars): MLflow tag ``glovesweep.trial_id``.
+
+        The same in every process and after ``resume``, unlike Tune's own trial ids.
+        """
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "cell": dict(self.cell), "seed": self.seed, "baseline": self.baseline}
@@ -116,7 +126,7 @@ class SweepSpec:
     @property
     def total_trials(self) -> int:
         """Trials the sweep runs: every grid trial, or the search's ``num_samples``."""
-        return len(self.trials()) if self.search["mode"] == "grid" else self.search["num_samples"]
+        return len(self.trials())
 
     @property
     def factor_names(self) -> list[str]:
@@ -129,11 +139,17 @@ class SweepSpec:
         return [dict(zip(names, values)) for values in itertools.product(*(self.factors[n] for n in names))]
 
     def trials(self) -> list[Trial]:
-        """Every trial of a grid sweep: one baseline per data cell and kind (seconds each), then cells x seeds.
+        """Every trial the sweep runs, the same list in every process (so ``resume`` needs no pickled state).
 
-        Seed-major: every cell at the first seed runs before any cell at the second, so a sweep cut short
-        (and resumed later) already covers every cell.
+        Grid: one baseline per data cell and kind (seconds each), then cells x seeds, seed-major: every cell at
+        the first seed runs before any cell at the second, so a sweep cut short already covers every cell.
+        Random and ASHA: ``num_samples`` distinct (cell, seed) pairs drawn without replacement, seeded by the
+        sweep file's hash.
         """
+        if self.search["mode"] != "grid":
+            pairs = [(cell, seed) for seed in self.seeds for cell in self.cells()]
+            chosen = random.Random(self.source_sha256).sample(range(len(pairs)), self.search["num_samples"])
+            return [Trial(kind="keras", cell=pairs[index][0], seed=pairs[index][1]) for index in chosen]
         seen = []
         for cell in self.cells():
             data_cell = {name: value for name, value in cell.items() if name in BASELINE_FIELDS}
@@ -246,6 +262,12 @@ def _build(parsed: sweep_file.SweepFile, where: str, base: pathlib.Path, *, text
     if search["mode"] != "grid" and parsed.baselines:
         raise ValueError(f"{where}: baselines run only in search.mode 'grid' (one per cell); got mode "
                          f"{search['mode']!r}")
+    if search["mode"] != "grid":
+        combinations = len(seeds) * len(list(itertools.product(*factors.values())))
+        if search["num_samples"] > combinations:
+            raise ValueError(f"{where}: search.num_samples={search['num_samples']} exceeds the {combinations} distinct "
+                             f"cell x seed combinations (a repeat would train the same trial twice); use at most "
+                             f"{combinations}, or mode: grid")
     if search["mode"] == "asha" and search["grace_period"] > max(epochs):
         raise ValueError(f"{where}: search.grace_period={search['grace_period']} exceeds the largest epoch "
                          f"count {max(epochs)}; use a value in 1..{max(epochs)}")

@@ -155,6 +155,12 @@ def reopen_run(tracking_uri: str, run_id: str) -> None:
     _retry(lambda: client.update_run(run_id, status="RUNNING"), what="reopen run")
 
 
+def run_status(tracking_uri: str, run_id: str) -> str:
+    """A run's status (``RUNNING``, ``FINISHED``, ``FAILED``, ``KILLED``...)."""
+    client = _client(tracking_uri)
+    return _retry(lambda: client.get_run(run_id), what="get run").info.status
+
+
 def end_run(tracking_uri: str, run_id: str, status: str) -> None:
     """Set a run's final status (``FINISHED``, ``FAILED`` or ``KILLED``)."""
     client = _client(tracking_uri)
@@ -188,6 +194,16 @@ def child_runs(tracking_uri: str, experiment_id: str, parent_run_id: str) -> lis
         token = page.token
         if not token:
             return sorted(runs, key=lambda run: run.info.start_time)
+
+
+def trial_statuses(tracking_uri: str, experiment_id: str, parent_run_id: str) -> dict[str, str]:
+    """Trial key (tag ``glovesweep.trial_id``) -> status of its child run; the oldest run wins a duplicate."""
+    statuses: dict[str, str] = {}
+    for run in child_runs(tracking_uri, experiment_id, parent_run_id):
+        key = run.data.tags.get(TRIAL_ID_TAG)
+        if key and key not in statuses:
+            statuses[key] = run.info.status
+    return statuses
 
 
 def mark_trial(tracking_uri: str, experiment_id: str, parent_run_id: str, trial_id: str, status: str,

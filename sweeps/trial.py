@@ -8,11 +8,9 @@ continues the same child run, found by Tune's trial id.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
-import pathlib
 import platform
 import shutil
 import tempfile
@@ -102,14 +100,12 @@ def trial_params(spec: spec_module.SweepSpec, trial: spec_module.Trial, config) 
 def run_trial(param: dict[str, Any], context: TrialContext) -> None:
     """One Ray Tune trial: a network trained to ``max(epochs)`` or one baseline, logged to its child run."""
     spec = context.spec
-    if "trial" in param:
-        trial = spec_module.Trial.from_dict(param["trial"])
-    else:
-        trial = spec_module.Trial(kind="keras", cell=dict(param["cell"]), seed=int(param["seed"]))
+    task = param["task"]
+    trial = spec_module.Trial.from_dict(task["trial"])
     config = spec.trial_config(trial)
     device = configure_tensorflow(spec.resources["cpu"]) if trial.kind == "keras" else f"CPU: {platform.machine()}"
-    trial_id = tune.get_context().get_trial_id()
-    run = tracking.TrialRun(context.tracking_uri, context.experiment_id, context.parent_run_id, trial_id)
+    # The stable trial key finds the child run across retries and resumes (Tune's ids change on resume).
+    run = tracking.TrialRun(context.tracking_uri, context.experiment_id, context.parent_run_id, trial.key)
     params = trial_params(spec, trial, config)
     run_name = f"{trial.baseline + ' ' if trial.baseline else ''}{trial.label} seed={trial.seed}"
     existing = run.find()
@@ -122,12 +118,14 @@ def run_trial(param: dict[str, Any], context: TrialContext) -> None:
     run.start(existing=existing, run_name=run_name, cell=trial.label,
               trainer="baseline" if trial.kind == "baseline" else "keras", params=params,
               tags={"git_commit": context.git_commit, "versions": tracking.package_versions(), "device": device,
-                    "glovesweep.node": platform.node(), "glovesweep.worker_pid": os.getpid()})
+                    "glovesweep.node": platform.node(), "glovesweep.worker_pid": os.getpid(),
+                    "glovesweep.tune_trial_id": tune.get_context().get_trial_id()})
     try:
         if trial.kind == "baseline":
             _run_baseline(trial, config, run, context)
         else:
-            _run_network(config, run, context, requested_epochs=spec.epochs)
+            _run_network(config, run, context, requested_epochs=spec.epochs,
+                         resume_candidates=list(task.get("resume_from") or []))
     except SystemExit:
         # Tune ends a stopped trial's thread with SystemExit at its next report (an ASHA early stop, or the
         # sweep interrupted). The driver knows which: SweepCallback finishes the run, or the sweep kills it.
@@ -141,7 +139,8 @@ def run_trial(param: dict[str, Any], context: TrialContext) -> None:
     run.end("FINISHED")
 
 
-def _run_network(config, run: tracking.TrialRun, context: TrialContext, *, requested_epochs: list[int]) -> None:
+def _run_network(config, run: tracking.TrialRun, context: TrialContext, *, requested_epochs: list[int],
+                 resume_candidates: list[str]) -> None:
     from trainer import train as train_module
 
     key = context.data_keys[config.digest()]
@@ -157,20 +156,39 @@ def _run_network(config, run: tracking.TrialRun, context: TrialContext, *, reque
             state.save(directory)
             tune.report({**metrics, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(directory))
 
+    # A retry within this Tune run has Tune's checkpoint; a resumed sweep hands the trial its own earlier ones.
     checkpoint = tune.get_checkpoint()
-    resume_directory = None
+    candidates = [checkpoint.path] if checkpoint is not None else resume_candidates
+    resume_directory = usable_checkpoint(candidates)
     try:
-        if checkpoint is not None:
-            resume_directory = tempfile.mkdtemp(prefix="glovesweep-resume-")
-            checkpoint.to_directory(resume_directory)
-            state_file = pathlib.Path(resume_directory) / train_module.CHECKPOINT_STATE
-            resumed_epoch = json.loads(state_file.read_text())["epoch"]
-            run.set_tags({"glovesweep.resumed_from_epoch": resumed_epoch})
+        if resume_directory is not None:
+            state, _ = train_module.read_checkpoint(resume_directory)
+            run.set_tags({"glovesweep.resumed_from_epoch": state["epoch"]})
         history = train_module.train(config, prepared, on_epoch=on_epoch, resume=resume_directory)
     finally:
         if resume_directory:
             shutil.rmtree(resume_directory, ignore_errors=True)
     run.log_metrics(tracking.summary_from_history(history, requested_epochs))
+
+
+def usable_checkpoint(candidates: list[str]) -> str | None:
+    """Copy the first readable checkpoint of ``candidates`` (folders or URIs, newest first) to a local folder.
+
+    An unreadable one (damaged, or holding pickled objects) is skipped with a one-line warning, and the next
+    older one is tried; None when none is usable (the trial starts from epoch 0).
+    """
+    from trainer import train as train_module
+
+    for candidate in candidates:
+        directory = tempfile.mkdtemp(prefix="glovesweep-resume-")
+        try:
+            tune.Checkpoint(path=candidate).to_directory(directory)
+            train_module.read_checkpoint(directory)
+            return directory
+        except (OSError, ValueError) as error:
+            print(f"glovesweep: skipping checkpoint {candidate}: {str(error).splitlines()[0][:300]}", flush=True)
+            shutil.rmtree(directory, ignore_errors=True)
+    return None
 
 
 def _run_baseline(trial, config, run: tracking.TrialRun, context: TrialContext) -> None:

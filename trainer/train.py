@@ -14,14 +14,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from trainer import checkpoint_files
 from trainer import config as config_module
 from trainer import model as model_module
 from trainer import paths
 from trainer import prepare as prepare_module
 
 METRICS = ("loss", "acc", "val_loss", "val_acc", "epoch_seconds")
-CHECKPOINT_ARRAYS = "checkpoint.npz"
-CHECKPOINT_STATE = "state.json"
+# The checkpoint's files and their safe reader live in trainer.checkpoint_files (no TensorFlow needed there).
+CHECKPOINT_ARRAYS = checkpoint_files.CHECKPOINT_ARRAYS
+CHECKPOINT_STATE = checkpoint_files.CHECKPOINT_STATE
+read_checkpoint = checkpoint_files.read_checkpoint
 
 
 @dataclasses.dataclass
@@ -58,21 +61,19 @@ def _is_frozen_embedding(variable, model: keras.Model) -> bool:
 
 def _restore(model: keras.Model, config: config_module.TrainerConfig, directory: str | os.PathLike):
     """Load a checkpoint written by ``TrainState.save``; returns (epoch, history)."""
-    directory = pathlib.Path(directory)
-    try:
-        state = json.loads((directory / CHECKPOINT_STATE).read_text())
-        arrays = np.load(directory / CHECKPOINT_ARRAYS)
-    except (OSError, ValueError) as error:
-        raise OSError(f"cannot resume from {directory}: {error}") from error
+    state, arrays = read_checkpoint(directory)
     saved = config_module.TrainerConfig.from_dict(state["config"])
     if saved.replace(epochs=config.epochs) != config:
         raise ValueError(f"checkpoint in {directory} was written for a different config; only 'epochs' may differ")
-    for index, variable in enumerate(model.weights):
-        if f"model_{index}" in arrays:
-            variable.assign(arrays[f"model_{index}"])
-    model.optimizer.build(model.trainable_variables)
-    for index, variable in enumerate(model.optimizer.variables):
-        variable.assign(arrays[f"optimizer_{index}"])
+    try:
+        for index, variable in enumerate(model.weights):
+            if f"model_{index}" in arrays:
+                variable.assign(arrays[f"model_{index}"])
+        model.optimizer.build(model.trainable_variables)
+        for index, variable in enumerate(model.optimizer.variables):
+            variable.assign(arrays[f"optimizer_{index}"])
+    except (KeyError, ValueError) as error:
+        raise OSError(f"checkpoint in {directory} does not fit the model: {' '.join(str(error).split())[:200]}") from None
     return int(state["epoch"]), {name: list(values) for name, values in state["history"].items()}
 
 
