@@ -67,11 +67,12 @@ def answer_sentences(gaps: list[dict], blog_cell: dict[str, str], user_cell: dic
             continue
         top = gap["contributions"][0]
         held = f" (with {gap['stratum']})" if gap["stratum"] else ""
-        sentence = (f"At {plots.epochs_text(count)} the blog's cell ({plots.describe(blog_cell)}) reaches {gap['blog']:.3f} "
-                    f"and the user's cell ({plots.describe(user_cell)}) {gap['user']:.3f}{held}, a gap of "
-                    f"{gap['gap_points']:.1f} points; {top['factor']} ({top['from']} -> {top['to']}) explains "
-                    f"{top['points']:.1f} of them (95% t-interval {_points(top['low'])} to "
-                    f"{_points(top['high'])})")
+        interval = ("no interval: one seed per cell" if math.isnan(top["low"])
+                    else f"95% t-interval {top['low']:.1f} to {top['high']:.1f}")
+        sentence = (f"At {plots.epochs_text(count)} the blog's cell ({plots.describe(blog_cell)}) reaches "
+                    f"{gap['blog']:.3f} and the user's cell ({plots.describe(user_cell)}) {gap['user']:.3f}{held}, "
+                    f"a gap of {gap['gap_points']:.1f} points; {top['factor']} ({top['from']} -> {top['to']}) "
+                    f"explains {top['points']:.1f} of them ({interval})")
         rest = [f"{item['factor']} {item['points']:.1f}" for item in gap["contributions"][1:]]
         sentence += (f", {'; '.join(rest)}." if rest else ".")
         if gap["modelled"]:
@@ -88,10 +89,6 @@ def write_csv(path: pathlib.Path, records: list[dict], columns: Sequence[str]) -
         for record in records:
             writer.writerow({key: ("" if value is None or (isinstance(value, float) and math.isnan(value))
                                    else value) for key, value in record.items()})
-
-
-def _points(value: float) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.1f}"
 
 
 def _format_cell(record: dict | None) -> str:

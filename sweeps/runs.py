@@ -103,6 +103,16 @@ def to_frame(table: pyarrow.Table, schema: pyarrow.Schema) -> pd.DataFrame:
     return conformed.to_pandas(types_mapper={pyarrow.int64(): pd.Int64Dtype()}.get)
 
 
+def runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The runs frame of row dicts (keys of ``RUNS_SCHEMA``; absent keys are missing values)."""
+    return to_frame(pyarrow.Table.from_pylist(rows, schema=RUNS_SCHEMA), RUNS_SCHEMA)
+
+
+def history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The history frame of row dicts (keys of ``HISTORY_SCHEMA``)."""
+    return to_frame(pyarrow.Table.from_pylist(rows, schema=HISTORY_SCHEMA), HISTORY_SCHEMA)
+
+
 def read_folder(folder: str | os.PathLike) -> SweepFrame:
     """Read ``runs.parquet`` and ``history.parquet`` (absent: no history) of a report folder."""
     folder = pathlib.Path(folder)
@@ -303,9 +313,8 @@ def read_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str 
             history.extend(_run_history(client, found[0]))
     if skipped:
         logger.warning("%d child runs have no finished epoch and are left out: %s", len(skipped), ", ".join(skipped))
-    runs = to_frame(pyarrow.Table.from_pylist(rows, schema=RUNS_SCHEMA), RUNS_SCHEMA)
-    return SweepFrame(runs=runs, history=to_frame(pyarrow.Table.from_pylist(history, schema=HISTORY_SCHEMA),
-                                                  HISTORY_SCHEMA),
+    runs = runs_frame(rows)
+    return SweepFrame(runs=runs, history=history_frame(history),
                       sweep_name=sweep_name, parent_run_id=parent_run_id, factors=cell_factors(runs),
                       source=client.tracking_uri, tracking_uri=client.tracking_uri,
                       experiment_id=parent.info.experiment_id, skipped=skipped)
