@@ -6,7 +6,6 @@ import importlib.util
 import json
 import pathlib
 
-
 from sweeps import runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
