@@ -195,10 +195,10 @@ def report_markdown(swept: runs.SweepFrame, tables: Tables, *, reproduce: str) -
               f"Share of the variance of validation accuracy per term (Type II sums of squares, as statsmodels' "
               f"anova_lm(typ=2); interactions listed from {100 * stats.INTERACTION_MIN_SHARE:.0f}%), and the effect "
               f"in accuracy points (main: best minus worst level, others held fixed; interaction: largest departure "
-              f"from additivity). Share intervals: {tables.bootstrap_samples} residual-bootstrap resamples of seeds "
-              f"within cells (seeded). Effect intervals: Student-t of the contrast with the seed noise pooled within "
-              f"cells; a percentile bootstrap of 3 seeds per cell covers only about 81% for a nominal 95%, so it "
-              f"is not used for effects.", ""]
+              f"from additivity). Effect intervals: Student-t of the contrast with the seed noise pooled within cells "
+              f"(about 95% coverage on synthetic 3-seed designs, where a percentile bootstrap of seeds covers only "
+              f"about 81%). Share intervals: {tables.bootstrap_samples} seeded residual-bootstrap resamples of seeds "
+              f"within cells, a rough guide (about 88% coverage on those designs).", ""]
     lines += effects_markdown(tables.effects) if tables.effects else ["No factor varies between network runs."]
     if any(record["single_seed"] for record in tables.effects):
         lines += ["", "Some epoch counts have one seed per cell: seed noise cannot be estimated, so they have no "

@@ -9,7 +9,8 @@ Intervals (docs/DESIGN.md, "report"):
   bootstrap of seeds within cells covers only about 81% for a nominal 95% (tests/test_stats.py measures it),
   because resampling three values shrinks their variance by 2/3; the t-interval covers 95%;
 - a share of variance: a seeded residual bootstrap within cells (residuals inflated by sqrt(k / (k - 1)) so that
-  resampling keeps the seed noise's variance), percentile interval.
+  resampling keeps the seed noise's variance), percentile interval; still narrow with 3 seeds (about 88% on a
+  gap), so the report calls it a rough guide.
 
 The variance decomposition is Type II sums of squares, checked against statsmodels' ``anova_lm(typ=2)`` in
 tests/test_stats.py on the committed study.
