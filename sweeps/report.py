@@ -34,6 +34,7 @@ from typing import Sequence
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow import entities as mlflow_entities
 from mlflow import exceptions as mlflow_exceptions
 
@@ -279,7 +280,7 @@ def _print_summary(report: Report) -> None:
 
 
 def _smoke_test(args: argparse.Namespace, blog_cell: dict[str, str], user_cell: dict[str, str]) -> int:
-    """Log a synthetic sweep, report on it from MLflow, then again from the folder written: same cell means."""
+    """Log a synthetic sweep, report on it from MLflow, read the folder written back: the same cells."""
     with tempfile.TemporaryDirectory(prefix="glovesweep-report-smoke-") as scratch:
         tracking_uri = args.tracking_uri or f"sqlite:///{pathlib.Path(scratch) / 'mlflow.db'}"
         out_dir = pathlib.Path(args.out or pathlib.Path(scratch) / "report")
@@ -289,13 +290,12 @@ def _smoke_test(args: argparse.Namespace, blog_cell: dict[str, str], user_cell: 
         report = make_report(sweep, tracking_uri=tracking_uri, out_dir=out_dir, blog_cell=blog_cell,
                              user_cell=user_cell, bootstrap_samples=args.bootstrap,
                              log_artifacts=not args.no_log_artifacts)
-        again = make_report(out_dir, out_dir=out_dir / "from-folder", blog_cell=blog_cell, user_cell=user_cell,
-                            bootstrap_samples=args.bootstrap)
-        means, means_again = ([cell["mean"] for cell in item.tables.cells] for item in (report, again))
-        if means != means_again:
-            raise AssertionError(f"the report from {out_dir} differs from the one from MLflow: {means_again} "
-                                 f"!= {means}")
+        again = runs.read_runs(out_dir)
+        cells, cells_again = (pd.DataFrame(stats.cell_table(item.runs, item.factors)) for item in (report.sweep, again))
+        if not cells.equals(cells_again):
+            raise AssertionError(f"the cells read back from {out_dir} differ from those read from MLflow:\n"
+                                 f"{cells_again}\n!=\n{cells}")
         _print_summary(report)
         print(f"Smoke test passed: {len(report.sweep.runs)} rows, {len(report.tables.effects)} effect terms, the "
-              f"same cell means from MLflow and from {out_dir}.")
+              f"same cells from MLflow and from {out_dir}.")
     return 0
