@@ -17,17 +17,8 @@ from matplotlib import figure as matplotlib_figure
 from matplotlib import ticker as matplotlib_ticker
 
 from sweeps import names
+from sweeps import render
 from sweeps import stats
-
-
-def epochs_text(count: int) -> str:
-    """``1 epoch`` / ``10 epochs``."""
-    return f"{count} epoch" + ("" if count == 1 else "s")
-
-
-def describe(cell: dict[str, str]) -> str:
-    """``dataset=19997, strip=none``."""
-    return ", ".join(f"{key}={value}" for key, value in cell.items())
 
 
 def plot_epoch_curves(path: pathlib.Path, history: pd.DataFrame, runs: pd.DataFrame, factors: Sequence[str]) -> None:
@@ -108,7 +99,7 @@ def plot_effects(path: pathlib.Path, effects: list[dict]) -> None:
                                     for record in ranked], fontsize=7)
         axis.axvline(0, color="black", linewidth=0.8)
         axis.set_xlabel("effect on validation accuracy, points")
-        axis.set_title(epochs_text(count), fontsize=9)
+        axis.set_title(render.epochs_text(count), fontsize=9)
     if not counts:
         axes[0].text(0.5, 0.5, "no factor varies: nothing to attribute", ha="center", va="center")
     figure.suptitle("Factor effects (blue: main, best vs worst level; orange: interaction), 95% t-interval",
@@ -133,9 +124,10 @@ def plot_gap(path: pathlib.Path, gaps: list[dict], blog_cell: dict, user_cell: d
         axis.set_yticks(positions, labels, fontsize=7)
         axis.axvline(0, color="black", linewidth=0.8)
         axis.set_xlabel("accuracy points lost, blog -> user")
-        axis.set_title(epochs_text(gap["epochs"]), fontsize=9)
+        axis.set_title(render.epochs_text(gap["epochs"]), fontsize=9)
     if not answered:
         axes[0].text(0.5, 0.5, "the gap cannot be measured in this sweep", ha="center", va="center")
-    figure.suptitle(f"Blog ({describe(blog_cell)}) vs user ({describe(user_cell)}), 95% t-interval", fontsize=9)
+    figure.suptitle(f"Blog ({render.describe(blog_cell)}) vs user ({render.describe(user_cell)}), 95% t-interval",
+                    fontsize=9)
     figure.savefig(path, dpi=110)
 

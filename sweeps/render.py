@@ -12,7 +12,6 @@ import pathlib
 from typing import Sequence
 
 from sweeps import names
-from sweeps import plots
 from sweeps import runs
 from sweeps import stats
 from trainer import baselines
@@ -34,6 +33,16 @@ class Tables:
     gaps: list[dict]
     answers: list[str]
     bootstrap_samples: int
+
+
+def epochs_text(count: int) -> str:
+    """``1 epoch`` / ``10 epochs``."""
+    return f"{count} epoch" + ("" if count == 1 else "s")
+
+
+def describe(cell: dict[str, str]) -> str:
+    """``dataset=19997, strip=none``."""
+    return ", ".join(f"{key}={value}" for key, value in cell.items())
 
 
 def gap_rows(gaps: list[dict]) -> list[dict]:
@@ -60,17 +69,17 @@ def answer_sentences(gaps: list[dict], blog_cell: dict[str, str], user_cell: dic
     for gap in gaps:
         count = gap["epochs"]
         if "missing" in gap:
-            sentences.append(f"At {plots.epochs_text(count)} the gap cannot be measured: {gap['missing']}.")
+            sentences.append(f"At {epochs_text(count)} the gap cannot be measured: {gap['missing']}.")
             continue
         if not gap["contributions"]:
-            sentences.append(f"At {plots.epochs_text(count)} the blog's and the user's cells are the same cell.")
+            sentences.append(f"At {epochs_text(count)} the blog's and the user's cells are the same cell.")
             continue
         top = gap["contributions"][0]
         held = f" (with {gap['stratum']})" if gap["stratum"] else ""
         interval = ("no interval: one seed per cell" if math.isnan(top["low"])
                     else f"95% t-interval {top['low']:.1f} to {top['high']:.1f}")
-        sentence = (f"At {plots.epochs_text(count)} the blog's cell ({plots.describe(blog_cell)}) reaches "
-                    f"{gap['blog']:.3f} and the user's cell ({plots.describe(user_cell)}) {gap['user']:.3f}{held}, "
+        sentence = (f"At {epochs_text(count)} the blog's cell ({describe(blog_cell)}) reaches "
+                    f"{gap['blog']:.3f} and the user's cell ({describe(user_cell)}) {gap['user']:.3f}{held}, "
                     f"a gap of {gap['gap_points']:.1f} points; {top['factor']} ({top['from']} -> {top['to']}) "
                     f"explains {top['points']:.1f} of them ({interval})")
         rest = [f"{item['factor']} {item['points']:.1f}" for item in gap["contributions"][1:]]
