@@ -74,9 +74,8 @@ def parse_cell(items: str | Sequence[str]) -> dict[str, str]:
             if not separator or not key or not value:
                 raise ValueError(f"cell item {part!r} is not key=value; write e.g. dataset=19997,strip=none")
             if key not in runs.CONFIG_FIELDS or key in runs.NOT_CELL_FACTORS:
-                allowed = [name for name in runs.CONFIG_FIELDS if name not in runs.NOT_CELL_FACTORS]
                 raise ValueError(f"cell key {key!r} is not a trainer setting that can define a cell; "
-                                 f"allowed: {', '.join(allowed)}")
+                                 f"allowed: {', '.join(runs.PARAM_COLUMNS)}")
             if key in CHOICES and value not in [str(choice) for choice in CHOICES[key]]:
                 raise ValueError(f"cell value {key}={value!r} is not allowed; allowed values: "
                                  f"{', '.join(str(choice) for choice in CHOICES[key])}")
