@@ -1,6 +1,6 @@
 """MLflow logging for sweeps: one parent run per sweep, one child run per trial (docs/DESIGN.md schema).
 
-The schema is binding (the report reads exactly this):
+The schema is binding (the report reads exactly this); every name is a constant of ``sweeps.names``:
 
 - parent run: tags ``glovesweep.role=sweep``, ``glovesweep.sweep_name``, ``glovesweep.sweep_hash``; the
   sweep file as the artifact ``sweep.yaml`` (and the effective spec as ``sweep_effective.json``);
