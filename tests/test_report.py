@@ -325,3 +325,18 @@ def test_real_sweep_report_plots_and_artifacts(tiny_sweep):
     assert ranked == {(count, term) for count in (1, 2) for term in ("dataset", "strip")}
     assert len(result.answers) == 2 and all("the blog's cell (dataset=19997, strip=none)" in sentence
                                             for sentence in result.answers)
+
+
+def test_new_metric_names_are_logged_when_present_and_read_as_missing_when_absent():
+    from sweeps import names
+    from sweeps import tracking
+
+    chosen = tracking.stats_metrics({names.LEAK_FRACTION_VAL: 0.25, names.LEAKAGE: 0.5, "cache_key": "ab",
+                                     "cache_hit": True})
+    assert chosen == {names.LEAK_FRACTION_VAL: 0.25, names.LEAKAGE: 0.5}
+    # The committed study predates the leak fractions: the frame has the columns, empty.
+    folder = pathlib.Path(__file__).resolve().parents[1] / "docs" / "results" / "study-cpu"
+    study = runs.read_runs(folder)
+    assert study.runs[[names.LEAK_FRACTION_TRAIN, names.LEAK_FRACTION_VAL]].isna().all().all()
+    assert study.runs["val_acc"].notna().all()
+    assert len(study.runs) == parquet.read_metadata(folder / runs.RUNS_FILE).num_rows
