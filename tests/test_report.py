@@ -327,7 +327,7 @@ def test_real_sweep_report_plots_and_artifacts(tiny_sweep):
                                             for sentence in result.answers)
 
 
-def test_new_metric_names_are_logged_when_present_and_read_as_missing_when_absent():
+def test_new_metric_names_are_logged_when_present_and_read_as_missing_when_absent(tmp_path):
     from sweeps import names
     from sweeps import tracking
 
@@ -340,3 +340,10 @@ def test_new_metric_names_are_logged_when_present_and_read_as_missing_when_absen
     assert study.runs[[names.LEAK_FRACTION_TRAIN, names.LEAK_FRACTION_VAL]].isna().all().all()
     assert study.runs["val_acc"].notna().all()
     assert len(study.runs) == parquet.read_metadata(folder / runs.RUNS_FILE).num_rows
+    # A folder written before the new columns and the metadata existed (as the study was at 4e1f7cc).
+    older = study.runs.drop(columns=[names.LEAK_FRACTION_TRAIN, names.LEAK_FRACTION_VAL])
+    older.to_parquet(tmp_path / runs.RUNS_FILE, index=False)
+    again = runs.read_runs(tmp_path)
+    pd.testing.assert_frame_equal(again.runs, study.runs)
+    assert (again.factors, again.parent_run_id, again.sweep_name, len(again.history)) == (
+        study.factors, study.parent_run_id, study.sweep_name, 0)
