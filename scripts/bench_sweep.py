@@ -61,9 +61,11 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="Also write the numbers to this JSON file.")
     args = parser.parse_args()
 
+    import mlflow
     import ray
 
     from sweeps import driver
+    from sweeps import names
     from sweeps import spec as spec_module
     from sweeps import tracking
 
@@ -89,8 +91,9 @@ def main() -> int:
         wall = time.perf_counter() - began
         assert result.ok, result
         runs = tracking.child_runs(result.tracking_uri, result.experiment_id, result.parent_run_id)
-        epoch_seconds = [metric.value for run in runs for metric in
-                         tracking._client(result.tracking_uri).get_metric_history(run.info.run_id, "epoch_seconds")]
+        client = mlflow.MlflowClient(tracking_uri=result.tracking_uri)
+        epoch_seconds = [metric.value for run in runs
+                         for metric in client.get_metric_history(run.info.run_id, names.EPOCH_SECONDS)]
         trial_seconds = sum((run.info.end_time - run.info.start_time) / 1000 for run in runs)
         return {"wall": wall, "prepare": result.prepare_seconds, "trials": trial_seconds,
                 "epoch": statistics.median(epoch_seconds)}

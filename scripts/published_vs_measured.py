@@ -7,7 +7,8 @@ Usage (after ``glovesweep report`` wrote the two study reports into docs/results
 Reads ``study-cpu/runs.parquet``, ``study-cpu-ablations/runs.parquet`` and ``kerasio2020-seed*.json``
 (``glovesweep train --seed N --json`` outputs) under ``--results``; a missing input leaves its rows as
 "not run".
-Each measured cell is the mean over seeds with its 95% Student-t interval (``sweeps.report.t_interval``).
+Each measured cell is the mean over seeds with its 95% Student-t interval (``sweeps.stats.t_interval``),
+clipped to [0, 1] as in the report.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pathlib
 
 import pyarrow.parquet as pq
 
-from sweeps import report
+from sweeps import stats
 
 STUDY = "glovesweep run sweeps/study-cpu.yaml --data-dir ../shared/data"
 ABLATIONS = "glovesweep run sweeps/study-cpu-ablations.yaml --data-dir ../shared/data"
@@ -55,7 +56,7 @@ def format_cell(values: list[float]) -> str:
     """``0.934 [0.925, 0.943] (n=3)``; one value has no interval."""
     if not values:
         return "not run"
-    mean, low, high = report.t_interval(values)
+    mean, low, high = stats.t_interval(values, bounds=(0.0, 1.0))
     if math.isnan(low):
         return f"{mean:.3f} (n=1)"
     return f"{mean:.3f} [{low:.3f}, {high:.3f}] (n={len(values)})"

@@ -1,6 +1,6 @@
 """MLflow logging for sweeps: one parent run per sweep, one child run per trial (docs/DESIGN.md schema).
 
-The schema is binding (the report reads exactly this):
+The schema is binding (the report reads exactly this); every name is a constant of ``sweeps.names``:
 
 - parent run: tags ``glovesweep.role=sweep``, ``glovesweep.sweep_name``, ``glovesweep.sweep_hash``; the
   sweep file as the artifact ``sweep.yaml`` (and the effective spec as ``sweep_effective.json``);
@@ -28,15 +28,19 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable, TypeVar
 
+from sweeps import names
+from sweeps import runs
+
 logger = logging.getLogger(__name__)
 
-ROLE_TAG = "glovesweep.role"
-TRIAL_ID_TAG = "glovesweep.trial_id"
-CELL_TAG = "glovesweep.cell"
-SWEEP_NAME_TAG = "glovesweep.sweep_name"
-SWEEP_HASH_TAG = "glovesweep.sweep_hash"
-PARENT_TAG = "mlflow.parentRunId"
-STEP_METRICS = ("loss", "acc", "val_loss", "val_acc", "epoch_seconds")
+# The names live in sweeps.names; these aliases keep the callers that read them from here working.
+ROLE_TAG = names.ROLE_TAG
+TRIAL_ID_TAG = names.TRIAL_ID_TAG
+CELL_TAG = names.CELL_TAG
+SWEEP_NAME_TAG = names.SWEEP_NAME_TAG
+SWEEP_HASH_TAG = names.SWEEP_HASH_TAG
+PARENT_TAG = names.PARENT_TAG
+STEP_METRICS = names.STEP_METRICS
 VERSION_PACKAGES = ("glovesweep", "tensorflow", "keras", "numpy", "scikit-learn", "ray", "mlflow")
 # sqlite allows one writer at a time; concurrent trials retry a locked database instead of failing.
 _RETRIES = 8
@@ -136,10 +140,10 @@ def start_parent_run(tracking_uri: str, experiment_id: str, *, spec, tags: dict[
     import json
 
     client = _client(tracking_uri)
-    all_tags = {ROLE_TAG: "sweep", SWEEP_NAME_TAG: spec.name, SWEEP_HASH_TAG: spec.source_sha256,
-                "glovesweep.smoke_test": str(spec.smoke_test).lower(),
-                "glovesweep.epochs": ",".join(map(str, spec.epochs)),
-                "glovesweep.factors": ",".join(spec.factor_names), **tags}
+    all_tags = {names.ROLE_TAG: names.ROLE_SWEEP, names.SWEEP_NAME_TAG: spec.name,
+                names.SWEEP_HASH_TAG: spec.source_sha256, names.SMOKE_TEST_TAG: str(spec.smoke_test).lower(),
+                names.EPOCHS_TAG: ",".join(map(str, spec.epochs)), names.FACTORS_TAG: ",".join(spec.factor_names),
+                **tags}
     run_name = f"{spec.name}{' (smoke)' if spec.smoke_test else ''}"
     run = _retry(lambda: client.create_run(experiment_id, tags=all_tags, run_name=run_name), what="create parent")
     run_id = run.info.run_id
@@ -172,7 +176,7 @@ def find_trial_run(tracking_uri: str, experiment_id: str, parent_run_id: str, tr
     from mlflow.entities import ViewType
 
     client = _client(tracking_uri)
-    query = f"tags.`{TRIAL_ID_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{parent_run_id}'"
+    query = f"tags.`{names.TRIAL_ID_TAG}` = '{trial_id}' and tags.`{names.PARENT_TAG}` = '{parent_run_id}'"
     runs = _retry(lambda: client.search_runs([experiment_id], filter_string=query, run_view_type=ViewType.ALL,
                                              max_results=10), what="find trial run")
     if len(runs) > 1:
@@ -181,19 +185,9 @@ def find_trial_run(tracking_uri: str, experiment_id: str, parent_run_id: str, tr
 
 
 def child_runs(tracking_uri: str, experiment_id: str, parent_run_id: str) -> list:
-    """Every child run of a sweep's parent run (any status), oldest first."""
-    from mlflow.entities import ViewType
-
-    client = _client(tracking_uri)
-    runs, token = [], None
-    while True:
-        page = _retry(lambda: client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = "
-                                                 f"'{parent_run_id}'", run_view_type=ViewType.ALL,
-                                                 max_results=1000, page_token=token), what="list runs")
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return sorted(runs, key=lambda run: run.info.start_time)
+    """Every child run of a sweep's parent run (any status, deleted ones too), oldest first."""
+    return _retry(lambda: runs.child_runs(tracking_uri, parent_run_id, experiment_ids=[experiment_id],
+                                          deleted_too=True), what="list runs")
 
 
 def trial_statuses(tracking_uri: str, experiment_id: str, parent_run_id: str) -> dict[str, str]:
@@ -248,8 +242,8 @@ class TrialRun:
         Returns the run id.
         """
         if existing is None:
-            run_tags = {PARENT_TAG: self.parent_run_id, ROLE_TAG: "trial", TRIAL_ID_TAG: self.trial_id,
-                        CELL_TAG: cell, "trainer": trainer}
+            run_tags = {names.PARENT_TAG: self.parent_run_id, names.ROLE_TAG: names.ROLE_TRIAL,
+                        names.TRIAL_ID_TAG: self.trial_id, names.CELL_TAG: cell, names.TRAINER_TAG: trainer}
             run = _retry(lambda: self.client.create_run(self.experiment_id, tags=run_tags, run_name=run_name),
                          what="create trial run")
             self.run_id = run.info.run_id
@@ -257,7 +251,7 @@ class TrialRun:
             self.run_id = existing.info.run_id
             self.continued = True
             self._logged_params = dict(existing.data.params)
-            for key in STEP_METRICS:
+            for key in names.STEP_METRICS:
                 history = _retry(lambda: self.client.get_metric_history(self.run_id, key), what="metric history")
                 self._logged_steps.update((key, metric.step) for metric in history)
             _retry(lambda: self.client.update_run(self.run_id, status="RUNNING"), what="reopen trial run")
@@ -300,10 +294,10 @@ class TrialRun:
 
     def log_epoch(self, epoch: int, metrics: dict[str, float], *, requested_epochs: list[int]) -> None:
         """Step metrics for a 1-based ``epoch``, plus ``val_acc_at_<E>``/``val_loss_at_<E>`` when E is requested."""
-        self.log_metrics({key: metrics[key] for key in STEP_METRICS if key in metrics}, step=epoch)
+        self.log_metrics({key: metrics[key] for key in names.STEP_METRICS if key in metrics}, step=epoch)
         if epoch in requested_epochs:
-            self.log_metrics({f"val_acc_at_{epoch}": metrics["val_acc"],
-                              f"val_loss_at_{epoch}": metrics["val_loss"]}, step=0)
+            self.log_metrics({names.val_acc_at(epoch): metrics[names.VAL_ACC],
+                              names.val_loss_at(epoch): metrics[names.VAL_LOSS]}, step=0)
 
     def end(self, status: str) -> None:
         _retry(lambda: self.client.set_terminated(self.run_id, status=status), what="end trial run")
@@ -315,16 +309,15 @@ def summary_from_history(history: dict[str, Any], requested_epochs: list[int]) -
     for epoch_count in requested_epochs:
         if epoch_count in history.get("epoch", []):
             index = history["epoch"].index(epoch_count)
-            summary[f"val_acc_at_{epoch_count}"] = history["val_acc"][index]
-            summary[f"val_loss_at_{epoch_count}"] = history["val_loss"][index]
+            summary[names.val_acc_at(epoch_count)] = history[names.VAL_ACC][index]
+            summary[names.val_loss_at(epoch_count)] = history[names.VAL_LOSS][index]
     return summary
 
 
 def stats_metrics(stats: dict[str, Any]) -> dict[str, float]:
-    """The summary metrics taken from ``Prepared.stats``: leakage, GloVe coverage, out-of-range ids."""
+    """The summary metrics taken from ``Prepared.stats`` (``names.STATS_METRICS``; absent ones are skipped)."""
     chosen = {}
-    for key in ("leakage", "glove_coverage", "out_of_range_ids", "vocabulary_size", "num_train", "num_val",
-                "dropped_duplicates", "glove_found"):
+    for key in names.STATS_METRICS:
         value = stats.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             chosen[key] = float(value)

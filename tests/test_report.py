@@ -1,177 +1,25 @@
-"""``glovesweep report``: intervals and attribution on hand-computed tables, then runs read from a real MLflow
-server (synthetic runs in the documented schema, and a real tiny sweep made by the driver on local Ray)."""
+"""``glovesweep report`` on runs read from a real MLflow server (synthetic runs in the documented schema, and a real
+tiny sweep made by the driver on local Ray), and the round trip through the Parquet files it writes. The statistics
+on hand-made frames are in test_stats.py."""
 
 from __future__ import annotations
 
 import itertools
-import math
 import pathlib
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 from pyarrow import parquet
 
 from sweeps import cli
 from sweeps import report
+from sweeps import runs
+from sweeps import stats
 from trainer import config as config_module
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-# ------------------------------------------------------------------------------------------- hand-made rows
-
-def make_rows(accuracy, levels: dict[str, tuple], *, seeds=(0, 1, 2), epochs=(2,), noise=0.0, random_seed=0):
-    """Network rows for every combination of ``levels`` x seed x epoch count; ``accuracy(cell, epochs)``."""
-    random = np.random.default_rng(random_seed)
-    rows = []
-    for values in itertools.product(*levels.values()):
-        cell = dict(zip(levels, values))
-        for seed in seeds:
-            run_id = f"run-{'-'.join(values)}-{seed}"
-            for count in epochs:
-                row = {name: None for name in report.PARAM_COLUMNS}
-                row.update(cell, trainer="keras", model="keras", run_id=run_id, seed=seed, epochs=count,
-                           val_acc=accuracy(cell, count) + random.normal(0, noise), leakage=0.0)
-                rows.append(row)
-    return rows
-
-
-def test_t_interval_matches_hand_computed_values():
-    # mean 0.74, sample sd 0.04, se 0.04/sqrt(3), t(0.975, 2) = 4.302653 -> half width 0.099366.
-    mean, low, high = report.t_interval([0.70, 0.74, 0.78])
-    assert mean == pytest.approx(0.74)
-    assert low == pytest.approx(0.74 - 4.302653 * 0.04 / math.sqrt(3), abs=1e-6)
-    assert high == pytest.approx(0.839366, abs=1e-6)
-    # Two seeds: t(0.975, 1) = 12.706205, se = 0.1.
-    assert report.t_interval([0.5, 0.7])[1:] == pytest.approx((0.6 - 1.2706205, 0.6 + 1.2706205), abs=1e-6)
-    # One seed: a mean but no interval.
-    mean, low, high = report.t_interval([0.9])
-    assert mean == 0.9 and math.isnan(low) and math.isnan(high)
-
-
-def test_cell_table_means_intervals_and_baselines_beside_the_network():
-    rows = make_rows(lambda cell, count: 0.0, {"dataset": ("19997",), "embedding": ("frozen", "trainable")},
-                     seeds=(0, 1, 2))
-    for row, value in zip(rows, [0.70, 0.74, 0.78, 0.50, 0.60, 0.70]):
-        row["val_acc"] = value
-    # One seed only in a third cell; and a baseline (its embedding param is irrelevant to it).
-    rows += make_rows(lambda cell, count: 0.9, {"dataset": ("bydate",), "embedding": ("frozen",)}, seeds=(0,))
-    for seed, value in ((0, 0.80), (1, 0.84)):
-        rows.append(dict({name: None for name in report.PARAM_COLUMNS}, dataset="19997", embedding="trainable",
-                         trainer="baseline", model="multinomial_nb", run_id=f"nb-{seed}", seed=seed, epochs=None,
-                         val_acc=value, leakage=0.04))
-    cells = report.cell_table(rows, ["dataset", "embedding"])
-    by_key = {(cell["model"], cell["dataset"], cell["embedding"], cell["epochs"]): cell for cell in cells}
-    frozen = by_key[("keras", "19997", "frozen", 2)]
-    assert (frozen["n"], frozen["mean"]) == (3, pytest.approx(0.74))
-    assert frozen["ci_low"] == pytest.approx(0.640634, abs=1e-6)
-    assert frozen["ci_high"] == pytest.approx(0.839366, abs=1e-6)
-    trainable = by_key[("keras", "19997", "trainable", 2)]
-    assert trainable["mean"] == pytest.approx(0.60) and trainable["std"] == pytest.approx(0.10)
-    single = by_key[("keras", "bydate", "frozen", 2)]
-    assert single["n"] == 1 and math.isnan(single["ci_low"]) and math.isnan(single["ci_high"])
-    # The baseline is keyed by the factors that shape its split only (embedding blank), and sits beside
-    # every network cell of its dataset in the Markdown table.
-    baseline = by_key[("multinomial_nb", "19997", "", None)]
-    assert (baseline["n"], baseline["mean"], baseline["leakage"]) == (2, pytest.approx(0.82), pytest.approx(0.04))
-    markdown = "\n".join(report.cell_markdown(cells, ["dataset", "embedding"]))
-    assert "| 19997 | frozen | 0.740 [0.641, 0.839] n=3 |" in markdown
-    assert markdown.count("0.820 [") == 2, markdown
-    assert "0.900 (n=1, no interval)" in markdown
-
-
-def test_attribution_ranks_a_planted_dominant_factor_first():
-    # strip moves accuracy by 30 points, dataset and embedding by about 1, seed noise 0.5 points.
-    def accuracy(cell, count):
-        return (0.90 - 0.30 * (cell["strip"] == "blank_line") - 0.01 * (cell["dataset"] == "bydate")
-                + 0.012 * (cell["embedding"] == "trainable") + 0.01 * count)
-
-    levels = {"dataset": ("19997", "bydate"), "strip": ("none", "blank_line"), "embedding": ("frozen", "trainable")}
-    rows = make_rows(accuracy, levels, seeds=(0, 1, 2), epochs=(2, 10), noise=0.005)
-    effects = report.attribute(rows, list(levels), bootstrap_samples=300)
-    for count in (2, 10):
-        ranked = [record for record in effects if record["epochs"] == count]
-        first = ranked[0]
-        assert (first["rank"], first["term"], first["levels"]) == (1, "strip", "none vs blank_line")
-        assert first["share"] > 0.95
-        assert first["effect_points"] == pytest.approx(30.0, abs=0.6)
-        assert first["effect_low"] < first["effect_points"] < first["effect_high"] < first["effect_low"] + 2.0
-        minor = {record["term"]: record for record in ranked[1:3]}
-        assert set(minor) == {"dataset", "embedding"}
-        assert minor["dataset"]["effect_points"] == pytest.approx(1.0, abs=0.6)
-        assert minor["embedding"]["effect_points"] == pytest.approx(1.2, abs=0.6)
-        assert minor["embedding"]["levels"] == "trainable vs frozen"
-        assert all(record["share"] < 0.02 for record in minor.values())
-        assert ranked[-1]["kind"] == "residual" and ranked[-1]["share"] < 0.01
-        # No interaction was planted, so none reaches the listing threshold.
-        assert not [record for record in ranked if record["kind"] == "interaction"]
-
-
-def test_attribution_lists_a_planted_interaction():
-    # Headers help only on the 19997 set (the Newsgroups: header it keeps): a dataset x strip interaction.
-    def accuracy(cell, count):
-        return 0.50 + 0.40 * (cell["strip"] == "none" and cell["dataset"] == "19997")
-
-    levels = {"dataset": ("19997", "bydate"), "strip": ("none", "blank_line"), "embedding": ("frozen", "trainable")}
-    effects = report.attribute(make_rows(accuracy, levels, noise=0.002), list(levels), bootstrap_samples=200)
-    interactions = [record for record in effects if record["kind"] == "interaction"]
-    assert [record["term"] for record in interactions] == ["dataset x strip"]
-    # Cell means 0.9, 0.5, 0.5, 0.5: the additive fit misses each cell by 0.4 / 4 = 10 points.
-    assert interactions[0]["effect_points"] == pytest.approx(10.0, abs=0.3)
-    assert interactions[0]["share"] == pytest.approx(1 / 3, abs=0.01)
-
-
-def test_gap_is_split_by_shapley_values_that_add_up():
-    cell_means = {("19997", "none"): 0.95, ("bydate", "none"): 0.85, ("19997", "blank_line"): 0.50,
-                  ("bydate", "blank_line"): 0.45}
-    levels = {"dataset": ("19997", "bydate"), "strip": ("none", "blank_line")}
-    rows = make_rows(lambda cell, count: cell_means[(cell["dataset"], cell["strip"])], levels, seeds=(0, 1))
-    blog = report.parse_cell("dataset=19997,strip=none")
-    user = report.parse_cell(["dataset=bydate", "strip=blank_line"])
-    (gap,) = report.decompose_gap(rows, list(levels), blog, user, bootstrap_samples=50)
-    contributions = {item["factor"]: item["points"] for item in gap["contributions"]}
-    # strip: ((0.95 - 0.50) + (0.85 - 0.45)) / 2 = 42.5; dataset: ((0.95 - 0.85) + (0.50 - 0.45)) / 2 = 7.5.
-    assert contributions == {"strip": pytest.approx(42.5), "dataset": pytest.approx(7.5)}
-    assert gap["gap_points"] == pytest.approx(50.0) and gap["modelled"] == []
-    assert [item["factor"] for item in gap["contributions"]] == ["strip", "dataset"]
-    (sentence,) = report.answer_sentences([gap], blog, user)
-    assert "a gap of 50.0 points; strip (none -> blank_line) explains 42.5 of them" in sentence
-    assert sentence.startswith("At 2 epochs the blog's cell (dataset=19997, strip=none) reaches 0.950")
-
-
-def test_gap_holds_other_factors_fixed_and_models_a_missing_corner():
-    # embedding=trainable was run only in the blog's cell: the comparison must hold embedding at frozen.
-    levels = {"dataset": ("19997", "bydate"), "strip": ("none", "blank_line"), "embedding": ("frozen",)}
-    rows = make_rows(lambda cell, count: 0.9 - 0.3 * (cell["strip"] != "none") - 0.1 * (cell["dataset"] != "19997"),
-                     levels, seeds=(0, 1))
-    rows += make_rows(lambda cell, count: 0.2, {"dataset": ("19997",), "strip": ("none",),
-                                                "embedding": ("trainable",)}, seeds=(0, 1))
-    blog, user = report.parse_cell("dataset=19997,strip=none"), report.parse_cell("dataset=bydate,strip=blank_line")
-    (gap,) = report.decompose_gap(rows, ["dataset", "strip", "embedding"], blog, user, bootstrap_samples=20)
-    assert gap["stratum"] == "embedding=frozen"
-    assert (gap["blog"], gap["user"], gap["gap_points"]) == (pytest.approx(0.9), pytest.approx(0.5), pytest.approx(40))
-    # Without the (bydate, none) corner the additive model fills it in, and the split still adds up.
-    rows = [row for row in rows if not (row["dataset"] == "bydate" and row["strip"] == "none")]
-    (gap,) = report.decompose_gap(rows, ["dataset", "strip", "embedding"], blog, user, bootstrap_samples=20)
-    assert gap["modelled"] == ["dataset=bydate, strip=none"]
-    assert sum(item["points"] for item in gap["contributions"]) == pytest.approx(gap["gap_points"])
-    # The user's cell was never run: no answer, and the sentence says what is missing.
-    rows = [row for row in rows if row["dataset"] != "bydate"]
-    (gap,) = report.decompose_gap(rows, ["dataset", "strip", "embedding"], blog, user, bootstrap_samples=20)
-    assert gap["missing"] == "no runs with dataset=bydate (the runs have 19997)"
-    assert "cannot be measured: no runs with dataset=bydate (the runs have 19997)" in report.answer_sentences([gap], blog, user)[0]
-
-
-@pytest.mark.parametrize("text, message", [
-    ("datset=19997", "cell key 'datset' is not a trainer setting"),
-    ("dataset=20000", "cell value dataset='20000' is not allowed; allowed values: 19997, bydate, 18828"),
-    ("strip", "cell item 'strip' is not key=value"),
-    ("seed=1", "cell key 'seed' is not a trainer setting that can define a cell"),
-])
-def test_bad_cell_specs_are_rejected_with_the_fix(text, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        report.parse_cell(text)
 
 
 # ------------------------------------------------------------------- synthetic runs on a real MLflow server
@@ -254,7 +102,7 @@ def schema_sweep(mlflow_server, tmp_path_factory):
     logged = log_schema_sweep(client, "report-schema", "schema-sweep")
     out_dir = tmp_path_factory.mktemp("schema-report")
     started = time.perf_counter()
-    result = report.make_report(client, "schema-sweep", out_dir=out_dir, bootstrap_samples=200)
+    result = report.make_report("schema-sweep", tracking_uri=mlflow_server, out_dir=out_dir, bootstrap_samples=200)
     return {"client": client, "logged": logged, "report": result, "seconds": time.perf_counter() - started}
 
 
@@ -289,13 +137,13 @@ def test_table_has_one_row_per_trial_and_requested_epoch_count(schema_sweep):
 
 def test_cell_table_csv_and_markdown_give_seed_means(schema_sweep):
     logged, result = schema_sweep["logged"], schema_sweep["report"]
-    cells = {(cell["model"], cell["dataset"], cell["strip"], cell["epochs"]): cell for cell in result.cells}
+    cells = {(cell["model"], cell["dataset"], cell["strip"], cell["epochs"]): cell for cell in result.tables.cells}
     for (dataset, strip, count) in itertools.product(("19997", "bydate"), ("none", "blank_line"), (2, 3)):
         values = [info["values"][count] for info in logged["keras"].values()
                   if (info["dataset"], info["strip"]) == (dataset, strip) and count in info["values"]]
         cell = cells[("keras", dataset, strip, count)]
         assert cell["n"] == len(values) and cell["mean"] == pytest.approx(np.mean(values))
-        assert (cell["ci_low"], cell["ci_high"]) == pytest.approx(report.t_interval(values)[1:])
+        assert (cell["ci_low"], cell["ci_high"]) == pytest.approx(stats.t_interval(values, bounds=(0, 1))[1:])
     # The extra seed died after epoch 2: three seeds at 2 epochs, two at 3.
     assert cells[("keras", "bydate", "none", 2)]["n"] == 3 and cells[("keras", "bydate", "none", 3)]["n"] == 2
     assert cells[("multinomial_nb", "19997", "blank_line", None)]["mean"] == pytest.approx(0.7005)
@@ -308,8 +156,8 @@ def test_cell_table_csv_and_markdown_give_seed_means(schema_sweep):
 
 def test_answer_names_the_planted_factor_and_its_points(schema_sweep):
     result = schema_sweep["report"]
-    assert [record["term"] for record in result.effects if record["rank"] == 1] == ["strip", "strip"]
-    gap_at_3 = next(gap for gap in result.gaps if gap["epochs"] == 3)
+    assert [record["term"] for record in result.tables.effects if record["rank"] == 1] == ["strip", "strip"]
+    gap_at_3 = next(gap for gap in result.tables.gaps if gap["epochs"] == 3)
     top = gap_at_3["contributions"][0]
     assert top["factor"] == "strip" and top["points"] == pytest.approx(30.0, abs=0.01)
     assert gap_at_3["contributions"][1]["points"] == pytest.approx(2.0, abs=0.01)
@@ -332,13 +180,31 @@ def test_plots_are_written_and_logged_to_the_parent_run(schema_sweep):
 
 
 def test_sweep_is_found_by_run_id_and_unknown_names_list_the_known_sweeps(schema_sweep, mlflow_server):
-    client, logged = schema_sweep["client"], schema_sweep["logged"]
-    assert report.find_parent_run(client, logged["parent"]).info.run_id == logged["parent"]
+    logged = schema_sweep["logged"]
+    assert runs.find_parent_run(logged["parent"], tracking_uri=mlflow_server).info.run_id == logged["parent"]
     with pytest.raises(ValueError, match=r"no sweep named 'nope' .*sweeps there: .*schema-sweep"):
-        report.find_parent_run(client, "nope")
+        runs.find_parent_run("nope", tracking_uri=mlflow_server)
     child_id = next(iter(logged["keras"]))
     with pytest.raises(ValueError, match=f"run {child_id} is not a sweep's parent run"):
-        report.find_parent_run(client, child_id)
+        runs.find_parent_run(child_id, tracking_uri=mlflow_server)
+
+
+def test_parquet_files_read_back_into_the_identical_frames(schema_sweep, tmp_path):
+    swept = schema_sweep["report"].sweep
+    again = runs.read_runs(schema_sweep["report"].out_dir)
+    pd.testing.assert_frame_equal(again.runs, swept.runs)
+    pd.testing.assert_frame_equal(again.history, swept.history)
+    assert (again.sweep_name, again.parent_run_id, again.factors, again.skipped, again.tracking_uri) == (
+        swept.sweep_name, swept.parent_run_id, swept.factors, swept.skipped, swept.tracking_uri)
+    # Written again from the frames read back: the same files, so the round trip holds both ways.
+    runs.write_frames(again, tmp_path)
+    for name in (runs.RUNS_FILE, runs.HISTORY_FILE):
+        assert parquet.read_table(tmp_path / name).equals(parquet.read_table(schema_sweep["report"].out_dir / name))
+    # The statistics on the frames read back (no MLflow) are the report's.
+    tables = schema_sweep["report"].tables
+    pd.testing.assert_frame_equal(pd.DataFrame(stats.cell_table(again.runs, again.factors)), pd.DataFrame(tables.cells))
+    pd.testing.assert_frame_equal(pd.DataFrame(stats.attribute(again.runs, again.factors, bootstrap_samples=200)),
+                                  pd.DataFrame(tables.effects))
 
 
 def test_report_command_on_a_tracking_server(schema_sweep, mlflow_server, tmp_path, capsys):
@@ -366,7 +232,7 @@ def test_smoke_mode(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(working)
     assert cli.main(["report", "--smoke-test", "--out", str(tmp_path / "smoke"), "--bootstrap", "50"]) == 0
     output = capsys.readouterr().out
-    assert "Smoke test passed: 24 rows" in output
+    assert "Smoke test passed: 24 rows" in output and "the same cells from MLflow and from" in output
     assert "strip (none -> blank_line) explains" in output
     assert (tmp_path / "smoke" / "val_acc_by_epoch.png").read_bytes().startswith(PNG_SIGNATURE)
     # The temporary store keeps its artifacts too: nothing lands in the working directory (no ./mlruns).
@@ -414,7 +280,8 @@ def tiny_sweep(tmp_path_factory, mlflow_server, ray_local):
     sweep_seconds = time.perf_counter() - started
     client = mlflow_client(mlflow_server)
     started = time.perf_counter()
-    result = report.make_report(client, "report-tiny", out_dir=root / "report", bootstrap_samples=100)
+    result = report.make_report("report-tiny", tracking_uri=mlflow_server, out_dir=root / "report",
+                                bootstrap_samples=100)
     return {"client": client, "report": result, "sweep_seconds": sweep_seconds,
             "report_seconds": time.perf_counter() - started}
 
@@ -440,9 +307,9 @@ def test_real_sweep_table_matches_its_mlflow_runs(tiny_sweep):
                for row in parquet.read_table(result.files["history"]).to_pylist()}
     assert all(history[(row["run_id"], row["epochs"])] == pytest.approx(row["val_acc"]) for row in keras_rows)
     assert len([row for row in table if row["trainer"] == "baseline"]) == len(baseline_runs)
-    cells = [cell for cell in result.cells if cell["model"] == "keras"]
+    cells = [cell for cell in result.tables.cells if cell["model"] == "keras"]
     assert len(cells) == 4 * 2 and all(cell["n"] == 2 for cell in cells)
-    assert {cell["model"] for cell in result.cells} == {"keras", "multinomial_nb"}
+    assert {cell["model"] for cell in result.tables.cells} == {"keras", "multinomial_nb"}
 
 
 def test_real_sweep_report_plots_and_artifacts(tiny_sweep):
@@ -454,7 +321,29 @@ def test_real_sweep_report_plots_and_artifacts(tiny_sweep):
                                                                                        "report")}
     assert {"runs.parquet", "report.md", "val_acc_by_epoch.png", "factor_effects.png", "gap.png"} <= logged
     # Both factors vary, so both are ranked at each epoch count; the answer covers both epoch counts.
-    ranked = {(record["epochs"], record["term"]) for record in result.effects if record["kind"] == "main"}
+    ranked = {(record["epochs"], record["term"]) for record in result.tables.effects if record["kind"] == "main"}
     assert ranked == {(count, term) for count in (1, 2) for term in ("dataset", "strip")}
     assert len(result.answers) == 2 and all("the blog's cell (dataset=19997, strip=none)" in sentence
                                             for sentence in result.answers)
+
+
+def test_new_metric_names_are_logged_when_present_and_read_as_missing_when_absent(tmp_path):
+    from sweeps import names
+    from sweeps import tracking
+
+    chosen = tracking.stats_metrics({names.LEAK_FRACTION_VAL: 0.25, names.LEAKAGE: 0.5, "cache_key": "ab",
+                                     "cache_hit": True})
+    assert chosen == {names.LEAK_FRACTION_VAL: 0.25, names.LEAKAGE: 0.5}
+    # The committed study predates the leak fractions: the frame has the columns, empty.
+    folder = pathlib.Path(__file__).resolve().parents[1] / "docs" / "results" / "study-cpu"
+    study = runs.read_runs(folder)
+    assert study.runs[[names.LEAK_FRACTION_TRAIN, names.LEAK_FRACTION_VAL]].isna().all().all()
+    assert study.runs["val_acc"].notna().all()
+    assert len(study.runs) == parquet.read_metadata(folder / runs.RUNS_FILE).num_rows
+    # A folder written before the new columns and the metadata existed (as the study was at 4e1f7cc).
+    older = study.runs.drop(columns=[names.LEAK_FRACTION_TRAIN, names.LEAK_FRACTION_VAL])
+    older.to_parquet(tmp_path / runs.RUNS_FILE, index=False)
+    again = runs.read_runs(tmp_path)
+    pd.testing.assert_frame_equal(again.runs, study.runs)
+    assert (again.factors, again.parent_run_id, again.sweep_name, len(again.history)) == (
+        study.factors, study.parent_run_id, study.sweep_name, 0)
