@@ -30,6 +30,7 @@ from typing import Any, Callable
 from ray import tune
 
 from sweeps import cluster_checks
+from sweeps import names
 from sweeps import progress
 from sweeps import shared_data
 from sweeps import spec as spec_module
@@ -157,8 +158,9 @@ def run_sweep(
                               f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%d-%H%M%S}"
     sweep_dir = state_module.join(spec.storage_path, name)
     parent_run_id = tracking.start_parent_run(spec.tracking_uri, experiment_id, spec=spec, tags={
-        "git_commit": commit, "git_dirty": str(dirty).lower(), "versions": tracking.package_versions(),
-        "glovesweep.sweep_dir": sweep_dir, "glovesweep.sweep_file": spec.source_path})
+        names.GIT_COMMIT_TAG: commit, names.GIT_DIRTY_TAG: str(dirty).lower(),
+        names.VERSIONS_TAG: tracking.package_versions(), names.SWEEP_DIR_TAG: sweep_dir,
+        names.SWEEP_FILE_TAG: spec.source_path})
     state = state_module.SweepState(
         sweep_text=spec.source_text, source_path=spec.source_path, smoke_test=spec.smoke_test,
         base_dir=str(pathlib.Path.cwd()), tracking_uri=spec.tracking_uri, storage_path=spec.storage_path,

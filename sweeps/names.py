@@ -21,7 +21,8 @@ SWEEP_FILE_TAG = "glovesweep.sweep_file"
 EPOCHS_TAG = "glovesweep.epochs"  # requested epoch counts, comma-separated
 FACTORS_TAG = "glovesweep.factors"  # factor names, comma-separated
 SMOKE_TEST_TAG = "glovesweep.smoke_test"
-TRIAL_ID_TAG = "glovesweep.trial_id"  # Ray Tune's trial id: stable across retries and restores.
+TRIAL_ID_TAG = "glovesweep.trial_id"  # the trial's key (spec.Trial.key): stable across retries and resumes
+TUNE_TRIAL_ID_TAG = "glovesweep.tune_trial_id"  # Ray Tune's id of the latest Tune trial that ran it
 CELL_TAG = "glovesweep.cell"  # the trial's factor values, "name=value" joined by commas
 TRAINER_TAG = "trainer"  # TRAINER_KERAS or TRAINER_BASELINE
 TRAINER_KERAS = "keras"

@@ -19,6 +19,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from sweeps import names
 from sweeps import spec as spec_module
 from sweeps import tracking
 
@@ -117,9 +118,9 @@ def run_trial(param: dict[str, Any], context: TrialContext) -> None:
         return
     run.start(existing=existing, run_name=run_name, cell=trial.label,
               trainer="baseline" if trial.kind == "baseline" else "keras", params=params,
-              tags={"git_commit": context.git_commit, "versions": tracking.package_versions(), "device": device,
-                    "glovesweep.node": platform.node(), "glovesweep.worker_pid": os.getpid(),
-                    "glovesweep.tune_trial_id": tune.get_context().get_trial_id()})
+              tags={names.GIT_COMMIT_TAG: context.git_commit, names.VERSIONS_TAG: tracking.package_versions(),
+                    names.DEVICE_TAG: device, names.NODE_TAG: platform.node(), names.WORKER_PID_TAG: os.getpid(),
+                    names.TUNE_TRIAL_ID_TAG: tune.get_context().get_trial_id()})
     try:
         if trial.kind == "baseline":
             _run_baseline(trial, config, run, context)
@@ -146,8 +147,8 @@ def _run_network(config, run: tracking.TrialRun, context: TrialContext, *, reque
     key = context.data_keys[config.digest()]
     prepared = ray.get(context.data[key])
     run.log_metrics(tracking.stats_metrics(prepared.stats))
-    run.set_tags({"archive_sha256": prepared.stats.get("archive_sha256", ""),
-                  "glove_source": prepared.stats.get("glove_source", ""), "glovesweep.data_key": key})
+    run.set_tags({names.ARCHIVE_SHA256_TAG: prepared.stats.get("archive_sha256", ""),
+                  names.GLOVE_SOURCE_TAG: prepared.stats.get("glove_source", ""), names.DATA_KEY_TAG: key})
 
     def on_epoch(epoch: int, metrics: dict[str, float], state) -> None:
         # MLflow first: a worker killed between the two re-runs this epoch, and its step is skipped then.
@@ -163,7 +164,7 @@ def _run_network(config, run: tracking.TrialRun, context: TrialContext, *, reque
     try:
         if resume_directory is not None:
             state, _ = train_module.read_checkpoint(resume_directory)
-            run.set_tags({"glovesweep.resumed_from_epoch": state["epoch"]})
+            run.set_tags({names.RESUMED_FROM_EPOCH_TAG: state["epoch"]})
         history = train_module.train(config, prepared, on_epoch=on_epoch, resume=resume_directory)
     finally:
         if resume_directory:
