@@ -31,6 +31,7 @@ from ray import tune
 
 from sweeps import cluster_checks
 from sweeps import names
+from sweeps import parent_run
 from sweeps import progress
 from sweeps import shared_data
 from sweeps import spec as spec_module
@@ -56,6 +57,7 @@ class SweepResult:
     failed: int
     seconds: float
     prepare_seconds: float = 0.0
+    data_checksums: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -72,6 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MLflow tracking URI overriding the file's mlflow.tracking_uri "
                              "(sqlite:///... or http://...).")
     parser.add_argument("--storage-path", default=None, help="Ray storage path overriding the file's storage_path.")
+    parser.add_argument("--no-report", action="store_true",
+                        help="Do not write the report (and the answer on the parent run) when the sweep ends.")
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +101,7 @@ def main(args: argparse.Namespace) -> int:
         overrides["storage_path"] = spec_module.resolve_storage_path(args.storage_path, pathlib.Path.cwd())
     spec = spec.replace(**overrides)
     result = run_sweep(spec, **runtime_options(args))
+    parent_run.conclude(spec, result, data_checksums=result.data_checksums, write_report=not args.no_report)
     return 0 if result.ok else 1
 
 
@@ -160,7 +165,7 @@ def run_sweep(
     parent_run_id = tracking.start_parent_run(spec.tracking_uri, experiment_id, spec=spec, tags={
         names.GIT_COMMIT_TAG: commit, names.GIT_DIRTY_TAG: str(dirty).lower(),
         names.VERSIONS_TAG: tracking.package_versions(), names.SWEEP_DIR_TAG: sweep_dir,
-        names.SWEEP_FILE_TAG: spec.source_path})
+        names.SWEEP_FILE_TAG: spec.source_path}, params=parent_run.parent_params(spec))
     state = state_module.SweepState(
         sweep_text=spec.source_text, source_path=spec.source_path, smoke_test=spec.smoke_test,
         base_dir=str(pathlib.Path.cwd()), tracking_uri=spec.tracking_uri, storage_path=spec.storage_path,
@@ -182,7 +187,7 @@ def run_sweep(
                           run_config=run_config(spec, state, name=name, storage_path=spec.storage_path))
 
     result = fit_and_finish(make_tuner, state, started=started, trial_keys=[trial.key for trial in spec.trials()])
-    return dataclasses.replace(result, prepare_seconds=shared.seconds)
+    return dataclasses.replace(result, prepare_seconds=shared.seconds, data_checksums=sources.checksums())
 
 
 def run_config(spec: spec_module.SweepSpec, state: state_module.SweepState, *, name: str,
@@ -246,7 +251,6 @@ def fit_and_finish(make_tuner: Callable[[], tune.Tuner], state: state_module.Swe
     seconds = time.perf_counter() - started
     print(f"glovesweep: {done}/{total} trials done, {failed} failed in {seconds:.0f} s", flush=True)
     print(f"glovesweep: results in {sweep_dir}", flush=True)
-    print(f"glovesweep: open the MLflow UI with: glovesweep ui --tracking-uri {tracking_uri}", flush=True)
     if status != "FINISHED":
         print(f"glovesweep: {'retry the failed' if failed else 'finish the missing'} trials with: "
               f"glovesweep resume {sweep_dir}", flush=True)

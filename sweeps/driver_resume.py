@@ -22,6 +22,7 @@ from ray import tune
 from sweeps import checkpoints
 from sweeps import cluster_checks
 from sweeps import driver
+from sweeps import parent_run
 from sweeps import shared_data
 from sweeps import state as state_module
 from sweeps import tracking
@@ -31,6 +32,7 @@ from sweeps import trial as trial_module
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweep_dir", help="The sweep folder 'glovesweep run' printed (<storage_path>/<name>-<time>).")
     driver.add_runtime_arguments(parser)
+    parser.add_argument("--no-report", action="store_true", help="Do not write the report when the sweep ends.")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -41,6 +43,9 @@ def main(args: argparse.Namespace) -> int:
         if options[key] is None:
             options.pop(key)  # Keep the original run's folders unless given again.
     result = resume_sweep(args.sweep_dir, **options)
+    spec = state_module.read_state(args.sweep_dir if "://" in args.sweep_dir
+                                   else str(pathlib.Path(args.sweep_dir).expanduser().resolve())).spec()
+    parent_run.conclude(spec, result, data_checksums=result.data_checksums, write_report=not args.no_report)
     return 0 if result.ok else 1
 
 
@@ -98,4 +103,4 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
 
     result = driver.fit_and_finish(make_tuner, state, started=started, trial_keys=[trial.key for trial in trials],
                                    status_if_not_started=previous_status)
-    return dataclasses.replace(result, prepare_seconds=shared.seconds)
+    return dataclasses.replace(result, prepare_seconds=shared.seconds, data_checksums=sources.checksums())

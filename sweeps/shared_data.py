@@ -28,6 +28,10 @@ class Sources:
     archives: dict[tuple[str, str], tuple[str, str]]
     glove: dict[tuple[int, str], str]
 
+    def checksums(self) -> dict[str, str]:
+        """Dataset (or explicit path) -> SHA-256 of its archive, for the parent run's provenance tag."""
+        return {dataset + (f"@{path}" if path else ""): digest for (dataset, path), (_, digest) in self.archives.items()}
+
     def data_key(self, config: config_module.TrainerConfig) -> str:
         """The trainer's cache key of a config's prepared arrays: trials with equal keys share one object."""
         from trainer import prepare as prepare_module

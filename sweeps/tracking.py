@@ -42,6 +42,8 @@ SWEEP_HASH_TAG = names.SWEEP_HASH_TAG
 PARENT_TAG = names.PARENT_TAG
 STEP_METRICS = names.STEP_METRICS
 VERSION_PACKAGES = ("glovesweep", "tensorflow", "keras", "numpy", "scikit-learn", "ray", "mlflow")
+# Summary metrics are rounded for reading in the UI; step metrics keep full precision.
+SUMMARY_DIGITS = 4
 # sqlite allows one writer at a time; concurrent trials retry a locked database instead of failing.
 _RETRIES = 8
 
@@ -135,8 +137,10 @@ def package_versions() -> str:
     return ";".join(found)
 
 
-def start_parent_run(tracking_uri: str, experiment_id: str, *, spec, tags: dict[str, str]) -> str:
-    """Create the sweep's parent run; log the sweep file and the effective spec as artifacts. Returns its id."""
+def start_parent_run(tracking_uri: str, experiment_id: str, *, spec, tags: dict[str, str],
+                     params: dict[str, str] | None = None) -> str:
+    """Create the sweep's parent run with its ``params``; log the sweep file and the effective spec as
+    artifacts. Returns its id."""
     import json
 
     client = _client(tracking_uri)
@@ -147,10 +151,34 @@ def start_parent_run(tracking_uri: str, experiment_id: str, *, spec, tags: dict[
     run_name = f"{spec.name}{' (smoke)' if spec.smoke_test else ''}"
     run = _retry(lambda: client.create_run(experiment_id, tags=all_tags, run_name=run_name), what="create parent")
     run_id = run.info.run_id
+    if params:
+        log_to_run(tracking_uri, run_id, params=params)
     _retry(lambda: client.log_text(run_id, spec.source_text, "sweep.yaml"), what="log sweep file")
     _retry(lambda: client.log_text(run_id, json.dumps(spec.to_dict(), indent=1, sort_keys=True),
                                    "sweep_effective.json"), what="log spec")
     return run_id
+
+
+def log_to_run(tracking_uri: str, run_id: str, *, params: dict[str, Any] | None = None,
+               tags: dict[str, Any] | None = None, metrics: dict[str, float] | None = None) -> None:
+    """Log params, tags and step-0 metrics to a run in batches of MLflow's limits."""
+    from mlflow import entities
+
+    client = _client(tracking_uri)
+    now = int(time.time() * 1000)
+    items = ([("params", entities.Param(key, _param_text(value))) for key, value in (params or {}).items()]
+             + [("tags", entities.RunTag(key, str(value))) for key, value in (tags or {}).items()]
+             + [("metrics", entities.Metric(key, float(value), now, 0)) for key, value in (metrics or {}).items()])
+    for start in range(0, len(items), 100):  # MLflow's batch limit for params and tags is 100.
+        chunk = items[start:start + 100]
+        grouped = {kind: [item for name, item in chunk if name == kind] for kind in ("params", "tags", "metrics")}
+        _retry(lambda: client.log_batch(run_id, **grouped), what="log to run")
+
+
+def set_experiment_tags(tracking_uri: str, experiment_id: str, tags: dict[str, str]) -> None:
+    client = _client(tracking_uri)
+    for key, value in tags.items():
+        _retry(lambda: client.set_experiment_tag(experiment_id, key, value), what="set experiment tag")
 
 
 def reopen_run(tracking_uri: str, run_id: str) -> None:
@@ -299,19 +327,39 @@ class TrialRun:
             self.log_metrics({names.val_acc_at(epoch): metrics[names.VAL_ACC],
                               names.val_loss_at(epoch): metrics[names.VAL_LOSS]}, step=0)
 
+    def log_input(self, *, name: str, digest: str, source: str, profile: dict[str, Any]) -> None:
+        """Record the training data as an MLflow dataset input (the runs table's Dataset column)."""
+        import json
+
+        from mlflow import entities
+
+        dataset = entities.Dataset(name=name, digest=digest[:36], source_type="local",
+                                   source=json.dumps({"uri": source}), profile=json.dumps(profile))
+        tags = [entities.InputTag("mlflow.data.context", "training")]
+        _retry(lambda: self.client.log_inputs(self.run_id, datasets=[entities.DatasetInput(dataset, tags)]),
+               what="log input")
+
     def end(self, status: str) -> None:
         _retry(lambda: self.client.set_terminated(self.run_id, status=status), what="end trial run")
 
 
 def summary_from_history(history: dict[str, Any], requested_epochs: list[int]) -> dict[str, float]:
-    """``val_acc_at_<E>`` and ``val_loss_at_<E>`` for every requested E the history reached."""
+    """Rounded summaries: ``val_acc_at_<E>``/``val_loss_at_<E>`` for every requested E the history reached,
+    the best epoch and its accuracy, and the median epoch time (epochs after the first, which traces the graph).
+    """
     summary = {}
+    epochs = history.get("epoch", [])
     for epoch_count in requested_epochs:
-        if epoch_count in history.get("epoch", []):
-            index = history["epoch"].index(epoch_count)
+        if epoch_count in epochs:
+            index = epochs.index(epoch_count)
             summary[names.val_acc_at(epoch_count)] = history[names.VAL_ACC][index]
             summary[names.val_loss_at(epoch_count)] = history[names.VAL_LOSS][index]
-    return summary
+    if epochs:
+        best = max(range(len(epochs)), key=lambda index: history[names.VAL_ACC][index])
+        summary.update(best_epoch=epochs[best], best_val_acc=history[names.VAL_ACC][best])
+        seconds = sorted(history[names.EPOCH_SECONDS][1:] or history[names.EPOCH_SECONDS])
+        summary["epoch_seconds_median"] = seconds[len(seconds) // 2]
+    return {key: round(float(value), SUMMARY_DIGITS) for key, value in summary.items()}
 
 
 def stats_metrics(stats: dict[str, Any]) -> dict[str, float]:

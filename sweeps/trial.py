@@ -89,6 +89,15 @@ def configure_tensorflow(cpus: float) -> str:
     return f"CPU: {platform.machine()} {platform.processor() or ''} ({threads} threads)".replace("  ", " ")
 
 
+def compact_name(trial: spec_module.Trial) -> str:
+    """A child run's name: the cell's values whole and the seed, e.g. ``19997 · none · frozen · s0``."""
+    parts = [trial.baseline] if trial.baseline else []
+    parts += [str(value) for value in trial.cell.values()] or ["all"]
+    if trial.kind == "keras":
+        parts.append(f"s{trial.seed}")
+    return " · ".join(parts)
+
+
 def trial_params(spec: spec_module.SweepSpec, trial: spec_module.Trial, config) -> dict[str, Any]:
     """The MLflow params of a trial's child run: every factor of the registry, the sweep's factor names, the
     baseline kind."""
@@ -108,7 +117,7 @@ def run_trial(param: dict[str, Any], context: TrialContext) -> None:
     # The stable trial key finds the child run across retries and resumes (Tune's ids change on resume).
     run = tracking.TrialRun(context.tracking_uri, context.experiment_id, context.parent_run_id, trial.key)
     params = trial_params(spec, trial, config)
-    run_name = f"{trial.baseline + ' ' if trial.baseline else ''}{trial.label} seed={trial.seed}"
+    run_name = compact_name(trial)
     existing = run.find()
     if existing is not None and existing.info.status == "FINISHED":
         # Finished before the driver died, after Tune's last state snapshot: report it, never run it again.
@@ -149,6 +158,12 @@ def _run_network(config, run: tracking.TrialRun, context: TrialContext, *, reque
     run.log_metrics(tracking.stats_metrics(prepared.stats))
     run.set_tags({names.ARCHIVE_SHA256_TAG: prepared.stats.get("archive_sha256", ""),
                   names.GLOVE_SOURCE_TAG: prepared.stats.get("glove_source", ""), names.DATA_KEY_TAG: key})
+    stats = prepared.stats
+    run.log_input(name=f"20news-{config.dataset} · {config.strip}", digest=stats.get("archive_sha256", ""),
+                  source=stats.get("source", config.dataset),
+                  profile={"dataset": config.dataset, "strip": config.strip, "num_train": stats.get("num_train"),
+                           "num_val": stats.get("num_val"), "num_classes": len(prepared.label_names),
+                           "archive_sha256": stats.get("archive_sha256", "")})
 
     def on_epoch(epoch: int, metrics: dict[str, float], state) -> None:
         # MLflow first: a worker killed between the two re-runs this epoch, and its step is skipped then.
