@@ -113,8 +113,8 @@ def runs_table_url(tracking_uri: str, experiment_id: str, spec: spec_module.Swee
     key = hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
     tracking.set_experiment_tags(tracking_uri, experiment_id, {EXPERIMENT_KIND_TAG: CLASSIC_KIND,
                                                                SHARED_VIEW_PREFIX + key: json.dumps(state)})
-    query = urllib.parse.urlencode({"viewStateShareKey": key, "searchFilter": state["searchFilter"],
-                                    "orderByKey": state["orderByKey"], "orderByAsc": "false"})
+    # The view carries the filter, order and columns; workflowType opens the model-training runs table.
+    query = urllib.parse.urlencode({"workflowType": "machine_learning", "viewStateShareKey": key})
     return f"{ui_address.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
 
 

@@ -187,6 +187,12 @@ def reopen_run(tracking_uri: str, run_id: str) -> None:
     _retry(lambda: client.update_run(run_id, status="RUNNING"), what="reopen run")
 
 
+def run_by_id(tracking_uri: str, run_id: str):
+    """The ``mlflow.entities.Run`` with this id."""
+    client = _client(tracking_uri)
+    return _retry(lambda: client.get_run(run_id), what="get run")
+
+
 def run_status(tracking_uri: str, run_id: str) -> str:
     """A run's status (``RUNNING``, ``FINISHED``, ``FAILED``, ``KILLED``...)."""
     client = _client(tracking_uri)
