@@ -31,6 +31,7 @@ from ray import tune
 
 from sweeps import cluster_checks
 from sweeps import names
+from sweeps import outbox
 from sweeps import parent_run
 from sweeps import progress
 from sweeps import shared_data
@@ -148,6 +149,7 @@ def run_sweep(
         Before any trial starts: bad sweep, unreachable MLflow, missing data or GloVe.
     """
     started = time.perf_counter()
+    outbox.quick_client_settings()
     tracking.check_reachable(spec.tracking_uri)
     sources = shared_data.resolve_sources(spec, data_home=data_home, cache_dir=cache_dir,
                                           download_if_missing=download_if_missing)
@@ -210,7 +212,8 @@ def trial_context(spec: spec_module.SweepSpec, state: state_module.SweepState,
     return trial_module.TrialContext(
         spec=spec, data=shared.data, data_keys=shared.keys, tracking_uri=state.tracking_uri,
         experiment_id=state.experiment_id, parent_run_id=state.parent_run_id, git_commit=state.git_commit,
-        data_home=state.data_home, cache_dir=state.cache_dir, download_if_missing=state.download_if_missing)
+        data_home=state.data_home, cache_dir=state.cache_dir, download_if_missing=state.download_if_missing,
+        sweep_dir=state.sweep_dir)
 
 
 def quiet_tune_output() -> None:
@@ -233,21 +236,28 @@ def fit_and_finish(make_tuner: Callable[[], tune.Tuner], state: state_module.Swe
     try:
         tuner = make_tuner()
     except BaseException:
-        close_runs(tracking_uri, experiment_id, parent_run_id, status_if_not_started)
+        close_runs(tracking_uri, experiment_id, parent_run_id, status_if_not_started, sweep_dir=sweep_dir)
         raise
     try:
-        tuner.fit()
+        results = tuner.fit()
     except BaseException:
-        close_runs(tracking_uri, experiment_id, parent_run_id, "KILLED")
+        close_runs(tracking_uri, experiment_id, parent_run_id, "KILLED", sweep_dir=sweep_dir)
         print(f"glovesweep: interrupted; continue with: glovesweep resume {sweep_dir}", file=sys.stderr, flush=True)
         raise
-    statuses = tracking.trial_statuses(tracking_uri, experiment_id, parent_run_id)
     total = len(trial_keys)
-    done = sum(1 for key in trial_keys if statuses.get(key) == "FINISHED")
-    failed = sum(1 for key in trial_keys if statuses.get(key) == "FAILED")
+    try:
+        outbox.replay(tracking_uri, experiment_id, sweep_dir)
+        statuses = tracking.trial_statuses(tracking_uri, experiment_id, parent_run_id)
+        done = sum(1 for key in trial_keys if statuses.get(key) == "FINISHED")
+        failed = sum(1 for key in trial_keys if statuses.get(key) == "FAILED")
+    except Exception as error:  # noqa: BLE001 - the server may be down right now: count from Tune
+        if not outbox.unreachable(error):
+            raise
+        failed = results.num_errors
+        done = len(results) - failed - (total - len(results))
     # Tune returns early (unfinished trials) when the sweep was interrupted with Ctrl-C.
     status = "FAILED" if failed else ("FINISHED" if done == total else "KILLED")
-    close_runs(tracking_uri, experiment_id, parent_run_id, status)
+    close_runs(tracking_uri, experiment_id, parent_run_id, status, sweep_dir=sweep_dir)
     seconds = time.perf_counter() - started
     print(f"glovesweep: {done}/{total} trials done, {failed} failed in {seconds:.0f} s", flush=True)
     print(f"glovesweep: results in {sweep_dir}", flush=True)
@@ -258,8 +268,13 @@ def fit_and_finish(make_tuner: Callable[[], tune.Tuner], state: state_module.Swe
                        parent_run_id=parent_run_id, total=total, done=done, failed=failed, seconds=seconds)
 
 
-def close_runs(tracking_uri: str, experiment_id: str, parent_run_id: str, parent_status: str) -> None:
-    """After the Tuner: a child still RUNNING has no live worker; it ends FAILED (KILLED when interrupted)."""
+def close_runs(tracking_uri: str, experiment_id: str, parent_run_id: str, parent_status: str, *,
+               sweep_dir: str = "") -> None:
+    """After the Tuner: a child still RUNNING has no live worker; it ends FAILED (KILLED when interrupted).
+
+    With the tracking server down, the statuses go to the sweep's outbox, applied when it answers again (at
+    the end of this sweep or at the next ``resume``), so no run stays RUNNING for good.
+    """
     child_status = "KILLED" if parent_status == "KILLED" else "FAILED"
     try:
         for run in tracking.child_runs(tracking_uri, experiment_id, parent_run_id):
@@ -267,7 +282,13 @@ def close_runs(tracking_uri: str, experiment_id: str, parent_run_id: str, parent
                 tracking.end_run(tracking_uri, run.info.run_id, child_status)
         tracking.end_run(tracking_uri, parent_run_id, parent_status)
     except Exception as error:  # noqa: BLE001 - closing runs must not hide the sweep's own outcome
-        logger.warning("could not close MLflow runs of parent %s: %s", parent_run_id, error)
+        if sweep_dir and outbox.unreachable(error):
+            path = outbox.write(sweep_dir, run_id=parent_run_id, status=parent_status, children_status=child_status)
+            print(f"glovesweep: MLflow at {tracking_uri} is unreachable; the runs' final status ({parent_status}) "
+                  f"is kept in {path} and applied when it answers (or by: glovesweep resume {sweep_dir})",
+                  file=sys.stderr, flush=True)
+        else:
+            logger.warning("could not close MLflow runs of parent %s: %s", parent_run_id, error)
 
 
 def tune_config_and_space(spec: spec_module.SweepSpec, resume_from: dict[str, list[str]] | None = None,

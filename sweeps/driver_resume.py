@@ -22,6 +22,7 @@ from ray import tune
 from sweeps import checkpoints
 from sweeps import cluster_checks
 from sweeps import driver
+from sweeps import outbox
 from sweeps import parent_run
 from sweeps import shared_data
 from sweeps import state as state_module
@@ -69,7 +70,10 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
                           **{key: value for key, value in overrides.items()
                              if key in ("data_home", "cache_dir", "download_if_missing")})
     spec = state.spec()
+    outbox.quick_client_settings()
     tracking.check_reachable(spec.tracking_uri)
+    # Statuses and metric values kept while the server was down land first.
+    outbox.replay(spec.tracking_uri, state.experiment_id, sweep_dir)
     trials = spec.trials()
     statuses = tracking.trial_statuses(spec.tracking_uri, state.experiment_id, state.parent_run_id)
     missing = [trial for trial in trials if statuses.get(trial.key) != "FINISHED"]

@@ -23,6 +23,7 @@ class SweepCallback(tune.Callback):
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
+        self.reported_outage = False
 
     @staticmethod
     def _counts(trials) -> str:
@@ -42,6 +43,14 @@ class SweepCallback(tune.Callback):
         print(f"[{time.strftime('%H:%M:%S')}] {self._counts(trials)} | {message}", flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        pending = int(result.get("mlflow_pending") or 0)
+        if pending and not self.reported_outage:
+            self._print(trials, f"MLflow at {self.tracking_uri} is unreachable: {pending} metric values of "
+                                f"{self._name(trial)} wait in its buffer; training goes on, they are sent when it "
+                                f"answers")
+        elif not pending and self.reported_outage:
+            self._print(trials, f"MLflow at {self.tracking_uri} answers again; buffered values sent")
+        self.reported_outage = bool(pending)
         if "val_acc" in result:
             epoch = result.get("epoch", result.get("training_iteration"))
             self._print(trials, f"{self._name(trial)}: epoch {epoch} val_acc {result['val_acc']:.3f}")

@@ -88,10 +88,8 @@ def _filesystem(path: str):
     return pyarrow_fs.FileSystem.from_uri(path)
 
 
-def write_state(state: SweepState) -> str:
-    """Write ``state`` into its sweep folder atomically; returns the file's path or URI."""
-    target = join(state.sweep_dir, STATE_FILE)
-    payload = state.model_dump_json(indent=1).encode()
+def write_bytes(target: str, payload: bytes) -> str:
+    """The sweep folder's one atomic write: temporary file + rename locally, one PUT on an object store."""
     if is_uri(target):
         filesystem, path = _filesystem(target)
         filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
@@ -100,6 +98,41 @@ def write_state(state: SweepState) -> str:
     else:
         paths.atomic_write(target, payload)
     return target
+
+
+def read_bytes(target: str) -> bytes:
+    """A file of the sweep folder (local path or URI); ``OSError`` when absent."""
+    if is_uri(target):
+        filesystem, path = _filesystem(target)
+        with filesystem.open_input_stream(path) as stream:
+            return stream.read()
+    return pathlib.Path(target).read_bytes()
+
+
+def list_files(folder: str) -> list[str]:
+    """Paths (or URIs) of the files directly in ``folder``; empty when it does not exist."""
+    from pyarrow import fs as pyarrow_fs
+
+    if is_uri(folder):
+        filesystem, path = _filesystem(folder)
+        scheme = folder.split("://", 1)[0] + "://"
+        infos = filesystem.get_file_info(pyarrow_fs.FileSelector(path, allow_not_found=True))
+        return sorted(scheme + info.path for info in infos if info.type == pyarrow_fs.FileType.File)
+    local = pathlib.Path(folder)
+    return sorted(str(item) for item in local.iterdir() if item.is_file()) if local.is_dir() else []
+
+
+def remove_file(target: str) -> None:
+    if is_uri(target):
+        filesystem, path = _filesystem(target)
+        filesystem.delete_file(path)
+    else:
+        pathlib.Path(target).unlink(missing_ok=True)
+
+
+def write_state(state: SweepState) -> str:
+    """Write ``state`` into its sweep folder atomically; returns the file's path or URI."""
+    return write_bytes(join(state.sweep_dir, STATE_FILE), state.model_dump_json(indent=1).encode())
 
 
 def read_state(sweep_dir: str) -> SweepState:
@@ -112,12 +145,7 @@ def read_state(sweep_dir: str) -> SweepState:
     """
     target = join(sweep_dir, STATE_FILE)
     try:
-        if is_uri(target):
-            filesystem, path = _filesystem(target)
-            with filesystem.open_input_stream(path) as stream:
-                payload = stream.read()
-        else:
-            payload = pathlib.Path(target).read_bytes()
+        payload = read_bytes(target)
     except (OSError, FileNotFoundError) as error:
         raise OSError(f"{sweep_dir} holds no {STATE_FILE}: pass the folder 'glovesweep run' printed "
                       f"(<storage_path>/<name>-<timestamp>)") from error

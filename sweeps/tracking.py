@@ -42,12 +42,15 @@ SWEEP_HASH_TAG = names.SWEEP_HASH_TAG
 PARENT_TAG = names.PARENT_TAG
 STEP_METRICS = names.STEP_METRICS
 VERSION_PACKAGES = ("glovesweep", "tensorflow", "keras", "numpy", "scikit-learn", "ray", "mlflow")
-# Summary metrics are rounded for reading in the UI; step metrics keep full precision.
-SUMMARY_DIGITS = 4
 # sqlite allows one writer at a time; concurrent trials retry a locked database instead of failing.
 _RETRIES = 8
 
 T = TypeVar("T")
+
+
+def client_for(tracking_uri: str):
+    """An ``MlflowClient`` for ``tracking_uri`` (no fluent, process-global run state)."""
+    return _client(tracking_uri)
 
 
 def _client(tracking_uri: str):
@@ -68,6 +71,11 @@ def _retry(call: Callable[[], T], *, what: str) -> T:
             logger.info("MLflow %s: database locked, retrying (%d)", what, attempt + 1)
             time.sleep(0.2 * 2 ** attempt)
     raise AssertionError("unreachable")
+
+
+def with_lock_retries(call: Callable[[], T], *, what: str) -> T:
+    """Run an MLflow call, retrying transient sqlite lock errors (other errors propagate at once)."""
+    return _retry(call, what=what)
 
 
 def check_reachable(tracking_uri: str, *, timeout: float = 10.0) -> None:
@@ -244,138 +252,16 @@ def mark_trial(tracking_uri: str, experiment_id: str, parent_run_id: str, trial_
     return True
 
 
-class TrialRun:
-    """The child run of one trial, created or continued; used inside the Ray trial.
-
-    Parameters
-    ----------
-    tracking_uri, experiment_id, parent_run_id : str
-    trial_id : str
-        Ray Tune's trial id: stable across retries and ``Tuner.restore``.
-    """
-
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, trial_id: str) -> None:
-        self.tracking_uri = tracking_uri
-        self.experiment_id = experiment_id
-        self.parent_run_id = parent_run_id
-        self.trial_id = trial_id
-        self.client = _client(tracking_uri)
-        self.run_id = ""
-        self.continued = False
-        self._logged_steps: set[tuple[str, int]] = set()
-        self._logged_params: dict[str, str] = {}
-
-    def find(self):
-        """This trial's earlier child run (``mlflow.entities.Run``), or None."""
-        return find_trial_run(self.tracking_uri, self.experiment_id, self.parent_run_id, self.trial_id)
-
-    def start(self, *, run_name: str, cell: str, trainer: str, params: dict[str, Any], tags: dict[str, str],
-              existing=None) -> str:
-        """Create the child run, or continue ``existing`` (this trial's earlier run; status back to RUNNING).
-
-        Returns the run id.
-        """
-        if existing is None:
-            run_tags = {names.PARENT_TAG: self.parent_run_id, names.ROLE_TAG: names.ROLE_TRIAL,
-                        names.TRIAL_ID_TAG: self.trial_id, names.CELL_TAG: cell, names.TRAINER_TAG: trainer}
-            run = _retry(lambda: self.client.create_run(self.experiment_id, tags=run_tags, run_name=run_name),
-                         what="create trial run")
-            self.run_id = run.info.run_id
-        else:
-            self.run_id = existing.info.run_id
-            self.continued = True
-            self._logged_params = dict(existing.data.params)
-            for key in names.STEP_METRICS:
-                history = _retry(lambda: self.client.get_metric_history(self.run_id, key), what="metric history")
-                self._logged_steps.update((key, metric.step) for metric in history)
-            _retry(lambda: self.client.update_run(self.run_id, status="RUNNING"), what="reopen trial run")
-        self.log_params(params)
-        self.set_tags(tags)
-        return self.run_id
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        """Log params not logged yet (MLflow params are write-once; a continued run keeps its values)."""
-        from mlflow import entities
-
-        new = {key: _param_text(value) for key, value in params.items() if key not in self._logged_params}
-        if not new:
-            return
-        items = [entities.Param(key, value) for key, value in new.items()]
-        for start in range(0, len(items), 100):  # MLflow's batch limit is 100 params.
-            _retry(lambda: self.client.log_batch(self.run_id, params=items[start:start + 100]), what="log params")
-        self._logged_params.update(new)
-
-    def set_tags(self, tags: dict[str, Any]) -> None:
-        from mlflow import entities
-
-        if tags:
-            items = [entities.RunTag(key, str(value)) for key, value in tags.items()]
-            _retry(lambda: self.client.log_batch(self.run_id, tags=items), what="set tags")
-
-    def log_metrics(self, metrics: dict[str, float], *, step: int = 0) -> None:
-        """Log metrics at ``step``; a step already logged for a key (a re-run epoch after a retry) is skipped."""
-        from mlflow import entities
-
-        now = int(time.time() * 1000)
-        items = []
-        for key, value in metrics.items():
-            if (key, step) in self._logged_steps or value is None:
-                continue
-            items.append(entities.Metric(key, float(value), now, step))
-            self._logged_steps.add((key, step))
-        if items:
-            _retry(lambda: self.client.log_batch(self.run_id, metrics=items), what="log metrics")
-
-    def log_epoch(self, epoch: int, metrics: dict[str, float], *, requested_epochs: list[int]) -> None:
-        """Step metrics for a 1-based ``epoch``, plus ``val_acc_at_<E>``/``val_loss_at_<E>`` when E is requested."""
-        self.log_metrics({key: metrics[key] for key in names.STEP_METRICS if key in metrics}, step=epoch)
-        if epoch in requested_epochs:
-            self.log_metrics({names.val_acc_at(epoch): metrics[names.VAL_ACC],
-                              names.val_loss_at(epoch): metrics[names.VAL_LOSS]}, step=0)
-
-    def log_input(self, *, name: str, digest: str, source: str, profile: dict[str, Any]) -> None:
-        """Record the training data as an MLflow dataset input (the runs table's Dataset column)."""
-        import json
-
-        from mlflow import entities
-
-        dataset = entities.Dataset(name=name, digest=digest[:36], source_type="local",
-                                   source=json.dumps({"uri": source}), profile=json.dumps(profile))
-        tags = [entities.InputTag("mlflow.data.context", "training")]
-        _retry(lambda: self.client.log_inputs(self.run_id, datasets=[entities.DatasetInput(dataset, tags)]),
-               what="log input")
-
-    def end(self, status: str) -> None:
-        _retry(lambda: self.client.set_terminated(self.run_id, status=status), what="end trial run")
+def log_metric_values(tracking_uri: str, run_id: str, metrics: list) -> None:
+    """Log ``mlflow.entities.Metric`` values in batches of MLflow's limit (1,000 per request)."""
+    client = _client(tracking_uri)
+    for start in range(0, len(metrics), 1000):
+        _retry(lambda: client.log_batch(run_id, metrics=metrics[start:start + 1000]), what="log metrics")
 
 
-def summary_from_history(history: dict[str, Any], requested_epochs: list[int]) -> dict[str, float]:
-    """Rounded summaries: ``val_acc_at_<E>``/``val_loss_at_<E>`` for every requested E the history reached,
-    the best epoch and its accuracy, and the median epoch time (epochs after the first, which traces the graph).
-    """
-    summary = {}
-    epochs = history.get("epoch", [])
-    for epoch_count in requested_epochs:
-        if epoch_count in epochs:
-            index = epochs.index(epoch_count)
-            summary[names.val_acc_at(epoch_count)] = history[names.VAL_ACC][index]
-            summary[names.val_loss_at(epoch_count)] = history[names.VAL_LOSS][index]
-    if epochs:
-        best = max(range(len(epochs)), key=lambda index: history[names.VAL_ACC][index])
-        summary.update(best_epoch=epochs[best], best_val_acc=history[names.VAL_ACC][best])
-        seconds = sorted(history[names.EPOCH_SECONDS][1:] or history[names.EPOCH_SECONDS])
-        summary["epoch_seconds_median"] = seconds[len(seconds) // 2]
-    return {key: round(float(value), SUMMARY_DIGITS) for key, value in summary.items()}
-
-
-def stats_metrics(stats: dict[str, Any]) -> dict[str, float]:
-    """The summary metrics taken from ``Prepared.stats`` (``names.STATS_METRICS``; absent ones are skipped)."""
-    chosen = {}
-    for key in names.STATS_METRICS:
-        value = stats.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            chosen[key] = float(value)
-    return chosen
+def param_text(value: Any) -> str:
+    """A param value as MLflow stores it (``nan`` for a float NaN)."""
+    return _param_text(value)
 
 
 def _param_text(value: Any) -> str:

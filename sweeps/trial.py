@@ -21,9 +21,14 @@ from ray import tune
 
 from sweeps import names
 from sweeps import spec as spec_module
+from sweeps import outbox
 from sweeps import tracking
+from sweeps import trial_run
 
 logger = logging.getLogger(__name__)
+
+# Reported to Tune with every epoch: metric values waiting for an unreachable tracking server.
+PENDING_METRIC = "mlflow_pending"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +45,8 @@ class TrialContext:
     tracking_uri, experiment_id, parent_run_id, git_commit : str
     data_home, cache_dir : str or None
     download_if_missing : bool
+    sweep_dir : str
+        Where MLflow writes that outlast an outage are kept (``sweeps.outbox``).
     """
 
     spec: spec_module.SweepSpec
@@ -52,6 +59,7 @@ class TrialContext:
     data_home: str | None
     cache_dir: str | None
     download_if_missing: bool
+    sweep_dir: str = ""
 
 
 def make_trainable(context: TrialContext):
@@ -115,7 +123,9 @@ def run_trial(param: dict[str, Any], context: TrialContext) -> None:
     config = spec.trial_config(trial)
     device = configure_tensorflow(spec.resources["cpu"]) if trial.kind == "keras" else f"CPU: {platform.machine()}"
     # The stable trial key finds the child run across retries and resumes (Tune's ids change on resume).
-    run = tracking.TrialRun(context.tracking_uri, context.experiment_id, context.parent_run_id, trial.key)
+    outbox.quick_client_settings()
+    run = trial_run.TrialRun(context.tracking_uri, context.experiment_id, context.parent_run_id, trial.key,
+                             sweep_dir=context.sweep_dir)
     params = trial_params(spec, trial, config)
     run_name = compact_name(trial)
     existing = run.find()
@@ -149,13 +159,13 @@ def run_trial(param: dict[str, Any], context: TrialContext) -> None:
     run.end("FINISHED")
 
 
-def _run_network(config, run: tracking.TrialRun, context: TrialContext, *, requested_epochs: list[int],
+def _run_network(config, run: trial_run.TrialRun, context: TrialContext, *, requested_epochs: list[int],
                  resume_candidates: list[str]) -> None:
     from trainer import train as train_module
 
     key = context.data_keys[config.digest()]
     prepared = ray.get(context.data[key])
-    run.log_metrics(tracking.stats_metrics(prepared.stats))
+    run.log_metrics(trial_run.stats_metrics(prepared.stats))
     run.set_tags({names.ARCHIVE_SHA256_TAG: prepared.stats.get("archive_sha256", ""),
                   names.GLOVE_SOURCE_TAG: prepared.stats.get("glove_source", ""), names.DATA_KEY_TAG: key})
     stats = prepared.stats
@@ -170,7 +180,8 @@ def _run_network(config, run: tracking.TrialRun, context: TrialContext, *, reque
         run.log_epoch(epoch, metrics, requested_epochs=requested_epochs)
         with tempfile.TemporaryDirectory(prefix="glovesweep-checkpoint-") as directory:
             state.save(directory)
-            tune.report({**metrics, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(directory))
+            tune.report({**metrics, "epoch": epoch, PENDING_METRIC: run.pending},
+                        checkpoint=tune.Checkpoint.from_directory(directory))
 
     # A retry within this Tune run has Tune's checkpoint; a resumed sweep hands the trial its own earlier ones.
     checkpoint = tune.get_checkpoint()
@@ -184,7 +195,7 @@ def _run_network(config, run: tracking.TrialRun, context: TrialContext, *, reque
     finally:
         if resume_directory:
             shutil.rmtree(resume_directory, ignore_errors=True)
-    run.log_metrics(tracking.summary_from_history(history, requested_epochs))
+    run.log_metrics(trial_run.summary_from_history(history, requested_epochs))
 
 
 def usable_checkpoint(candidates: list[str]) -> str | None:
@@ -207,7 +218,7 @@ def usable_checkpoint(candidates: list[str]) -> str | None:
     return None
 
 
-def _run_baseline(trial, config, run: tracking.TrialRun, context: TrialContext) -> None:
+def _run_baseline(trial, config, run: trial_run.TrialRun, context: TrialContext) -> None:
     try:
         from trainer import baselines as baselines_module
     except ImportError as error:  # pragma: no cover - the trainer ships it

@@ -191,15 +191,10 @@ def wait_for_http(url: str, *, process: subprocess.Popen | None = None, timeout:
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real MLflow tracking server on 127.0.0.1 with a sqlite backend; yields its ``http://`` URI.
-
-    Tests share it for speed: each should log into its own experiment (e.g. named after the test).
-    """
-    folder = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = open(folder / "server.log", "wb")
+def start_mlflow_server(folder: pathlib.Path, port: int) -> subprocess.Popen:
+    """A real MLflow tracking server on 127.0.0.1:``port`` over ``folder``'s sqlite store; returns once healthy."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = open(folder / "server.log", "ab")
     # MLflow 3's server also starts job-runner processes (huey) that tracking never uses: they cost CPU.
     environment = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     process = subprocess.Popen(
@@ -207,24 +202,38 @@ def mlflow_server(tmp_path_factory):
          "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1"],
         cwd=folder, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{uri}/health", process=process)
-    except RuntimeError as error:
-        os.killpg(process.pid, 9)
-        pytest.fail(f"{error}\n{(folder / 'server.log').read_text()[-3000:]}")
-    yield uri
-    # The server's own session holds its workers: stop them all, then make sure.
-    os.killpg(process.pid, 15)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(process.pid, 9)
-    except ProcessLookupError:
-        pass
     log.close()
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", process=process)
+    except RuntimeError as error:
+        stop_mlflow_server(process)
+        pytest.fail(f"{error}\n{(folder / 'server.log').read_text()[-3000:]}")
+    return process
+
+
+def stop_mlflow_server(process: subprocess.Popen) -> None:
+    """Stop a server started by ``start_mlflow_server`` and every worker in its session."""
+    for sent in (15, 9):
+        try:
+            os.killpg(process.pid, sent)
+            process.wait(timeout=30)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real MLflow tracking server on 127.0.0.1 with a sqlite backend; yields its ``http://`` URI.
+
+    Tests share it for speed: each should log into its own experiment (e.g. named after the test).
+    """
+    port = free_port()
+    process = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"), port)
+    yield f"http://127.0.0.1:{port}"
+    stop_mlflow_server(process)
 
 
 @pytest.fixture(scope="session")

@@ -329,9 +329,9 @@ def test_real_sweep_report_plots_and_artifacts(tiny_sweep):
 
 def test_new_metric_names_are_logged_when_present_and_read_as_missing_when_absent(tmp_path):
     from sweeps import names
-    from sweeps import tracking
+    from sweeps import trial_run
 
-    chosen = tracking.stats_metrics({names.LEAK_FRACTION_VAL: 0.25, names.LEAKAGE: 0.5, "cache_key": "ab",
+    chosen = trial_run.stats_metrics({names.LEAK_FRACTION_VAL: 0.25, names.LEAKAGE: 0.5, "cache_key": "ab",
                                      "cache_hit": True})
     assert chosen == {names.LEAK_FRACTION_VAL: 0.25, names.LEAKAGE: 0.5}
     # The committed study predates the leak fractions: the frame has the columns, empty.

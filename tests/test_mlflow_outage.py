@@ -1,0 +1,162 @@
+"""The tracking server goes down: training goes on, nothing is lost, no run stays RUNNING, Ctrl-C is prompt.
+
+Each test runs its own real MLflow server on 127.0.0.1 and stops and restarts it on the same port and store.
+Time bounds here catch hangs (the issue: 4 minutes per call); they do not measure speed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from conftest import build_tiny_data_home, free_port, start_mlflow_server, stop_mlflow_server
+from test_sweep import client, history, runs_of, write_sweep
+
+from sweeps import driver
+from sweeps import outbox
+from sweeps import spec as spec_module
+from sweeps import trial_run
+
+HANG = 45.0  # seconds: far above a healthy call, far below MLflow's own minutes of retries
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A restartable server: ``server["stop"]()`` and ``server["start"]()`` keep its port and store."""
+    port = free_port()
+    folder = tmp_path / "mlflow"
+    state = {"process": start_mlflow_server(folder, port), "uri": f"http://127.0.0.1:{port}"}
+    state["stop"] = lambda: stop_mlflow_server(state["process"])
+    state["start"] = lambda: state.update(process=start_mlflow_server(folder, port))
+    yield state
+    stop_mlflow_server(state["process"])
+
+
+@pytest.fixture
+def trial(server, monkeypatch, tmp_path):
+    monkeypatch.setattr(trial_run, "END_WAIT_SECONDS", 3.0)
+    outbox.quick_client_settings()
+    experiment_id = client(server["uri"]).create_experiment("outage")
+    parent = client(server["uri"]).create_run(experiment_id, run_name="parent").info.run_id
+    run = trial_run.TrialRun(server["uri"], experiment_id, parent, "key-1", sweep_dir=str(tmp_path / "sweep"))
+    run.start(run_name="19997 · none · s0", cell="dataset=19997", trainer="keras", params={"seed": 0}, tags={})
+    return run
+
+
+def epoch_metrics(epoch: int) -> dict[str, float]:
+    return {"loss": 1.0 / epoch, "acc": 0.1 * epoch, "val_loss": 1.1 / epoch, "val_acc": 0.1 * epoch,
+            "epoch_seconds": 0.5}
+
+
+def test_training_goes_on_while_the_server_is_down_and_every_value_arrives(server, trial):
+    trial.log_epoch(1, epoch_metrics(1), requested_epochs=[4])
+    server["stop"]()
+    for epoch in (2, 3):
+        started = time.monotonic()
+        trial.log_epoch(epoch, epoch_metrics(epoch), requested_epochs=[4])
+        assert time.monotonic() - started < HANG, "a logging call hung while the server was down"
+    assert trial.pending == 10 and trial.unreachable_since is not None
+    server["start"]()
+    trial.log_epoch(4, epoch_metrics(4), requested_epochs=[4])
+    trial.end("FINISHED")
+    assert trial.pending == 0
+    assert [step for step, _ in history(server["uri"], trial.run_id, "val_acc")] == [1, 2, 3, 4]
+    run = client(server["uri"]).get_run(trial.run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics["val_acc_at_4"] == pytest.approx(0.4)
+
+
+def test_a_server_still_down_at_the_end_leaves_an_outbox_that_resume_applies(server, trial, tmp_path):
+    trial.log_epoch(1, epoch_metrics(1), requested_epochs=[2])
+    server["stop"]()
+    trial.log_epoch(2, epoch_metrics(2), requested_epochs=[2])
+    trial.end("FINISHED")  # waits END_WAIT_SECONDS (3 s here), then keeps what it could not send
+    kept = list((tmp_path / "sweep" / outbox.FOLDER).iterdir())
+    assert len(kept) == 1
+    server["start"]()
+    assert outbox.replay(server["uri"], trial.experiment_id, str(tmp_path / "sweep")) == 1
+    assert not list((tmp_path / "sweep" / outbox.FOLDER).iterdir())
+    assert [step for step, _ in history(server["uri"], trial.run_id, "val_acc")] == [1, 2]
+    assert client(server["uri"]).get_run(trial.run_id).info.status == "FINISHED"
+
+
+def test_closing_runs_while_the_server_is_down_keeps_their_status(server, trial, tmp_path):
+    server["stop"]()
+    started = time.monotonic()
+    driver.close_runs(server["uri"], trial.experiment_id, trial.parent_run_id, "KILLED",
+                      sweep_dir=str(tmp_path / "sweep"))
+    assert time.monotonic() - started < HANG
+    server["start"]()
+    outbox.replay(server["uri"], trial.experiment_id, str(tmp_path / "sweep"))
+    assert client(server["uri"]).get_run(trial.run_id).info.status == "KILLED"
+    assert client(server["uri"]).get_run(trial.parent_run_id).info.status == "KILLED"
+
+
+@pytest.fixture(scope="module")
+def tiny_home(tmp_path_factory):
+    root = tmp_path_factory.mktemp("outage-data")
+    return {"data_home": str(build_tiny_data_home(root)), "cache_dir": str(root / "cache")}
+
+
+def test_a_sweep_survives_an_outage_with_every_epoch_logged(server, ray_local, tiny_home, tmp_path):
+    path = write_sweep(tmp_path, name="outage-sweep", tracking_uri=server["uri"], epochs=(12,), seeds=1)
+    path.write_text(path.read_text().replace('dataset: ["19997", "bydate"]', 'dataset: ["19997"]'))
+
+    def outage_after_the_first_epoch():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                _, children = runs_of(server["uri"], "outage-sweep")
+                if children and history(server["uri"], children[0].info.run_id, "val_acc"):
+                    break
+            except Exception:  # noqa: BLE001 - the sweep has not created its runs yet
+                pass
+            time.sleep(0.05)
+        server["stop"]()
+        time.sleep(15)
+        server["start"]()
+
+    outage = threading.Thread(target=outage_after_the_first_epoch, daemon=True)
+    outage.start()
+    result = driver.run_sweep(spec_module.load_sweep(path), download_if_missing=False, **tiny_home)
+    outage.join(timeout=60)
+    assert result.ok and result.done == 1
+    parent, (child,) = runs_of(server["uri"], "outage-sweep")
+    assert parent.info.status == child.info.status == "FINISHED"
+    assert [step for step, _ in history(server["uri"], child.info.run_id, "val_acc")] == list(range(1, 13))
+
+
+def test_ctrl_c_ends_the_sweep_promptly_and_its_runs_killed(server, tiny_home, tmp_path):
+    path = write_sweep(tmp_path, name="interrupted", tracking_uri=server["uri"], epochs=(400,), seeds=1,
+                       concurrent=1)
+    path.write_text(path.read_text().replace('dataset: ["19997", "bydate"]', 'dataset: ["19997"]'))
+    environment = dict(os.environ, GLOVESWEEP_CACHE=tiny_home["cache_dir"])
+    environment.pop("RAY_ADDRESS", None)
+    process = subprocess.Popen([sys.executable, "-m", "sweeps.cli", "run", str(path), "--data-dir",
+                                tiny_home["data_home"], "--no-download", "--num-cpus", "2"], cwd=tmp_path,
+                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            _, children = runs_of(server["uri"], "interrupted")
+            if children and len(history(server["uri"], children[0].info.run_id, "val_acc")) >= 2:
+                break
+        except Exception:  # noqa: BLE001 - not started yet
+            pass
+        time.sleep(0.2)
+    assert process.poll() is None, process.stdout.read()[-3000:]
+    process.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    try:
+        output, _ = process.communicate(timeout=HANG)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("Ctrl-C did not end the sweep")
+    assert time.monotonic() - started < HANG and process.returncode != 0, output[-3000:]
+    assert "glovesweep resume" in output
+    parent, (child,) = runs_of(server["uri"], "interrupted")
+    assert parent.info.status == "KILLED" and child.info.status == "KILLED"
