@@ -30,6 +30,7 @@ from typing import Any, Callable
 from ray import tune
 
 from sweeps import cluster_checks
+from sweeps import merging
 from sweeps import names
 from sweeps import outbox
 from sweeps import parent_run
@@ -181,14 +182,21 @@ def run_sweep(
     print(f"glovesweep: MLflow {spec.tracking_uri} experiment {spec.experiment!r}, parent run {parent_run_id}",
           flush=True)
 
+    plan = merging.plan_trials(spec, shared.digests)
+    if plan.shares:
+        print(f"glovesweep: {len(plan.shares)} trial(s) would train identically to another and share its result: "
+              + "; ".join(f"{member.label} seed={member.seed} = {primary.label}" for member, primary in plan.merged),
+              flush=True)
+
     def make_tuner() -> tune.Tuner:
         state_module.write_state(state)
-        tune_config, param_space = tune_config_and_space(spec)
+        tune_config, param_space = tune_config_and_space(spec, trials=plan.train)
         trainable = trial_module.make_trainable(trial_context(spec, state, shared))
         return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                           run_config=run_config(spec, state, name=name, storage_path=spec.storage_path))
 
-    result = fit_and_finish(make_tuner, state, started=started, trial_keys=[trial.key for trial in spec.trials()])
+    result = fit_and_finish(make_tuner, state, started=started, trial_keys=[trial.key for trial in spec.trials()],
+                            after_fit=lambda: record_shared(spec, state, plan))
     return dataclasses.replace(result, prepare_seconds=shared.seconds, data_checksums=sources.checksums())
 
 
@@ -204,6 +212,12 @@ def run_config(spec: spec_module.SweepSpec, state: state_module.SweepState, *, n
         callbacks=[progress.SweepCallback(state.tracking_uri, state.experiment_id, state.parent_run_id)],
         verbose=0,
     )
+
+
+def record_shared(spec: spec_module.SweepSpec, state: state_module.SweepState, plan: merging.Plan) -> int:
+    """MLflow runs for the trials that shared another's result (after that one finished)."""
+    return merging.record_shared(state.tracking_uri, state.experiment_id, state.parent_run_id, spec, plan,
+                                 trial_params=trial_module.trial_params)
 
 
 def trial_context(spec: spec_module.SweepSpec, state: state_module.SweepState,
@@ -224,12 +238,13 @@ def quiet_tune_output() -> None:
 
 
 def fit_and_finish(make_tuner: Callable[[], tune.Tuner], state: state_module.SweepState, *, started: float,
-                   trial_keys: list[str], status_if_not_started: str = "FAILED") -> SweepResult:
+                   trial_keys: list[str], status_if_not_started: str = "FAILED",
+                   after_fit: Callable[[], Any] | None = None) -> SweepResult:
     """Build and run the Tuner; end the parent run FINISHED / FAILED / KILLED, no child run left RUNNING.
 
     Trials are counted from their MLflow child runs (one per trial key), the record every reader uses.
     ``status_if_not_started`` is the parent's status when the Tuner cannot even be built (a resume keeps the
-    parent's earlier status then).
+    parent's earlier status then). ``after_fit`` runs before the count (it records merged trials).
     """
     tracking_uri, experiment_id, parent_run_id = state.tracking_uri, state.experiment_id, state.parent_run_id
     sweep_dir = state.sweep_dir
@@ -247,6 +262,8 @@ def fit_and_finish(make_tuner: Callable[[], tune.Tuner], state: state_module.Swe
     total = len(trial_keys)
     try:
         outbox.replay(tracking_uri, experiment_id, sweep_dir)
+        if after_fit is not None:
+            after_fit()
         statuses = tracking.trial_statuses(tracking_uri, experiment_id, parent_run_id)
         done = sum(1 for key in trial_keys if statuses.get(key) == "FINISHED")
         failed = sum(1 for key in trial_keys if statuses.get(key) == "FAILED")

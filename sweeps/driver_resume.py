@@ -22,6 +22,7 @@ from ray import tune
 from sweeps import checkpoints
 from sweeps import cluster_checks
 from sweeps import driver
+from sweeps import merging
 from sweeps import outbox
 from sweeps import parent_run
 from sweeps import shared_data
@@ -94,17 +95,29 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
     cluster_checks.check_cluster_storage(spec.storage_path)
     shared = shared_data.prepare_shared_data(spec, sources, data_home=state.data_home, cache_dir=state.cache_dir,
                                              download_if_missing=state.download_if_missing)
-    print(f"glovesweep: resuming sweep {spec.name!r}: {len(missing)} of {len(trials)} trials to finish "
-          f"({sum(1 for trial in missing if trial.key in earlier)} from a checkpoint) in {sweep_dir}", flush=True)
+    plan = merging.plan_trials(spec, shared.digests)
+    to_train = [trial for trial in plan.train if trial in missing]
+    print(f"glovesweep: resuming sweep {spec.name!r}: {len(missing)} of {len(trials)} trials to finish, "
+          f"{len(to_train)} to train ({sum(1 for trial in to_train if trial.key in earlier)} from a checkpoint) in "
+          f"{sweep_dir}", flush=True)
+
+    if not to_train:
+        # Every missing trial shares a finished one's result: record them, nothing to train.
+        if not driver.record_shared(spec, state, plan):
+            raise OSError(f"{sweep_dir}: {len(missing)} trial(s) share results that MLflow does not hold; run the "
+                          f"sweep again with: glovesweep run {state.source_path}")
+        return resume_sweep(sweep_dir, address=address, num_cpus=num_cpus, include_dashboard=include_dashboard,
+                            **overrides)
 
     def make_tuner() -> tune.Tuner:
         tracking.reopen_run(spec.tracking_uri, state.parent_run_id)
-        tune_config, param_space = driver.tune_config_and_space(spec, resume_from=earlier, trials=missing)
+        tune_config, param_space = driver.tune_config_and_space(spec, resume_from=earlier, trials=to_train)
         run_config = driver.run_config(spec, state, name=f"resume-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}",
                                        storage_path=sweep_dir)
         trainable = trial_module.make_trainable(driver.trial_context(spec, state, shared))
         return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
     result = driver.fit_and_finish(make_tuner, state, started=started, trial_keys=[trial.key for trial in trials],
-                                   status_if_not_started=previous_status)
+                                   status_if_not_started=previous_status,
+                                   after_fit=lambda: driver.record_shared(spec, state, plan))
     return dataclasses.replace(result, prepare_seconds=shared.seconds, data_checksums=sources.checksums())

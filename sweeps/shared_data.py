@@ -16,6 +16,7 @@ from typing import Any
 import ray
 
 from sweeps import cluster_checks
+from sweeps import merging
 from sweeps import spec as spec_module
 from trainer import config as config_module
 
@@ -61,6 +62,11 @@ class SharedData:
     keys: dict[str, str]
     stats: dict[str, dict[str, Any]]
     seconds: float
+
+    @property
+    def digests(self) -> dict[str, str]:
+        """``TrainerConfig.digest()`` -> content digest of the data the network can read (``sweeps.merging``)."""
+        return {config: self.stats[key]["content_digest"] for config, key in self.keys.items() if key in self.stats}
 
 
 def resolve_sources(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=None,
@@ -114,7 +120,7 @@ def _prepare_task(config_values: dict, data_home, cache_dir, download_if_missing
     config = config_module.TrainerConfig.from_dict(config_values)
     prepared = prepare_module.prepare(config, data_home=data_home, cache_dir=cache_dir,
                                       download_if_missing=download_if_missing)
-    return prepared, dict(prepared.stats)
+    return prepared, dict(prepared.stats, content_digest=merging.content_digest(prepared))
 
 
 def prepare_shared_data(spec: spec_module.SweepSpec, sources: Sources, *, data_home=None, cache_dir=None,
