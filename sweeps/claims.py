@@ -133,7 +133,8 @@ def claims_markdown(verdicts: Sequence[Verdict]) -> list[str]:
         cell = ", ".join(f"{key}={value}" for key, value in item.cell.items())
         measured = ("" if item.n == 0 else f"{item.mean:.3f} (n=1)" if item.n < 2
                     else f"{item.mean:.3f} [{item.ci_low:.3f}, {item.ci_high:.3f}] n={item.n}")
-        prediction = "" if math.isnan(item.prediction_low) else f"[{item.prediction_low:.3f}, {item.prediction_high:.3f}]"
+        prediction = ("" if math.isnan(item.prediction_low)
+                      else f"[{item.prediction_low:.3f}, {item.prediction_high:.3f}]")
         lines.append(f"| {item.source} | {cell} | {item.epoch} | {item.published:.2f} | {measured} | {prediction} | "
                      f"{item.verdict} |")
     return lines

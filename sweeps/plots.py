@@ -62,6 +62,14 @@ def draw_all(out_dir: pathlib.Path, swept, tables, blog_cell: dict, user_cell: d
     return drawn
 
 
+def error_bars(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray | None:
+    """``xerr`` for ``barh``: distances to the interval ends, or None where no interval exists (one seed)."""
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    if not np.any(np.isfinite(low)):
+        return None
+    return np.vstack([np.nan_to_num(values - low), np.nan_to_num(high - values)])
+
+
 def short_source(source: str) -> str:
     """A claim's source for a plot label: up to the first comma or parenthesis (``Keras PR #5585``)."""
     return source.split(",")[0].split(" (")[0].strip()
@@ -129,6 +137,8 @@ def plot_epoch_curves(path: pathlib.Path, history: pd.DataFrame, runs: pd.DataFr
                     panel_key = (dataset, strip)
                     color, label = ((BEST, "network, best cell") if panel_key == best else
                                     (WORST, "network, worst cell") if panel_key == worst else (OTHER, "network"))
+                    if line_factors:
+                        label += " (" + ", ".join(f"{name}={value}" for name, value in zip(line_factors, key)) + ")"
                 handle = axis.plot(epochs, [item[0] for item in summary], marker="o", markersize=3.5, color=color,
                                    linewidth=1.8)[0]
                 handles.setdefault(label, handle)
@@ -185,8 +195,7 @@ def plot_effects(path: pathlib.Path, effects: list[dict]) -> None:
         values = np.array([record["effect_points"] for record in ranked])
         low = np.array([record["effect_low"] for record in ranked])
         high = np.array([record["effect_high"] for record in ranked])
-        errors = np.vstack([np.nan_to_num(values - low), np.nan_to_num(high - values)])
-        axis.barh(positions, values, xerr=errors, capsize=3, height=0.6,
+        axis.barh(positions, values, xerr=error_bars(values, low, high), capsize=3, height=0.6,
                   color=["tab:blue" if record["kind"] == "main" else "tab:orange" for record in ranked])
         for position, value in zip(positions, values):
             axis.text(value, position + 0.36, f"{value:.1f}", fontsize=8, ha="center", va="bottom")
@@ -200,7 +209,9 @@ def plot_effects(path: pathlib.Path, effects: list[dict]) -> None:
     figure.legend([matplotlib_lines.Line2D([], [], color=color, linewidth=8) for color in ("tab:blue", "tab:orange")],
                   ["main effect: best minus worst level", "interaction: largest departure from additivity"],
                   loc="outside lower center", ncol=2, fontsize=9, frameon=False)
-    figure.suptitle("Factor effects, points, with 95% t-intervals", fontsize=10)
+    single = all(record["single_seed"] for record in effects)
+    intervals = "no intervals: one seed per cell" if single else "with 95% t-intervals"
+    figure.suptitle(f"Factor effects, points, {intervals}", fontsize=10)
     figure.savefig(path, dpi=DPI)
 
 
@@ -222,8 +233,7 @@ def plot_gap(path: pathlib.Path, gaps: list[dict], blog_cell: dict, user_cell: d
                      ("the rest\n(headers cut -> user)", found.remainder.points, found.remainder.low,
                       found.remainder.high, "tab:cyan")]
         values = np.array([bar[1] for bar in bars])
-        errors = np.vstack([np.nan_to_num(values - np.array([bar[2] for bar in bars])),
-                            np.nan_to_num(np.array([bar[3] for bar in bars]) - values)])
+        errors = error_bars(values, np.array([bar[2] for bar in bars]), np.array([bar[3] for bar in bars]))
         positions = np.arange(len(bars))[::-1]
         axis.barh(positions, values, xerr=errors, capsize=3, height=0.6, color=[bar[4] for bar in bars])
         for position, value in zip(positions, values):
@@ -234,7 +244,9 @@ def plot_gap(path: pathlib.Path, gaps: list[dict], blog_cell: dict, user_cell: d
         axis.set_xlabel("accuracy points lost, blog's cell -> user's cell", fontsize=9)
         axis.tick_params(axis="x", labelsize=8)
         axis.set_title(render.epochs_text(gap["epochs"]), fontsize=10)
+    intervals = ("95% t-intervals" if any(math.isfinite(gap["gap_low"]) for gap in answered)
+                 else "no intervals: one seed per cell")
     title = (f"Blog's cell ({render.describe(blog_cell)}) vs user's cell ({render.describe(user_cell)}), "
-             f"points with 95% t-intervals")
-    figure.suptitle("\n".join(textwrap.wrap(title, 150)), fontsize=10)
+             f"points, {intervals}")
+    figure.suptitle("\n".join(textwrap.wrap(title, int(14 * figure.get_figwidth()))), fontsize=10)
     figure.savefig(path, dpi=DPI)
