@@ -89,12 +89,16 @@ class EpochAnswer:
 
 @dataclasses.dataclass(frozen=True)
 class Answer:
-    """The computed answer of a sweep: the two cells, where they came from, and one ``EpochAnswer`` per count."""
+    """The computed answer of a sweep: the two cells, where they came from, and one ``EpochAnswer`` per count.
+
+    ``glove_dims``: the GloVe vector sizes the network runs used (the publications used 100).
+    """
 
     blog_cell: dict[str, str]
     user_cell: dict[str, str]
     cells_from: str
     by_epochs: list[EpochAnswer]
+    glove_dims: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def sentences(self) -> list[str]:
@@ -156,7 +160,9 @@ def compute_answer(runs: pd.DataFrame, factors: Sequence[str], blog_cell: dict[s
             continue
         at_count = network[network["epochs"] == record["epochs"]].reset_index(drop=True)
         answers.append(_answer_at(at_count, factors, blog_cell, user_cell, record, confidence))
-    return Answer(blog_cell=blog_cell, user_cell=user_cell, cells_from=cells_from, by_epochs=answers)
+    glove_dims = sorted({int(value) for value in network["glove_dim"].dropna()})
+    return Answer(blog_cell=blog_cell, user_cell=user_cell, cells_from=cells_from, by_epochs=answers,
+                  glove_dims=glove_dims)
 
 
 def rows_of(frame: pd.DataFrame, cell: dict[str, str]) -> np.ndarray:

@@ -156,6 +156,7 @@ def test_report_writes_the_answer_and_claims_as_json_and_html(tmp_path):
     (at_two,) = written["by_epochs"]
     assert at_two["mechanism"] == "label_leak" and at_two["leak_effect"]["points"] == pytest.approx(45, abs=1)
     assert at_two["headers_cut"]["cell"] == {"dataset": "19997", "strip": "sklearn_all"}
+    assert written["glove_dims"] == [50] and written["cells_from"] == "the sweep file's answer block"
     (claim,) = json.loads(result.files["claims"].read_text())["claims"]
     assert claim["source"] == "Keras blog 2016" and claim["inside"] is False and claim["n"] == 3
     page = result.files["html"].read_text()
