@@ -146,13 +146,21 @@ def plot_epoch_curves(path: pathlib.Path, history: pd.DataFrame, runs: pd.DataFr
                 high = np.array([item[2] for item in summary], dtype=float)
                 if np.any(np.isfinite(low)):
                     axis.fill_between(epochs, low, high, color=color, alpha=0.18, linewidth=0)
-            for model in sorted({row["model"] for row in baseline_rows}):
+            for model_index, model in enumerate(sorted({row["model"] for row in baseline_rows})):
                 values = [row["val_acc"] for row in baseline_rows
                           if row["model"] == model and row["dataset"] == dataset and row["strip"] == strip]
                 if values:
                     color, dashes = BASELINE_STYLES.get(model, ("0.5", (0, (3, 3))))
-                    handle = axis.axhline(float(np.mean(values)), linestyle=dashes, linewidth=1.4, color=color)
+                    level = float(np.mean(values))
+                    handle = axis.axhline(level, linestyle=dashes, linewidth=1.4, color=color)
                     handles.setdefault(f"{model} (TF-IDF baseline)", handle)
+                    # Labelled at the right edge: one above its line, the next below it, so two baselines at the
+                    # same height still read apart (published points at the right are labelled to their left).
+                    above = model_index % 2 == 0
+                    axis.text(0.99, level + (0.012 if above else -0.012), f"{model} {level:.2f}", color=color,
+                              fontsize=8, ha="right", va="bottom" if above else "top",
+                              transform=axis.get_yaxis_transform(),
+                              bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "alpha": 0.7, "linewidth": 0})
             for item in verdicts:
                 if _matches({"dataset": dataset, "strip": strip}, {key: value for key, value in item.cell.items()
                                                                      if key in ("dataset", "strip")}):

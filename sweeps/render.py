@@ -243,7 +243,6 @@ def report_markdown(swept: runs.SweepFrame, tables: Tables, *, reproduce: str,
         lines += [f"Blog cell {describe(tables.answer.blog_cell)}, user cell {describe(tables.answer.user_cell)} "
                   f"(from {tables.answer.cells_from}); every number below is computed (answer.json).", ""]
     lines += [f"- {sentence}" for sentence in tables.answers] or ["- No network runs to answer from."]
-    lines += [f"- {note}" for note in tables.notes]
     lines += ["", "## Published claims against this sweep", ""]
     if tables.verdicts:
         lines += ["A published number is one run: it is consistent when it lies inside the 95% prediction interval "
@@ -271,6 +270,8 @@ def report_markdown(swept: runs.SweepFrame, tables: Tables, *, reproduce: str,
               "Split by Shapley values over the switching order; intervals: Student-t of each contrast, seed noise "
               "pooled within cells.", ""]
     lines += gap_markdown(tables.gaps) if tables.gaps else ["No network runs."]
+    if tables.notes:
+        lines += ["", "Why this split and the main effects above differ:", ""] + [f"- {note}" for note in tables.notes]
     if swept.skipped:
         lines += ["", f"Left out (no finished epoch): {', '.join(swept.skipped)}."]
     lines += ["", "## Plots", ""]
