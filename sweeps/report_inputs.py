@@ -80,7 +80,7 @@ def resolve(source: str, swept: runs.SweepFrame, *, blog_cell: dict[str, Any] | 
         cells_from = "the sweep file's answer block"
         blog, user = sweep.answer["blog_cell"], sweep.answer["user_cell"]
     else:
-        cells_from = "the defaults (the sweep file names no answer cells)"
+        cells_from = "the defaults, as the sweep file names no answer cells"
         blog, user = DEFAULT_BLOG_CELL, DEFAULT_USER_CELL
     return ReportInputs(blog_cell={key: str(value) for key, value in blog.items()},
                         user_cell={key: str(value) for key, value in user.items()}, cells_from=cells_from,

@@ -190,3 +190,21 @@ def test_html_converts_the_markdown_report_elements(tmp_path):
     assert "<ul>\n<li>one</li>\n<li>two</li>\n</ul>" in page
     assert "<tr><th>a</th><th>b</th></tr>" in page and "<td>&lt;2&gt;</td>" in page
     assert "image absent.png not found" in page
+
+
+def test_a_main_effect_that_differs_from_its_gap_share_is_explained():
+    import pathlib
+
+    from sweeps import stats
+
+    study = runs.read_runs(pathlib.Path(__file__).resolve().parents[1] / "docs" / "results" / "study-cpu")
+    effects = stats.attribute(study.runs, study.factors, bootstrap_samples=1)
+    gaps = gap_module.decompose_gap(study.runs, study.factors, BLOG, USER)
+    note = answer_module.effects_note(effects, gaps[0])
+    # At 2 epochs dataset is 23.6 points as a main effect and 30.9 in the gap split; strip is 28.1 in both.
+    assert "(dataset 23.6 as a main effect, 30.9 in the gap)" in note and "dataset x strip: up to 15.1" in note
+    assert "strip" not in note.split("differ (")[1].split(")")[0]
+    # A factor whose two numbers agree gets no sentence.
+    mains = {item["term"]: item["effect_points"] for item in effects if item["epochs"] == 2 and item["kind"] == "main"}
+    same = dict(gaps[0], contributions=[dict(item, points=mains[item["factor"]]) for item in gaps[0]["contributions"]])
+    assert answer_module.effects_note(effects, same) == ""
