@@ -34,7 +34,8 @@ def decompose_gap(runs: pd.DataFrame, factors: Sequence[str], blog_cell: dict[st
     list of dict
         Per epoch count: ``epochs``, ``blog``, ``user`` (mean accuracy, fractions), ``gap_points``,
         ``gap_low``, ``gap_high``, ``contributions`` (list of dicts ``factor``, ``points``, ``low``, ``high``,
-        ``from``, ``to``, largest first), ``stratum`` (the other factors' settings), ``modelled`` (corner cells
+        ``from``, ``to``, largest first), ``stratum`` (the other factors' settings as text), ``held`` (the
+        same as a dict of factor name to value text), ``modelled`` (corner cells
         predicted, not run), ``blog_runs``, ``user_runs``; or ``epochs`` and ``missing`` (why there is no answer).
     """
     keys = list(dict.fromkeys(list(blog_cell) + list(user_cell)))
@@ -118,6 +119,7 @@ def _split(design: stats.Design, at_count: pd.DataFrame, keys: list[str], differ
     return {"epochs": count, "blog": float(blog_values[0]), "user": float(user_values[0]),
             "gap_points": gap, "gap_low": gap_low, "gap_high": gap_high, "contributions": contributions,
             "stratum": ", ".join(f"{name}={value}" for name, value in zip(others, stratum)),
+            "held": {name: str(value) for name, value in zip(others, stratum)},
             "modelled": modelled,
             "blog_runs": int(design.cells[blog_key].size) if blog_key in design.cells else 0,
             "user_runs": int(design.cells[user_key].size) if user_key in design.cells else 0}

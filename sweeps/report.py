@@ -11,9 +11,13 @@ to the sweep's parent run under ``report/`` when the runs came from MLflow):
   TF-IDF baselines beside the network;
 - ``effects.csv``: each factor's main effect and the two-way interactions that matter, as a share of the
   variance of validation accuracy (Type II sums of squares) and in accuracy points, with intervals;
-- ``gap.csv`` and the answer sentences: the gap between the blog's cell and the user's cell split among the
-  factors that differ (Shapley values), with intervals;
-- ``report.md``, ``val_acc_by_epoch.png``, ``factor_effects.png``, ``gap.png``.
+- ``gap.csv``: the gap between the blog's cell and the user's cell split among the factors that differ (Shapley
+  values), with intervals;
+- ``answer.json``: the computed answer (``sweeps.answer``: the label leak against the dataset and stripping);
+- ``claims.json``: each published claim of the sweep file's ``claims:`` block with its verdict (``sweeps.claims``);
+- ``sweep.yaml``: the sweep file (the cells and claims came from it unless flags named the cells);
+- ``report.md`` and ``report.html`` (the same report, images embedded), ``val_acc_by_epoch.png``,
+  ``factor_effects.png``, ``gap.png`` (a plot with nothing to show is not drawn; the report says why).
 
 Run ``glovesweep report --smoke-test`` to log a small synthetic sweep to a temporary store and report on it.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import json
 import logging
 import os
 import pathlib
@@ -38,10 +43,14 @@ import pandas as pd
 from mlflow import entities as mlflow_entities
 from mlflow import exceptions as mlflow_exceptions
 
+from sweeps import answer as answer_module
+from sweeps import claims as claims_module
 from sweeps import gap as gap_module
+from sweeps import html_report
 from sweeps import names
 from sweeps import plots
 from sweeps import render
+from sweeps import report_inputs
 from sweeps import runs
 from sweeps import stats
 from sweeps import tracking
@@ -49,11 +58,9 @@ from trainer import config as config_module
 
 logger = logging.getLogger(__name__)
 
-# Keras blog "Using pre-trained word embeddings in a Keras model" (2016): the 19,997-post 20_newsgroup folder,
-# headers kept. The user's cell: bydate without headers (scikit-learn's fetch_20newsgroups(remove=("headers",))
-# drops everything before the first blank line), the setup of the Stack Exchange answer (~0.55 at 10 epochs).
-DEFAULT_BLOG_CELL = "dataset=19997,strip=none"
-DEFAULT_USER_CELL = "dataset=bydate,strip=blank_line"
+# Used when neither the flags nor the sweep file's answer block name the cells (see sweeps.report_inputs).
+DEFAULT_BLOG_CELL = ",".join(f"{key}={value}" for key, value in report_inputs.DEFAULT_BLOG_CELL.items())
+DEFAULT_USER_CELL = ",".join(f"{key}={value}" for key, value in report_inputs.DEFAULT_USER_CELL.items())
 CHOICES = stats.CHOICES
 
 
@@ -87,12 +94,17 @@ def parse_cell(items: str | Sequence[str]) -> dict[str, str]:
 
 @dataclasses.dataclass
 class Report:
-    """What ``make_report`` wrote: the output folder, file paths by name, the runs read and the tables."""
+    """What ``make_report`` wrote: the output folder, file paths by name, the runs read and the tables.
+
+    ``answer`` is the computed answer (also ``answer.json``), ``verdicts`` the claims' verdicts (``claims.json``).
+    """
 
     out_dir: pathlib.Path
     files: dict[str, pathlib.Path]
     sweep: runs.SweepFrame
     tables: render.Tables
+    answer: answer_module.Answer
+    verdicts: list[claims_module.Verdict]
 
     @property
     def answers(self) -> list[str]:
@@ -113,7 +125,8 @@ def make_report(source: str | os.PathLike, *, tracking_uri: str | None = None, o
     out_dir : path, optional
         Output folder; default ``reports/<sweep name>`` in the working directory.
     blog_cell, user_cell : dict, optional
-        The two cells whose gap the answer explains (defaults ``DEFAULT_BLOG_CELL`` / ``DEFAULT_USER_CELL``).
+        The two cells whose gap the answer explains; default: the sweep file's ``answer:`` block (the folder's
+        ``sweep.yaml`` or the parent run's artifact), else ``DEFAULT_BLOG_CELL`` / ``DEFAULT_USER_CELL``.
     bootstrap_samples, seed : int
         Resamples and random seed of the share-of-variance bootstrap.
     log_artifacts : bool
@@ -121,8 +134,6 @@ def make_report(source: str | os.PathLike, *, tracking_uri: str | None = None, o
     """
     if bootstrap_samples < 1:
         raise ValueError(f"bootstrap_samples={bootstrap_samples}: must be >= 1, e.g. 1000")
-    blog_cell = blog_cell or parse_cell(DEFAULT_BLOG_CELL)
-    user_cell = user_cell or parse_cell(DEFAULT_USER_CELL)
     started = time.perf_counter()
     from_folder = runs.is_folder(source)
     swept = runs.read_runs(source, tracking_uri=tracking_uri, experiment=experiment)
@@ -131,27 +142,49 @@ def make_report(source: str | os.PathLike, *, tracking_uri: str | None = None, o
                          f"finished epoch yet; wait for trials to report, or check that the sweep ran")
     out_dir = pathlib.Path(out_dir) if out_dir else pathlib.Path("reports") / _safe_name(swept.sweep_name)
     files = runs.write_frames(swept, out_dir)
+    inputs = report_inputs.resolve(str(source), swept, blog_cell=blog_cell, user_cell=user_cell)
+    blog_cell, user_cell = inputs.blog_cell, inputs.user_cell
     factors = swept.factors
     effects = stats.attribute(swept.runs, factors, bootstrap_samples=bootstrap_samples, seed=seed)
     gaps = gap_module.decompose_gap(swept.runs, factors, blog_cell, user_cell)
+    answer = answer_module.compute_answer(swept.runs, factors, blog_cell, user_cell, cells_from=inputs.cells_from,
+                                          gaps=gaps)
+    held = {item.epochs: item.held for item in answer.by_epochs}
+    verdicts = claims_module.judge_claims(swept.runs, inputs.claims, held=held)
     tables = render.Tables(factors=factors, cells=stats.cell_table(swept.runs, factors), effects=effects, gaps=gaps,
-                           answers=render.answer_sentences(gaps, blog_cell, user_cell),
-                           bootstrap_samples=bootstrap_samples)
+                           answers=answer.sentences, bootstrap_samples=bootstrap_samples,
+                           notes=[note for gap in gaps if (note := answer_module.effects_note(effects, gap))],
+                           answer=answer, verdicts=verdicts)
     files.update(render.write_tables(out_dir, tables))
-    files.update({"markdown": out_dir / "report.md", "epoch_plot": out_dir / "val_acc_by_epoch.png",
-                  "effects_plot": out_dir / "factor_effects.png", "gap_plot": out_dir / "gap.png"})
-    plots.plot_epoch_curves(files["epoch_plot"], swept.history, swept.runs, factors)
-    plots.plot_effects(files["effects_plot"], effects)
-    plots.plot_gap(files["gap_plot"], gaps, blog_cell, user_cell)
+    files.update(write_json(out_dir, answer, verdicts))
+    if inputs.sweep_text and not from_folder:
+        files["sweep_file"] = out_dir / report_inputs.SWEEP_FILE
+        files["sweep_file"].write_text(inputs.sweep_text)
+    files.update({"markdown": out_dir / "report.md", "html": out_dir / "report.html"})
+    drawn = plots.draw_all(out_dir, swept, tables, blog_cell, user_cell)
+    files.update({name: path for name, (path, _) in drawn.items() if path is not None})
     target = str(source) if from_folder else f"{swept.parent_run_id} --tracking-uri {swept.tracking_uri}"
-    reproduce = (f"glovesweep report {target} --blog-cell {_cell_text(blog_cell)} "
-                 f"--user-cell {_cell_text(user_cell)}")
-    files["markdown"].write_text(render.report_markdown(swept, tables, reproduce=reproduce))
+    reproduce = f"glovesweep report {target}"
+    if inputs.cells_from == report_inputs.FROM_FLAGS:
+        reproduce += f" --blog-cell {_cell_text(blog_cell)} --user-cell {_cell_text(user_cell)}"
+    markdown = render.report_markdown(swept, tables, reproduce=reproduce, plots=drawn)
+    files["markdown"].write_text(markdown)
+    files["html"].write_text(html_report.to_html(markdown, out_dir, title=f"Sweep report: {swept.sweep_name}"))
     if log_artifacts and not from_folder:
         mlflow.MlflowClient(tracking_uri=swept.tracking_uri).log_artifacts(swept.parent_run_id, str(out_dir),
                                                                           artifact_path="report")
     logger.info("report on %s written to %s in %.1f s", swept.sweep_name, out_dir, time.perf_counter() - started)
-    return Report(out_dir=out_dir, files=files, sweep=swept, tables=tables)
+    return Report(out_dir=out_dir, files=files, sweep=swept, tables=tables, answer=answer, verdicts=verdicts)
+
+
+def write_json(out_dir: pathlib.Path, answer: answer_module.Answer,
+               verdicts: list[claims_module.Verdict]) -> dict[str, pathlib.Path]:
+    """Write ``answer.json`` (``Answer.to_dict()``) and ``claims.json`` (``{"claims": [Verdict.to_dict(), ...]}``)."""
+    paths = {"answer": out_dir / "answer.json", "claims": out_dir / "claims.json"}
+    paths["answer"].write_text(json.dumps(answer.to_dict(), indent=1, sort_keys=True) + "\n")
+    paths["claims"].write_text(json.dumps({"claims": [item.to_dict() for item in verdicts]}, indent=1,
+                                          sort_keys=True) + "\n")
+    return paths
 
 
 def _cell_text(cell: dict[str, str]) -> str:
@@ -166,10 +199,26 @@ def _safe_name(name: str) -> str:
 # Smoke mode: a synthetic sweep in the documented schema
 # ---------------------------------------------------------------------------------------------------------
 
+SMOKE_SWEEP_FILE = """\
+name: {name}
+factors: {{dataset: ["19997", bydate], strip: [none, blank_line], epochs: {epochs}}}
+seeds: {seeds}
+baselines: [multinomial_nb]
+answer:
+  blog_cell: {{dataset: "19997", strip: none}}
+  user_cell: {{dataset: bydate, strip: blank_line}}
+claims:
+  - {{source: "Keras blog 2016", cell: {{dataset: "19997", strip: none}}, epoch: 2, value: 0.95}}
+"""
+
+
 def log_synthetic_sweep(client, *, experiment_name: str = "glovesweep-smoke", sweep_name: str = "smoke",
                         seeds: Sequence[int] = (0, 1), epochs: Sequence[int] = (1, 2), seed: int = 0,
                         artifact_location: str | None = None) -> str:
     """Log a small sweep with planted effects (strip: -30 points, dataset: -5) to ``client``; returns parent id.
+
+    The 19997 cell with headers kept carries the label leak (leak fractions 0.99, else 0), and the parent run
+    holds a ``sweep.yaml`` artifact whose answer block names the cells and whose claims block one claim.
 
     Cells: dataset {19997, bydate} x strip {none, blank_line}, network runs per seed with per-epoch step
     metrics and ``val_acc_at_<E>`` summaries, plus a multinomial_nb baseline per dataset x strip x seed.
@@ -183,6 +232,8 @@ def log_synthetic_sweep(client, *, experiment_name: str = "glovesweep-smoke", sw
     parent = client.create_run(experiment_id, run_name=sweep_name,
                                tags={names.ROLE_TAG: names.ROLE_SWEEP, names.SWEEP_NAME_TAG: sweep_name,
                                      names.SWEEP_HASH_TAG: "0" * 16})
+    client.log_text(parent.info.run_id, SMOKE_SWEEP_FILE.format(name=sweep_name, seeds=list(seeds),
+                                                                epochs=list(epochs)), report_inputs.SWEEP_FILE)
     factors = "dataset,strip,epochs"
     for dataset, strip, trial_seed in itertools.product(("19997", "bydate"), ("none", "blank_line"), seeds):
         base = 0.90 - 0.30 * (strip != "none") - 0.05 * (dataset == "bydate")
@@ -209,6 +260,10 @@ def log_synthetic_sweep(client, *, experiment_name: str = "glovesweep-smoke", sw
                                     mlflow_entities.Metric(names.val_loss_at(epoch), 1.0 - accuracy, now, epoch)]
                 metrics.append(mlflow_entities.Metric(names.GLOVE_COVERAGE, 0.9, now, 0))
             metrics.append(mlflow_entities.Metric(names.LEAKAGE, 0.02 if dataset == "19997" else 0.0, now, 0))
+            # The label leak: the 19997 archive's headers name the group; any stripping cuts them.
+            leak = 0.99 if (dataset, strip) == ("19997", "none") else 0.0
+            metrics += [mlflow_entities.Metric(names.LEAK_FRACTION_TRAIN, leak, now, 0),
+                        mlflow_entities.Metric(names.LEAK_FRACTION_VAL, leak, now, 0)]
             child = client.create_run(experiment_id, run_name=tags[names.TRIAL_ID_TAG], tags=tags)
             client.log_batch(child.info.run_id, metrics=metrics,
                              params=[mlflow_entities.Param(key, value) for key, value in params.items()])
@@ -228,10 +283,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).")
     parser.add_argument("--experiment", default=None, help="Look for the sweep in this experiment only.")
     parser.add_argument("--out", default=None, help="Output folder (default: reports/<sweep name>).")
-    parser.add_argument("--blog-cell", nargs="+", default=[DEFAULT_BLOG_CELL], metavar="KEY=VALUE",
-                        help=f"The blog's cell (default: {DEFAULT_BLOG_CELL}).")
-    parser.add_argument("--user-cell", nargs="+", default=[DEFAULT_USER_CELL], metavar="KEY=VALUE",
-                        help=f"The user's cell (default: {DEFAULT_USER_CELL}).")
+    parser.add_argument("--blog-cell", nargs="+", default=None, metavar="KEY=VALUE",
+                        help=f"The blog's cell (default: the sweep file's answer block, else {DEFAULT_BLOG_CELL}).")
+    parser.add_argument("--user-cell", nargs="+", default=None, metavar="KEY=VALUE",
+                        help=f"The user's cell (default: the sweep file's answer block, else {DEFAULT_USER_CELL}).")
     parser.add_argument("--bootstrap", type=int, default=stats.DEFAULT_BOOTSTRAP_SAMPLES,
                         help="Bootstrap resamples for the intervals of the variance shares.")
     parser.add_argument("--no-log-artifacts", action="store_true",
@@ -250,7 +305,8 @@ def _check_tracking_uri(uri: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    blog_cell, user_cell = parse_cell(args.blog_cell), parse_cell(args.user_cell)
+    blog_cell = parse_cell(args.blog_cell) if args.blog_cell else None
+    user_cell = parse_cell(args.user_cell) if args.user_cell else None
     if args.smoke_test:
         return _smoke_test(args, blog_cell, user_cell)
     if not args.sweep:
@@ -275,10 +331,13 @@ def main(args: argparse.Namespace) -> int:
 def _print_summary(report: Report) -> None:
     for sentence in report.answers:
         print(sentence)
+    for verdict in report.verdicts:
+        print(f"Claim {verdict.source} ({render.describe(verdict.cell)}, {verdict.epoch} epochs, "
+              f"{verdict.published:.2f}): {verdict.verdict}")
     print(f"Report: {report.files['markdown']} (tables, plots and runs.parquet in {report.out_dir})")
 
 
-def _smoke_test(args: argparse.Namespace, blog_cell: dict[str, str], user_cell: dict[str, str]) -> int:
+def _smoke_test(args: argparse.Namespace, blog_cell: dict[str, str] | None, user_cell: dict[str, str] | None) -> int:
     """Log a synthetic sweep, report on it from MLflow, read the folder written back: the same cells."""
     with tempfile.TemporaryDirectory(prefix="glovesweep-report-smoke-") as scratch:
         tracking_uri = args.tracking_uri or f"sqlite:///{pathlib.Path(scratch) / 'mlflow.db'}"

@@ -30,6 +30,18 @@ def mlflow_client(uri: str):
     return mlflow.MlflowClient(tracking_uri=uri)
 
 
+SCHEMA_SWEEP_FILE = """\
+name: {name}
+factors: {{dataset: ["19997", bydate], strip: [none, blank_line], epochs: {epochs}}}
+seeds: {seeds}
+answer:
+  blog_cell: {{dataset: "19997", strip: none}}
+  user_cell: {{dataset: bydate, strip: blank_line}}
+claims:
+  - {{source: "Keras PR #5585 (2017)", cell: {{dataset: "19997", strip: blank_line}}, epoch: 2, value: 0.47}}
+"""
+
+
 def log_schema_sweep(client, experiment: str, name: str, *, seeds=(0, 1), epochs=(2, 3)) -> dict:
     """Log a sweep in docs/DESIGN.md's schema: strip moves val_acc by 30 points, dataset by 2.
 
@@ -43,6 +55,9 @@ def log_schema_sweep(client, experiment: str, name: str, *, seeds=(0, 1), epochs
     parent = client.create_run(experiment_id, run_name=name, tags={
         "glovesweep.role": "sweep", "glovesweep.sweep_name": name, "glovesweep.sweep_hash": "ab" * 8})
     parent_id = parent.info.run_id
+    # The sweep file as the driver logs it: its answer block names the cells the report compares.
+    client.log_text(parent_id, SCHEMA_SWEEP_FILE.format(name=name, seeds=list(seeds), epochs=list(epochs)),
+                    "sweep.yaml")
     logged = {"parent": parent_id, "experiment_id": experiment_id, "keras": {}, "baseline": {}}
 
     def child(tags, params, metrics, status="FINISHED"):
@@ -164,6 +179,13 @@ def test_answer_names_the_planted_factor_and_its_points(schema_sweep):
     assert any("a gap of 32.0 points; strip (none -> blank_line) explains 30.0 of them" in sentence
                for sentence in result.answers), result.answers
     assert "## Answer" in result.files["markdown"].read_text()
+    # The cells came from the parent run's sweep.yaml; the runs predate the leak fractions.
+    assert result.answer.cells_from == "the sweep file's answer block"
+    assert [item.mechanism for item in result.answer.by_epochs] == ["strip", "strip"]
+    assert all("the label leak is not measured" in sentence for sentence in result.answers)
+    (verdict,) = result.verdicts
+    # Planted: 0.92 - 0.30 - 0.05 / 2 + 0.003 * seed for seeds 0, 1: mean 0.5965, far from the claimed 0.47.
+    assert verdict.mean == pytest.approx(0.5965) and verdict.n == 2 and verdict.inside is False
 
 
 def test_plots_are_written_and_logged_to_the_parent_run(schema_sweep):
@@ -175,7 +197,8 @@ def test_plots_are_written_and_logged_to_the_parent_run(schema_sweep):
     artifacts = {pathlib.PurePosixPath(item.path).name: item.file_size
                  for item in client.list_artifacts(logged["parent"], "report")}
     for filename in ("runs.parquet", "history.parquet", "cells.csv", "effects.csv", "gap.csv", "report.md",
-                     "val_acc_by_epoch.png", "factor_effects.png", "gap.png"):
+                     "report.html", "answer.json", "claims.json", "sweep.yaml", "val_acc_by_epoch.png",
+                     "factor_effects.png", "gap.png"):
         assert artifacts.get(filename) == (result.out_dir / filename).stat().st_size, filename
 
 
@@ -233,7 +256,9 @@ def test_smoke_mode(tmp_path, capsys, monkeypatch):
     assert cli.main(["report", "--smoke-test", "--out", str(tmp_path / "smoke"), "--bootstrap", "50"]) == 0
     output = capsys.readouterr().out
     assert "Smoke test passed: 24 rows" in output and "the same cells from MLflow and from" in output
-    assert "strip (none -> blank_line) explains" in output
+    # The synthetic sweep plants the label leak (19997 with headers kept) and names its cells in its sweep.yaml.
+    assert "The cause is the label leak through the Newsgroups: header" in output
+    assert "Claim Keras blog 2016 (dataset=19997, strip=none, 2 epochs, 0.95)" in output
     assert (tmp_path / "smoke" / "val_acc_by_epoch.png").read_bytes().startswith(PNG_SIGNATURE)
     # The temporary store keeps its artifacts too: nothing lands in the working directory (no ./mlruns).
     assert list(working.iterdir()) == []
@@ -254,6 +279,9 @@ fixed:
   sizing: num_words_plus_one
 seeds: 2
 baselines: [multinomial_nb]
+answer:
+  blog_cell: {{dataset: "19997", strip: none}}
+  user_cell: {{dataset: bydate, strip: blank_line}}
 resources: {{cpu: 1, gpu: 0}}
 max_concurrent_trials: 2
 max_failures: 1

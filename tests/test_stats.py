@@ -281,7 +281,9 @@ def read_csv(path: pathlib.Path) -> list[dict]:
 def test_study_regenerated_from_parquet_keeps_its_cell_means_and_shares(tmp_path, monkeypatch):
     # From the checkout's root, as the README's command runs (the report names its source folder).
     monkeypatch.chdir(ROOT)
-    result = report.make_report(STUDY.relative_to(ROOT), out_dir=tmp_path, **STUDY_CELLS)
+    # The cells come from the folder's sweep.yaml (the study's sweep file), as the README's command reads them.
+    result = report.make_report(STUDY.relative_to(ROOT), out_dir=tmp_path)
+    assert {"blog_cell": result.answer.blog_cell, "user_cell": result.answer.user_cell} == STUDY_CELLS
     keys = ("model", "dataset", "strip", "epochs")
     before = {tuple(row[key] for key in keys): float(row["mean"]) for row in read_csv(STUDY_BEFORE / "cells.csv")}
     after = {tuple(row[key] for key in keys): float(row["mean"]) for row in read_csv(result.files["cells"])}
@@ -294,5 +296,5 @@ def test_study_regenerated_from_parquet_keeps_its_cell_means_and_shares(tmp_path
     gap_after = {(row["epochs"], row["factor"]): float(row["points"]) for row in read_csv(result.files["gap"])}
     assert gap_after == pytest.approx(gap_before, rel=1e-12)
     # The committed report is what the code makes of the committed Parquet files today.
-    for name in ("cells.csv", "effects.csv", "gap.csv", "report.md"):
+    for name in ("cells.csv", "effects.csv", "gap.csv", "report.md", "answer.json", "claims.json"):
         assert (tmp_path / name).read_text() == (STUDY / name).read_text(), name
