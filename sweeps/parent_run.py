@@ -61,6 +61,16 @@ def summary_metrics(report) -> dict[str, float]:
     for effect in tables.effects:
         if effect.get("kind") == "main":
             metrics[f"share_at_{effect['epochs']}/{effect['term']}"] = effect["share"]
+    for item in getattr(report.answer, "by_epochs", []):
+        for name in ("leak_effect", "remainder"):
+            contrast = getattr(item, name)
+            if contrast is not None:
+                metrics[f"answer_at_{item.epochs}/{name}_points"] = contrast.points
+        metrics[f"answer_at_{item.epochs}/leak_share"] = item.leak_share
+    for verdict in getattr(report, "verdicts", []):
+        slug = "".join(character if character.isalnum() else "_" for character in verdict.source)[:60].strip("_")
+        metrics[f"claim/{slug}/at_{verdict.epoch}/measured"] = verdict.mean
+        metrics[f"claim/{slug}/at_{verdict.epoch}/published"] = verdict.published
     return {key: round(float(value), DIGITS) for key, value in metrics.items()
             if isinstance(value, (int, float)) and math.isfinite(value)}
 
@@ -70,8 +80,14 @@ def answer_markdown(spec: spec_module.SweepSpec, report, *, report_url: str = ""
     lines = [f"## {spec.name}: why does the Keras GloVe example score differently?", ""]
     if spec.description:
         lines += [spec.description.strip(), ""]
-    lines += ["**The answer** (computed by `glovesweep report`):", ""]
+    lines += ["**The answer** (computed by `glovesweep report` from the cell means and the logged leak fractions):", ""]
     lines += [f"- {sentence}" for sentence in report.answers]
+    verdicts = getattr(report, "verdicts", [])
+    if verdicts:
+        lines += ["", "**Published claims** (measured mean [95% interval]; inside the 95% prediction interval of one "
+                      "run?):", ""]
+        lines += [f"- {verdict.source}, {spec_module.cell_label(verdict.cell)} @{verdict.epoch}: published "
+                  f"{verdict.published:.2f}, {verdict.verdict}" for verdict in verdicts]
     lines += ["", f"Full report: the `report/` artifacts (report.html renders here){report_url}.",
               f"Design: {len(spec.cells())} cells x {len(spec.seeds)} seeds, epochs {spec.epochs}."]
     return "\n".join(lines)
@@ -139,8 +155,10 @@ def conclude(spec: spec_module.SweepSpec, result, *, data_checksums: dict[str, s
         summarize(result.tracking_uri, result.experiment_id, result.parent_run_id, spec, report,
                   data_checksums=data_checksums)
         print("glovesweep: the answer:", flush=True)
-        for sentence in report.answers:
+        for sentence in report.answers or ["(none: the sweep lacks the blog's or the user's cell; see the report)"]:
             print(f"  {sentence}", flush=True)
+        for verdict in getattr(report, "verdicts", []):
+            print(f"  claim: {verdict.source} @{verdict.epoch} = {verdict.published:.2f}: {verdict.verdict}", flush=True)
         print(f"glovesweep: report: {report.files['markdown']} (also on the parent run under report/)", flush=True)
     elif write_report:
         print("glovesweep: no trial finished, so no report", flush=True)
