@@ -17,6 +17,7 @@ COMMANDS = {
     "run": ("sweeps.driver", "Run a sweep file on Ray Tune, logging every trial to MLflow."),
     "resume": ("sweeps.driver_resume", "Continue a sweep whose driver died, finishing only what is missing."),
     "ui": ("sweeps.ui", "Open the MLflow UI on the sweep's tracking store."),
+    "plan": ("sweeps.plan", "Show what a sweep will train (merging identical cells) and its estimated CPU hours."),
     "report": ("sweeps.report", "Tabulate a sweep's runs and attribute the accuracy gap to its factors."),
 }
 

@@ -23,6 +23,7 @@ import datetime
 import logging
 import os
 import pathlib
+import shutil
 import sys
 import time
 from typing import Any, Callable
@@ -279,10 +280,24 @@ def fit_and_finish(make_tuner: Callable[[], tune.Tuner], state: state_module.Swe
     print(f"glovesweep: {done}/{total} trials done, {failed} failed in {seconds:.0f} s", flush=True)
     print(f"glovesweep: results in {sweep_dir}", flush=True)
     if status != "FINISHED":
+        full = full_disk_message(sweep_dir)
+        if full:
+            print(full, file=sys.stderr, flush=True)
         print(f"glovesweep: {'retry the failed' if failed else 'finish the missing'} trials with: "
               f"glovesweep resume {sweep_dir}", flush=True)
     return SweepResult(sweep_dir=sweep_dir, tracking_uri=tracking_uri, experiment_id=experiment_id,
                        parent_run_id=parent_run_id, total=total, done=done, failed=failed, seconds=seconds)
+
+
+def full_disk_message(sweep_dir: str, *, minimum_free: int = 16 << 20) -> str:
+    """One line when a local sweep folder's disk has less than ``minimum_free`` bytes left (checkpoints fail)."""
+    if "://" in sweep_dir or not os.path.isdir(sweep_dir):
+        return ""
+    free = shutil.disk_usage(sweep_dir).free
+    if free >= minimum_free:
+        return ""
+    return (f"glovesweep: error: the results folder {sweep_dir} is full ({free // 1024} KB free): trials could not "
+            f"save their checkpoints; free space there, then: glovesweep resume {sweep_dir}")
 
 
 def close_runs(tracking_uri: str, experiment_id: str, parent_run_id: str, parent_status: str, *,
