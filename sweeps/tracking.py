@@ -307,8 +307,8 @@ def summary_from_history(history: dict[str, Any], requested_epochs: list[int]) -
 def stats_metrics(stats: dict[str, Any]) -> dict[str, float]:
     """The summary metrics taken from ``Prepared.stats``: leakage, GloVe coverage, out-of-range ids."""
     chosen = {}
-    for key in ("leakage", "glove_coverage", "out_of_range_ids", "vocabulary_size", "num_train", "num_val",
-                "dropped_duplicates", "glove_found"):
+    for key in ("leakage", "leak_fraction_train", "leak_fraction_val", "glove_coverage", "out_of_range_ids",
+                "vocabulary_size", "num_train", "num_val", "dropped_duplicates", "glove_found"):
         value = stats.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             chosen[key] = float(value)
