@@ -61,6 +61,7 @@ def main(args: argparse.Namespace) -> int:
                                   download_if_missing=not args.no_download)
     stats = data.stats
     print(f"data: {stats['num_train']} train / {stats['num_val']} val documents, leakage {stats['leakage']:.3f}, "
+          f"label header in {stats['leak_fraction_train']:.3f} of train / {stats['leak_fraction_val']:.3f} of val, "
           f"vocabulary {stats['vocabulary_size']}, matrix rows {stats['matrix_rows']}, "
           f"GloVe coverage {stats['glove_coverage']:.3f}, out-of-range ids {stats['out_of_range_ids']}, "
           f"{'cache hit' if stats['cache_hit'] else 'built'} in {stats['prepare_seconds']:.1f} s", flush=True)

@@ -45,6 +45,15 @@ def test_baseline_scores_the_same_split_as_the_network(tiny_archives, kind):
     assert result["fit_seconds"] > 0 and result["num_features"] > 8
 
 
+@pytest.mark.parametrize("strip, expected", [("none", 1.0), ("blank_line", 0.0)])
+def test_baseline_reports_the_label_header_fractions_of_its_split(tiny_archives, strip, expected):
+    # The tiny 19997 posts name their group in Newsgroups:/Xref: lines, as the real ones do; the sweep logs
+    # every number of the result, so baseline runs carry the leak beside the networks'.
+    config = config_module.TrainerConfig(dataset="19997", data_path=str(tiny_archives["19997"].archive), strip=strip)
+    result = baselines.run_baseline(config, "multinomial_nb", download_if_missing=False)
+    assert (result["leak_fraction_train"], result["leak_fraction_val"]) == (expected, expected)
+
+
 @pytest.mark.parametrize("kind", baselines.BASELINES)
 def test_header_stripping_removes_what_the_baseline_learned(header_only_corpus, kind):
     with_headers = baselines.run_baseline(bydate_config(header_only_corpus, strip="none"), kind,

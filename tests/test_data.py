@@ -376,6 +376,55 @@ def test_normalise_text():
     assert data.normalise_text("  Hello\n\tWORLD  again ") == "hello world again"
 
 
+# -------------------------------------------------------------------------------- label-bearing headers
+
+
+@pytest.mark.parametrize("strip", config_module.choices("strip"))
+def test_label_header_fraction_is_one_with_headers_kept_and_zero_after_every_strip_mode(tiny_archives, strip):
+    # The tiny 19997 posts carry Xref, Path and Newsgroups like the real archive; 9 header lines + a blank
+    # line, so first_10_lines cuts them all too.
+    split = data.make_split(tiny_config(tiny_archives["19997"], strip=strip))
+    expected = 1.0 if strip == "none" else 0.0
+    assert (split.leak_fraction_train, split.leak_fraction_val) == (expected, expected)
+    assert split.leak_fraction_train == data.label_header_fraction(split.train_texts, split.train_labels,
+                                                                   split.label_names)
+
+
+def test_label_header_fraction_is_zero_on_bydate_which_lost_those_headers(tiny_archives):
+    split = data.make_split(tiny_config(tiny_archives["bydate"], strip="none"))
+    assert (split.leak_fraction_train, split.leak_fraction_val) == (0.0, 0.0)
+    assert all(text.startswith("From:") for text in split.train_texts)
+
+
+def test_label_header_fraction_counts_only_header_lines_naming_the_own_group(tiny_corpus_factory):
+    tiny_post, tiny_body = tiny_corpus_factory.post, tiny_corpus_factory.body
+    own = tiny_post("19997", "sci.space", "1", tiny_body("sci.space", "1"))
+    names = ["comp.graphics", "sci.space"]
+    texts = [
+        own,
+        # Sent to another group only: its header names comp.graphics, not the label.
+        own.replace("Newsgroups: sci.space", "Newsgroups: comp.graphics").replace("sci.space:1", "comp.graphics:1"),
+        # The group in the body (and in a quoted header) is not a header line.
+        "Subject: hi\n\nI read sci.space daily.\n> Newsgroups: sci.space\n  Xref: host sci.space:5\n",
+        # A longer group name that starts with the label is another group.
+        "Newsgroups: sci.space.shuttle,alt.misc\n\nbody\n",
+        # Header names are case-insensitive, and one cross-posted group list is enough.
+        "NEWSGROUPS: alt.misc,sci.space\n\nbody\n",
+        "Xref: cantaloupe.srv.cs.cmu.edu comp.graphics:38 sci.space:61\n\nbody\n",
+        "Path: news.cmu.edu!sci.space!poster\n\nbody\n",
+        "",
+    ]
+    labels = np.array([1, 1, 1, 1, 1, 1, 1, 1])
+    counted = [data.names_own_group(text, names[label]) for text, label in zip(texts, labels)]
+    assert counted == [True, False, False, False, True, True, True, False]
+    assert data.label_header_fraction(texts, labels, names) == pytest.approx(4 / 8)
+    # The same second post labelled with the group its header names does count.
+    assert data.label_header_fraction(texts[1:2], np.array([0]), names) == 1.0
+    assert data.label_header_fraction([], np.array([], dtype=np.int64), names) == 0.0
+    with pytest.raises(ValueError, match="one label per text"):
+        data.label_header_fraction(texts, labels[:2], names)
+
+
 # ------------------------------------------------------------------------------------- real archives
 
 
@@ -438,3 +487,20 @@ def test_real_leakage_19997_has_cross_posts_and_bydate_has_none(shared_data):
     official = data.make_split(bydate)
     assert (len(official.train_ids), len(official.val_ids)) == (11314, 7532)
     assert official.leakage == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset, strip, expected", [
+    ("19997", "none", "all"), ("19997", "blank_line", "none"), ("19997", "sklearn_all", "none"),
+    ("bydate", "none", "none"),
+], ids=["19997-none", "19997-blank_line", "19997-sklearn_all", "bydate-none"])
+def test_real_label_header_fraction_is_the_blogs_leak(shared_data, dataset, strip, expected):
+    # The mechanism behind the blog's 95%: nearly every 19997 post names its group in a header line the
+    # network reads; stripping removes it, and bydate never had it. Split only, no training.
+    archive = shared_data / data.ARCHIVES[dataset].filename
+    split = data.make_split(config_module.TrainerConfig(dataset=dataset, data_path=str(archive), strip=strip))
+    for fraction in (split.leak_fraction_train, split.leak_fraction_val):
+        if expected == "all":
+            assert fraction > 0.95
+        else:
+            assert fraction < 0.01

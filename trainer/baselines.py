@@ -62,7 +62,9 @@ def run_baseline(config: config_module.TrainerConfig, kind: str, *,
     -------
     dict
         ``val_acc`` and ``train_acc`` (fractions in [0, 1]), ``leakage`` (fraction of validation documents
-        whose stripped body occurs in train, from the split), ``fit_seconds`` (vectorizer fit + classifier fit,
+        whose stripped body occurs in train, from the split), ``leak_fraction_train`` and ``leak_fraction_val``
+        (fractions still carrying a header line that names their group, ``trainer.data.label_header_fraction``),
+        ``fit_seconds`` (vectorizer fit + classifier fit,
         wall seconds), ``num_train`` and ``num_val`` (documents), ``num_features`` (TF-IDF vocabulary size).
     """
     if kind not in BASELINES:
@@ -88,6 +90,8 @@ def run_baseline(config: config_module.TrainerConfig, kind: str, *,
         "val_acc": float(np.mean(classifier.predict(val_features) == val_labels)),
         "train_acc": float(np.mean(classifier.predict(train_features) == train_labels)),
         "leakage": float(split.leakage),
+        "leak_fraction_train": float(split.leak_fraction_train),
+        "leak_fraction_val": float(split.leak_fraction_val),
         "fit_seconds": float(fit_seconds),
         "num_train": int(len(split.train_texts)),
         "num_val": int(len(split.val_texts)),

@@ -31,7 +31,8 @@ from trainer import vectorizer as vectorizer_module
 logger = logging.getLogger(__name__)
 
 # Bump when the code that fills an entry changes meaning, so old entries are never reused.
-CACHE_VERSION = 2
+# 3: stats gained leak_fraction_train and leak_fraction_val (label-bearing header lines, trainer.data).
+CACHE_VERSION = 3
 ARRAY_NAMES = ("x_train", "y_train", "x_val", "y_val", "embedding_matrix")
 
 
@@ -52,7 +53,8 @@ class Prepared:
     label_names : list of str
         Newsgroup names, sorted.
     stats : dict
-        Leakage, GloVe coverage, out-of-range id count, sizes and provenance (see docs/DESIGN.md).
+        Leakage, label-header fractions (``leak_fraction_train``, ``leak_fraction_val``), GloVe coverage,
+        out-of-range id count, sizes and provenance (see docs/DESIGN.md).
     """
 
     x_train: np.ndarray
@@ -139,6 +141,8 @@ def _build(config, *, data_home, download_if_missing, glove) -> Prepared:
                        out_of_range_train + out_of_range_val, rows, config.sizing)
     stats = {
         "leakage": float(split.leakage),
+        "leak_fraction_train": float(split.leak_fraction_train),
+        "leak_fraction_val": float(split.leak_fraction_val),
         "glove_coverage": float(embedding_stats["glove_coverage"]),
         "glove_found": int(embedding_stats["glove_found"]),
         "out_of_range_ids": int(out_of_range_train + out_of_range_val),
