@@ -143,6 +143,12 @@ class Drill:
         return row
 
 
+def done_line(output: str) -> str:
+    """The driver's "N/M trials done" line, without its prefix."""
+    lines = [line for line in output.splitlines() if "trials done" in line]
+    return lines[-1].replace("glovesweep: ", "")[:100] if lines else "(no summary line)"
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -159,7 +165,7 @@ def trial_sigkill(drill: Drill) -> Row:
     os.kill(int(children[0].data.tags["glovesweep.worker_pid"]), signal.SIGKILL)
     output, _ = process.communicate(timeout=600)
     drill.check(row, "trial-kill", cells=2, epochs=40)
-    row.outcome = f"exit {process.returncode}; " + output.strip().splitlines()[-1][:120] if output.strip() else ""
+    row.outcome = f"exit {process.returncode}; {done_line(output)}"
     row.survived = process.returncode == 0 and row.cells_once == 2 and row.metrics_lost == 0
     return row
 
@@ -176,7 +182,7 @@ def driver_sigkill(drill: Drill) -> Row:
     (sweep_dir,) = (drill.workdir / "results" / "driver-kill").iterdir()
     resumed = drill.glovesweep("resume", str(sweep_dir), "--num-cpus", "2", "--no-report")
     drill.check(row, "driver-kill", cells=4, epochs=8)
-    row.outcome = f"resume exit {resumed.returncode}; " + resumed.stdout.strip().splitlines()[-1][:120]
+    row.outcome = f"resume exit {resumed.returncode}; {done_line(resumed.stdout)}"
     row.survived = resumed.returncode == 0 and row.cells_once == 4 and row.metrics_lost == 0
     return row
 
@@ -292,12 +298,17 @@ def disk_full(drill: Drill) -> Row:
     try:
         path = drill.sweep_file("disk-full", epochs=6, seeds=1, storage=mount)
         first = drill.glovesweep(*drill.run_args(path))
-        message = [line for line in (first.stdout + first.stderr).splitlines() if "No space left" in line
-                   or "is full" in line]
+        lines = (first.stdout + first.stderr).splitlines()
+        message = [line for line in lines if "is full" in line] or [line for line in lines if "No space left" in line]
         subprocess.run(["mount", "-o", "remount,size=200m", str(mount)], check=True)
-        (sweep_dir,) = [item for item in mount.iterdir() if item.is_dir()]
+        folders = [item for item in mount.iterdir() if item.is_dir()]
+        if len(folders) != 1:
+            row.outcome = f"first exit {first.returncode}, no sweep folder: {(first.stderr or first.stdout)[-200:]}"
+            return row
+        (sweep_dir,) = folders
         resumed = drill.glovesweep("resume", str(sweep_dir), "--num-cpus", "2", "--no-report")
         drill.check(row, "disk-full", cells=2, epochs=6)
+        print((first.stdout + first.stderr)[-1500:]) if not message else None
         row.outcome = (f"first exit {first.returncode} ({message[0][:100] if message else 'no disk message'}); "
                        f"resume exit {resumed.returncode}")
         row.survived = bool(message) and str(mount) in message[0] and resumed.returncode == 0 and \

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import errno
 import logging
 import os
 import pathlib
@@ -256,8 +257,14 @@ def fit_and_finish(make_tuner: Callable[[], tune.Tuner], state: state_module.Swe
         raise
     try:
         results = tuner.fit()
-    except BaseException:
+    except BaseException as error:
         close_runs(tracking_uri, experiment_id, parent_run_id, "KILLED", sweep_dir=sweep_dir)
+        # A full disk also truncates Tune's own error files, which it then fails to read back (EOFError).
+        full = full_disk_message(sweep_dir)
+        if full or (isinstance(error, OSError) and error.errno == errno.ENOSPC):
+            raise OSError(full.replace("glovesweep: error: ", "") or
+                          f"the results folder {sweep_dir} is full ({' '.join(str(error).split())[:120]}); free "
+                          f"space there, then: glovesweep resume {sweep_dir}") from None
         print(f"glovesweep: interrupted; continue with: glovesweep resume {sweep_dir}", file=sys.stderr, flush=True)
         raise
     total = len(trial_keys)
