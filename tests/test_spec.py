@@ -72,12 +72,19 @@ def test_blog_discrepancy_is_the_full_study():
     assert config.epochs == 20 and config.architecture == "blog_flatten" and config.sequence_length == 1000
 
 
-def test_quick_is_small_and_runs_on_two_cpus():
+def test_quick_is_the_blogs_network_on_dataset_by_strip_and_runs_on_two_cpus():
+    # Issue 11: README command 1 answers with the blog's own network and tokenizer, on fewer documents.
     spec = spec_module.load_sweep(ROOT / "sweeps" / "quick.yaml")
-    assert len(spec.trials()) == 4
-    assert spec.epochs == [2]
-    assert spec.resources == {"cpu": 2.0, "gpu": 0.0}
-    assert spec.trial_config(spec.trials()[0]).sequence_length <= 200
+    assert [trial.cell for trial in spec.trials()] == [
+        {"dataset": "19997", "strip": "none"}, {"dataset": "19997", "strip": "sklearn_all"},
+        {"dataset": "bydate", "strip": "none"}, {"dataset": "bydate", "strip": "sklearn_all"}]
+    config = spec.trial_config(spec.trials()[0])
+    assert (config.architecture, config.vectorizer, config.sequence_length, config.num_words) == \
+        ("blog_flatten", "keras2", 1000, 20000)
+    assert (config.embedding, config.sizing, config.batch_size, config.glove_dim) == \
+        ("frozen", "vocab_plus_one", 128, 50)
+    assert 0 < config.documents_per_group <= 250 and spec.max_epochs <= 8
+    assert spec.resources["cpu"] * spec.max_concurrent_trials <= 2.0 and spec.resources["gpu"] == 0.0
 
 
 def test_trials_are_cells_times_seeds_and_train_to_the_largest_epoch_count():

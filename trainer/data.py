@@ -377,9 +377,9 @@ def normalise_text(text: str) -> str:
 # -------------------------------------------------------------------------------- label-bearing headers
 
 # Header fields of the 19997 archive whose value can name the post's group. Newsgroups lists the groups a post
-# was sent to; Xref (written by the CMU news server that collected the set) lists "<group>:<article number>"
-# per group; Path is the relay chain and names a group only rarely. bydate has "some headers removed"
-# (http://qwone.com/~jason/20Newsgroups/): its posts carry none of these three lines.
+# was sent to; Xref (written by the server the posts were read from, e.g. cantaloupe.srv.cs.cmu.edu) lists
+# "<group>:<article number>" per group; Path is the relay chain and names a group only rarely. bydate has
+# "some headers removed" (http://qwone.com/~jason/20Newsgroups/): its headers hold none of these three lines.
 LABEL_HEADER_FIELDS = ("Newsgroups", "Xref", "Path")
 _LABEL_HEADER_PATTERN = re.compile(r"^(?:" + "|".join(LABEL_HEADER_FIELDS) + r"):(.*)$",
                                    re.IGNORECASE | re.MULTILINE)
