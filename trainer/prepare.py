@@ -31,7 +31,7 @@ from trainer import vectorizer as vectorizer_module
 logger = logging.getLogger(__name__)
 
 # Bump when the code that fills an entry changes meaning, so old entries are never reused.
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: stats hold num_classes
 ARRAY_NAMES = ("x_train", "y_train", "x_val", "y_val", "embedding_matrix")
 
 
@@ -147,6 +147,7 @@ def _build(config, *, data_home, download_if_missing, glove) -> Prepared:
         "num_train": int(len(x_train)),
         "num_val": int(len(x_val)),
         "dropped_duplicates": int(split.dropped_duplicates),
+        "num_classes": int(len(split.label_names)),
     }
     return Prepared(
         x_train=np.ascontiguousarray(x_train, dtype=np.int32),
