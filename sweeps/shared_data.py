@@ -131,8 +131,23 @@ def prepare_shared_data(spec: spec_module.SweepSpec, sources: Sources, *, data_h
         # On the driver's node: it resolved the sources, and its object store outlives any worker.
         task = _prepare_task.options(scheduling_strategy=cluster_checks.on_driver_node())
         data_refs[key], stats_refs[key] = task.remote(config.to_dict(), data_home, cache_dir, download_if_missing)
-    stats = dict(zip(stats_refs, ray.get(list(stats_refs.values())))) if stats_refs else {}
+    stats = dict(zip(stats_refs, get_or_raise_cause(list(stats_refs.values())))) if stats_refs else {}
     hits = sum(1 for value in stats.values() if value.get("cache_hit"))
     print(f"glovesweep: prepared {len(stats)} data set(s) ({hits} from cache) in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     return SharedData(data=data_refs, keys=keys, stats=stats, seconds=time.perf_counter() - started)
+
+
+def get_or_raise_cause(refs: list) -> list:
+    """``ray.get``, but a ``ValueError`` / ``OSError`` raised in the task comes back as itself, in one line.
+
+    Ray wraps a task's exception in ``RayTaskError``, whose text is the remote traceback with colour codes;
+    a user error (bad data, missing file) must read the same as when it is raised on the driver.
+    """
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as error:
+        cause = error.cause
+        if isinstance(cause, (ValueError, OSError)):
+            raise (OSError if isinstance(cause, OSError) else ValueError)(str(cause)) from None
+        raise
