@@ -54,10 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # TensorFlow's C++ start-up chatter (CUDA probing, CPU flags) hides the lines users need.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # MLflow logs INFO lines (creating a store's tables...) on stderr, where only our one line belongs.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if {"-v", "--verbose"} & set(argv) else "WARNING")
     command = next((word for word in argv if word in COMMANDS), None)
     args = build_parser(command).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # When MLflow was imported before the variable.
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.main(args) or 0)

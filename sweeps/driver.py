@@ -31,6 +31,7 @@ from ray import tune
 
 from sweeps import cluster_checks
 from sweeps import names
+from sweeps import preflight
 from sweeps import progress
 from sweeps import shared_data
 from sweeps import spec as spec_module
@@ -143,14 +144,17 @@ def run_sweep(
         Before any trial starts: bad sweep, unreachable MLflow, missing data or GloVe.
     """
     started = time.perf_counter()
+    preflight.check_store_writable(spec.tracking_uri)
     tracking.check_reachable(spec.tracking_uri)
     sources = shared_data.resolve_sources(spec, data_home=data_home, cache_dir=cache_dir,
                                           download_if_missing=download_if_missing)
-    experiment_id = tracking.ensure_experiment(spec.tracking_uri, spec.experiment)
-    commit, dirty = tracking.git_commit()
     shared_data.start_ray(address=address, num_cpus=num_cpus, include_dashboard=include_dashboard)
     # On several nodes, Tune's storage must be shared: refuse a local folder before any trial starts.
     cluster_checks.check_cluster_storage(spec.storage_path)
+    cluster_checks.check_resources_feasible(spec.resources)
+    # Only a sweep that passed every check gets an experiment: a refused one leaves MLflow as it was.
+    experiment_id = tracking.ensure_experiment(spec.tracking_uri, spec.experiment)
+    commit, dirty = tracking.git_commit()
     shared = shared_data.prepare_shared_data(spec, sources, data_home=data_home, cache_dir=cache_dir,
                                              download_if_missing=download_if_missing)
 

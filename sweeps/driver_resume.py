@@ -22,6 +22,7 @@ from ray import tune
 from sweeps import checkpoints
 from sweeps import cluster_checks
 from sweeps import driver
+from sweeps import preflight
 from sweeps import shared_data
 from sweeps import state as state_module
 from sweeps import tracking
@@ -64,6 +65,7 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
                           **{key: value for key, value in overrides.items()
                              if key in ("data_home", "cache_dir", "download_if_missing")})
     spec = state.spec()
+    preflight.check_store_writable(spec.tracking_uri)
     tracking.check_reachable(spec.tracking_uri)
     trials = spec.trials()
     statuses = tracking.trial_statuses(spec.tracking_uri, state.experiment_id, state.parent_run_id)
@@ -83,6 +85,7 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
     earlier = checkpoints.find_checkpoints(sweep_dir)
     shared_data.start_ray(address=address, num_cpus=num_cpus, include_dashboard=include_dashboard)
     cluster_checks.check_cluster_storage(spec.storage_path)
+    cluster_checks.check_resources_feasible(spec.resources)
     shared = shared_data.prepare_shared_data(spec, sources, data_home=state.data_home, cache_dir=state.cache_dir,
                                              download_if_missing=state.download_if_missing)
     print(f"glovesweep: resuming sweep {spec.name!r}: {len(missing)} of {len(trials)} trials to finish "
