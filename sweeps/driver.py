@@ -97,7 +97,8 @@ def main(args: argparse.Namespace) -> int:
     if args.storage_path:
         overrides["storage_path"] = spec_module.resolve_storage_path(args.storage_path, pathlib.Path.cwd())
     spec = spec.replace(**overrides)
-    result = run_sweep(spec, **runtime_options(args))
+    with shared_data.ray_stopped_after():
+        result = run_sweep(spec, **runtime_options(args))
     return 0 if result.ok else 1
 
 

@@ -41,7 +41,8 @@ def main(args: argparse.Namespace) -> int:
     for key in ("data_home", "cache_dir"):
         if options[key] is None:
             options.pop(key)  # Keep the original run's folders unless given again.
-    result = resume_sweep(args.sweep_dir, **options)
+    with shared_data.ray_stopped_after():
+        result = resume_sweep(args.sweep_dir, **options)
     return 0 if result.ok else 1
 
 

@@ -8,6 +8,7 @@ trials on every node read them from there.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -89,17 +90,47 @@ def resolve_sources(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=No
 
 
 def start_ray(*, address: str | None = None, num_cpus: int | None = None, include_dashboard: bool = False) -> None:
-    """Join ``address`` / ``$RAY_ADDRESS``, reuse this process's Ray, or start one on this machine."""
+    """Join ``address`` / ``$RAY_ADDRESS``, reuse this process's Ray, or start one on this machine.
+
+    A Ray started here listens on 127.0.0.1 only: a local sweep serves nobody else.
+    """
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=False)
         return
+    listen_on_loopback()
     # The dashboard costs memory and start-up time and a local sweep does not need it.
     # address="local": never join a cluster that `ray start` left running on this machine by accident.
     ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=include_dashboard,
              log_to_driver=False)
+
+
+def listen_on_loopback() -> None:
+    """Make the next local Ray use 127.0.0.1 as its node address, so every server of it binds there.
+
+    Ray's gcs_server, raylets and workers bind 127.0.0.1 instead of every interface when their node address
+    is 127.0.0.1 (src/ray/rpc/grpc_server.cc, ``listen_to_localhost_only``), but ``ray.init`` turns a
+    loopback ``_node_ip_address`` into the machine's routable one. Its own switch for laptops,
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (no multi-node clusters: loopback), keeps it; the variable is read
+    when Ray is imported, so the driver's copy is set too, and the started processes inherit the variable.
+    """
+    from ray._private import ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+@contextlib.contextmanager
+def ray_stopped_after():
+    """On every way out of the block, shut down a Ray that the block started (or joined) in this process."""
+    already = ray.is_initialized()
+    try:
+        yield
+    finally:
+        if not already and ray.is_initialized():
+            ray.shutdown()
 
 
 @ray.remote(num_returns=2)
