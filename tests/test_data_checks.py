@@ -71,7 +71,7 @@ def test_the_real_archives_worst_post_is_not_binary(shared_data):
     assert len(documents) == 18846
 
 
-@pytest.mark.parametrize("keep", [0.5, 0.98])
+@pytest.mark.parametrize("keep", [index / 20 for index in range(1, 20)] + [0.98])
 def test_a_truncated_archive_is_an_oserror_naming_the_archive_and_the_fix(tmp_path, keep):
     corpus = complete_corpus(tmp_path / "c", posts_per_group=3)
     truncated = tmp_path / corpus.archive.name

@@ -299,11 +299,15 @@ def _read_folder(folder: pathlib.Path, archive: Archive) -> Iterator[tuple[str, 
 
 
 def _read_archive(path: pathlib.Path, archive: Archive) -> Iterator[tuple[str, str, str, bytes]]:
-    """Stream the archive once (``r|*``), keeping ``<top>/<group>/<id>`` members of this version."""
+    """Read the archive once, in order, keeping ``<top>/<group>/<id>`` members of this version.
+
+    ``r:*`` (not the stream mode ``r|*``): its gzip reader raises ``EOFError`` on a truncated file, where the
+    stream mode silently stops at the last whole member (1 cut in 10 of a test archive went unnoticed).
+    """
     subset_of = {top: subset for subset, top in archive.folders}
     others: set[str] = set()
     try:
-        with tarfile.open(path, "r|*") as tar:
+        with tarfile.open(path, "r:*") as tar:
             for member in tar:
                 parts = member.name.split("/")
                 if len(parts) < 3 or not member.isfile() or not parts[-1].isdigit():
