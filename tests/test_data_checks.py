@@ -89,5 +89,9 @@ def test_prepared_stats_hold_the_number_of_classes_and_it_is_logged(tmp_path):
     prepared = prepare_module.prepare(config, cache_dir=tmp_path / "cache")
     assert prepared.stats["num_classes"] == prepared.num_classes == 20
     assert names.NUM_CLASSES == "num_classes" and names.NUM_CLASSES in names.STATS_METRICS
+    # Every trial logs its prepared stats through this filter (sweeps.trial).
+    from sweeps import tracking
+
+    assert tracking.stats_metrics(prepared.stats)["num_classes"] == 20.0
     # An entry written before the count existed is never reused: the cache key moved.
     assert prepare_module.CACHE_VERSION >= 3
