@@ -21,6 +21,9 @@ from sweeps import spec as spec_module
 from trainer import config as config_module
 
 
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
 @dataclasses.dataclass(frozen=True)
 class Sources:
     """Every source of a sweep, resolved: ``archives`` (dataset, data_path) -> (path, SHA-256), ``glove``
@@ -102,26 +105,37 @@ def start_ray(*, address: str | None = None, num_cpus: int | None = None, includ
     if address:
         ray.init(address=address, log_to_driver=False)
         return
-    listen_on_loopback()
     # The dashboard costs memory and start-up time and a local sweep does not need it.
     # address="local": never join a cluster that `ray start` left running on this machine by accident.
-    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=include_dashboard,
-             log_to_driver=False)
+    with listening_on_loopback():
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=include_dashboard,
+                 log_to_driver=False)
 
 
-def listen_on_loopback() -> None:
-    """Make the next local Ray use 127.0.0.1 as its node address, so every server of it binds there.
+@contextlib.contextmanager
+def listening_on_loopback():
+    """While a local Ray starts in the block, make 127.0.0.1 its node address, so every server of it binds there.
 
     Ray's gcs_server, raylets and workers bind 127.0.0.1 instead of every interface when their node address
     is 127.0.0.1 (src/ray/rpc/grpc_server.cc, ``listen_to_localhost_only``), but ``ray.init`` turns a
     loopback ``_node_ip_address`` into the machine's routable one. Its own switch for laptops,
-    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (no multi-node clusters: loopback), keeps it; the variable is read
-    when Ray is imported, so the driver's copy is set too, and the started processes inherit the variable.
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (no multi-node clusters: loopback), keeps it: read when Ray is
+    imported, so the driver's copy is set too, and inherited by the processes ``ray.init`` starts. Both are
+    restored afterwards: a later ``ray start`` from this process must still be able to join a cluster.
     """
     from ray._private import ray_constants
 
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    saved = os.environ.get(LOOPBACK_SWITCH), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_SWITCH] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if saved[0] is None:
+            os.environ.pop(LOOPBACK_SWITCH, None)
+        else:
+            os.environ[LOOPBACK_SWITCH] = saved[0]
+        ray_constants.ENABLE_RAY_CLUSTER = saved[1]
 
 
 @contextlib.contextmanager

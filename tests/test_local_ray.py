@@ -77,6 +77,9 @@ def test_a_local_ray_listens_on_loopback_only():
         def pid():
             return os.getpid()
         ray.get(pid.remote())
+        # The switch was only for the start: a later `ray start` from this process may join a cluster.
+        from ray._private import ray_constants
+        assert shared_data.LOOPBACK_SWITCH not in os.environ and ray_constants.ENABLE_RAY_CLUSTER
         print(json.dumps({"listening": listening()}))
         ray.shutdown()
     """)
