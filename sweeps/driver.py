@@ -3,9 +3,12 @@
 Order of work, so that a mistake costs nothing:
 
 1. the sweep file is validated and every trial's ``TrainerConfig`` is built (``sweeps.spec``);
-2. the MLflow store is checked (unreachable: ``OSError`` before anything starts);
-3. every dataset and GloVe source is resolved (missing: ``OSError``, nothing started);
-4. Ray starts (locally unless ``--address``/``RAY_ADDRESS`` names a cluster); ``trainer.prepare.prepare``
+2. the MLflow store is checked (unreachable, or a sqlite file or folder not writable: ``OSError`` before
+   anything starts);
+3. every dataset and GloVe source is resolved and read (missing, truncated, wrong groups: ``OSError``);
+4. Ray starts (locally unless ``--address``/``RAY_ADDRESS`` names a cluster; a local one on 127.0.0.1 only,
+   shut down when ``glovesweep run`` ends); storage and per-trial resources are checked against the nodes
+   (``cluster_checks``); ``trainer.prepare.prepare``
    runs once per distinct data key (the trainer's content-hash cache key) as a Ray task, so the arrays land
    in the object store once and trials on every node read them from there;
 5. the parent MLflow run is created, the sweep's state is written next to Tune's, and the Tuner runs.
