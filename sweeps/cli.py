@@ -35,8 +35,12 @@ class OneLineParser(argparse.ArgumentParser):
 
 def one_line(error: BaseException) -> str:
     """An exception's message as one line without ANSI codes (Ray's and pydantic's span several)."""
-    text = ANSI_ESCAPE.sub("", str(error)).strip()
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(error).__name__
+    return single_line(str(error)) or type(error).__name__
+
+
+def single_line(text: str) -> str:
+    """``text`` without ANSI codes, its non-empty lines joined by "; "."""
+    return "; ".join(line.strip() for line in ANSI_ESCAPE.sub("", text).splitlines() if line.strip())
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

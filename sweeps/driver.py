@@ -219,6 +219,9 @@ def trial_context(spec: spec_module.SweepSpec, state: state_module.SweepState,
 def quiet_tune_output() -> None:
     """Tune's own tables and hints off: ``SweepCallback`` prints one line per event instead."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # One progress line per failed trial says why (progress.error_summary); Tune's traceback per attempt
+    # (68-136 lines with colour codes, once per retry) stays in the trial's error file.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     # Keeping 2 checkpoints per trial forces a state snapshot every few epochs; that is cheap, not a warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 

@@ -101,3 +101,39 @@ def test_every_flag_with_a_fixed_set_of_values_lists_them_in_help(command):
             assert value in (action.help or ""), f"{command} {action.option_strings[0]}: {value!r} not in its help"
     if command == "train":
         assert checked >= 10  # Every choice factor and both booleans.
+
+
+class FailedTrial:
+    """What SweepCallback reads of a failed Tune trial."""
+
+    def __init__(self, error_file):
+        from sweeps import spec as spec_module
+
+        self.config = {"task": {"trial": spec_module.Trial(kind="keras", cell={"dataset": "19997"}, seed=0).as_dict()}}
+        self.error_file = str(error_file)
+        self.local_path = str(error_file.parent)
+        self.path = self.local_path
+        self.status = "ERROR"
+        self.trial_id = "abc"
+
+
+def test_a_failed_trial_is_one_progress_line_saying_why(tmp_path, capsys, monkeypatch):
+    from sweeps import driver
+    from sweeps import progress
+
+    error_file = tmp_path / "error.txt"
+    error_file.write_text("\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=1, ip=127.0.0.1)\n" + "  File \"x.py\"\n" * 60
+                          + "\x1b[31mValueError\x1b[0m: post sci.space/9 is binary\n\n")
+    callback = progress.SweepCallback("http://127.0.0.1:9", "0", "parent")
+    monkeypatch.setattr(callback, "_mark", lambda trial, status: None)  # No MLflow here.
+    trial = FailedTrial(error_file)
+    callback.on_trial_error(0, [trial], trial)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "FAILED: ValueError: post sci.space/9 is binary (see " in lines[0], lines
+    assert "\x1b[" not in lines[0]
+    # Tune's own traceback per attempt is off unless the user turns it back on.
+    monkeypatch.delenv("TUNE_PRINT_ALL_TRIAL_ERRORS", raising=False)
+    driver.quiet_tune_output()
+    import os
+
+    assert os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] == "0"
