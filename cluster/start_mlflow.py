@@ -15,7 +15,11 @@ What it does:
 - keeps runs in a sqlite file on the head's disk and proxies artifacts (``--serve-artifacts``) to
   ``--artifacts-destination`` (a bucket, or a folder on the head), so workers need no bucket credentials;
 - stops a server it started before (pid file), waits until ``/health`` answers, writes the tracking URI to
-  ``<store>/tracking_uri`` and prints it as the last stdout line.
+  ``<store>/tracking_uri`` and prints it as the last stdout line;
+- requires a login (``--auth basic``, the default): MLflow's basic-auth app (``--app-name basic-auth``) with
+  its config in ``<store>/basic_auth.ini`` and the clients' credentials in ``<store>/credentials.env``
+  (``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``), both created once with mode 0600; a request
+  without them gets 401 (``/health`` stays open for health checks).
 
 It uses gunicorn (shipped with MLflow on Linux) because gunicorn binds several addresses in one server;
 uvicorn, MLflow's default, binds one.
@@ -27,6 +31,7 @@ import argparse
 import ipaddress
 import os
 import pathlib
+import secrets
 import signal
 import socket
 import subprocess
@@ -37,6 +42,9 @@ import urllib.request
 
 DEFAULT_PORT = 5000
 LOOPBACK = "127.0.0.1"
+AUTH_CONFIG = "basic_auth.ini"
+CREDENTIALS = "credentials.env"
+ADMIN_USERNAME = "glovesweep"
 
 
 def detect_private_address() -> str:
@@ -97,7 +105,7 @@ def allowed_hosts(host: str, port: int) -> str:
 
 
 def server_command(*, host: str, port: int, store: pathlib.Path, artifacts_destination: str,
-                   backend_store_uri: str = "", workers: int = 2) -> list[str]:
+                   backend_store_uri: str = "", workers: int = 2, auth: str = "basic") -> list[str]:
     """The ``mlflow server`` command line (without starting it)."""
     addresses = bind_addresses(host)
     backend = backend_store_uri or f"sqlite:///{store / 'mlflow.db'}"
@@ -109,7 +117,35 @@ def server_command(*, host: str, port: int, store: pathlib.Path, artifacts_desti
         "--serve-artifacts", "--artifacts-destination", artifacts_destination,
         "--host", addresses[0], "--port", str(port), "--workers", str(workers),
         "--gunicorn-opts", f"{extra_binds} --timeout 120".strip(),
+        *(["--app-name", "basic-auth"] if auth == "basic" else []),
     ]
+
+
+def write_private(path: pathlib.Path, text: str) -> None:
+    """Create ``path`` readable and writable by its owner only (0600, whatever the umask) and write ``text``."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        os.fchmod(file.fileno(), 0o600)
+        file.write(text)
+
+
+def auth_environment(store: pathlib.Path) -> dict[str, str]:
+    """The basic-auth app's environment; creates its config and the client credentials on the first call.
+
+    MLflow creates the admin user from ``admin_password`` when its user store is empty (MLflow ships no default
+    password); the same password goes to ``credentials.env`` for clients. The Flask secret key (CSRF) must be
+    the same in every gunicorn worker, so it is kept beside them.
+    """
+    config, credentials, secret_key = store / AUTH_CONFIG, store / CREDENTIALS, store / "flask_secret_key"
+    if not (config.exists() and credentials.exists() and secret_key.exists()):
+        password = secrets.token_urlsafe(24)
+        write_private(config, "[mlflow]\ndefault_permission = READ\n"
+                              f"database_uri = sqlite:///{store / 'basic_auth.db'}\n"
+                              f"admin_username = {ADMIN_USERNAME}\nadmin_password = {password}\n"
+                              "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+        write_private(credentials, f"MLFLOW_TRACKING_USERNAME={ADMIN_USERNAME}\nMLFLOW_TRACKING_PASSWORD={password}\n")
+        write_private(secret_key, secrets.token_hex(32))
+    return {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_key.read_text().strip()}
 
 
 def wait_healthy(url: str, *, timeout_seconds: float, process: subprocess.Popen | None = None) -> None:
@@ -149,7 +185,7 @@ def stop_previous(pid_file: pathlib.Path) -> None:
 
 
 def start(*, host: str, port: int, store: str | os.PathLike, artifacts_destination: str = "",
-          backend_store_uri: str = "", timeout_seconds: float = 90.0) -> str:
+          backend_store_uri: str = "", timeout_seconds: float = 90.0, auth: str = "basic") -> str:
     """Start the server detached (its own session, survives the SSH command), return its tracking URI.
 
     Parameters
@@ -166,18 +202,23 @@ def start(*, host: str, port: int, store: str | os.PathLike, artifacts_destinati
         SQLAlchemy URI of the run store; default ``sqlite:///<store>/mlflow.db``.
     timeout_seconds : float
         How long to wait for ``/health``, in seconds.
+    auth : str
+        ``basic`` (a login, see the module docstring) or ``none``.
     """
     host = detect_private_address() if host == "auto" else host
     store = pathlib.Path(store).expanduser().resolve()
     store.mkdir(parents=True, exist_ok=True)
+    if auth == "basic":
+        store.chmod(0o700)  # The run and user stores (password hashes) are the owner's only.
     artifacts_destination = artifacts_destination or str(store / "artifacts")
     command = server_command(host=host, port=port, store=store, artifacts_destination=artifacts_destination,
-                             backend_store_uri=backend_store_uri)
+                             backend_store_uri=backend_store_uri, auth=auth)
     pid_file = store / "mlflow-server.pid"
     stop_previous(pid_file)
     # Tracking needs no MLflow job runners (MLflow 3.x starts several huey workers otherwise).
     environment = dict(os.environ, MLFLOW_SERVER_ALLOWED_HOSTS=allowed_hosts(host, port),
-                       MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+                       MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+                       **(auth_environment(store) if auth == "basic" else {}))
     with open(store / "mlflow-server.log", "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True, cwd=store, env=environment)
@@ -201,16 +242,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend-store-uri", default="", help="Run store URI; default sqlite:///<store>/mlflow.db.")
     parser.add_argument("--timeout", type=float, default=90.0, help="Seconds to wait for /health.")
     parser.add_argument("--stop", action="store_true", help="Stop the server started from --store and exit.")
+    parser.add_argument("--auth", choices=("basic", "none"), default="basic",
+                        help="basic (default): require the login in <store>/credentials.env; none: no login.")
     args = parser.parse_args(argv)
     if args.stop:
         stop_previous(pathlib.Path(args.store).expanduser().resolve() / "mlflow-server.pid")
         return 0
     try:
         url = start(host=args.host, port=args.port, store=args.store, artifacts_destination=args.artifacts_destination,
-                    backend_store_uri=args.backend_store_uri, timeout_seconds=args.timeout)
+                    backend_store_uri=args.backend_store_uri, timeout_seconds=args.timeout, auth=args.auth)
     except (ValueError, OSError) as error:
         print(f"start_mlflow: error: {error}", file=sys.stderr)
         return 2
+    if args.auth == "basic":
+        credentials = pathlib.Path(args.store).expanduser().resolve() / CREDENTIALS
+        print(f"start_mlflow: clients log in with {credentials} (set -a; . {credentials}; set +a)", file=sys.stderr)
     print(url)
     return 0
 

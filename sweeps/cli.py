@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 
 COMMANDS = {
@@ -22,8 +23,29 @@ COMMANDS = {
 }
 
 
+# Ray colours the text of errors raised in its workers; a terminal line must not carry escape codes.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line on stderr (exit 2) that names the fix."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message as one line without ANSI codes (Ray's and pydantic's span several)."""
+    return single_line(str(error)) or type(error).__name__
+
+
+def single_line(text: str) -> str:
+    """``text`` without ANSI codes, its non-empty lines joined by "; "."""
+    return "; ".join(line.strip() for line in ANSI_ESCAPE.sub("", text).splitlines() if line.strip())
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="glovesweep", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="glovesweep", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="Log at INFO level.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
@@ -37,16 +59,28 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # TensorFlow's C++ start-up chatter (CUDA probing, CPU flags) hides the lines users need.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # MLflow logs INFO lines (creating a store's tables...) on stderr, where only our one line belongs.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if {"-v", "--verbose"} & set(argv) else "WARNING")
     command = next((word for word in argv if word in COMMANDS), None)
     args = build_parser(command).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # When MLflow was imported before the variable.
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.main(args) or 0)
     except (ValueError, OSError) as error:
-        print(f"glovesweep {args.command}: error: {error}", file=sys.stderr)
+        if args.verbose:
+            logging.getLogger(__name__).exception("glovesweep %s failed", args.command)
+        print(f"glovesweep {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
+    except Exception as error:  # noqa: BLE001 - a bug, not a user error: one line unless -v asks for more
+        if args.verbose:
+            raise
+        print(f"glovesweep {args.command}: unexpected error: {type(error).__name__}: {one_line(error)} "
+              f"(rerun as glovesweep -v {args.command} ... for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

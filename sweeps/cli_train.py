@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help_text = f"{factor.help} (default: {factor.default})"
         if factor.choices:
             help_text += f" {{{', '.join(map(str, factor.choices))}}}"
+        elif factor.type is bool:
+            help_text += " {true, false}"
         elif factor.bounds_text():
             help_text += f" [{factor.bounds_text()}]"
         parser.add_argument("--" + factor.name.replace("_", "-"), dest=factor.name, type=_flag_type(factor),

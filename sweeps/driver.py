@@ -3,9 +3,12 @@
 Order of work, so that a mistake costs nothing:
 
 1. the sweep file is validated and every trial's ``TrainerConfig`` is built (``sweeps.spec``);
-2. the MLflow store is checked (unreachable: ``OSError`` before anything starts);
-3. every dataset and GloVe source is resolved (missing: ``OSError``, nothing started);
-4. Ray starts (locally unless ``--address``/``RAY_ADDRESS`` names a cluster); ``trainer.prepare.prepare``
+2. the MLflow store is checked (unreachable, or a sqlite file or folder not writable: ``OSError`` before
+   anything starts);
+3. every dataset and GloVe source is resolved and read (missing, truncated, wrong groups: ``OSError``);
+4. Ray starts (locally unless ``--address``/``RAY_ADDRESS`` names a cluster; a local one on 127.0.0.1 only,
+   shut down when ``glovesweep run`` ends); storage and per-trial resources are checked against the nodes
+   (``cluster_checks``); ``trainer.prepare.prepare``
    runs once per distinct data key (the trainer's content-hash cache key) as a Ray task, so the arrays land
    in the object store once and trials on every node read them from there;
 5. the parent MLflow run is created, the sweep's state is written next to Tune's, and the Tuner runs.
@@ -36,6 +39,7 @@ from sweeps import merging
 from sweeps import names
 from sweeps import outbox
 from sweeps import parent_run
+from sweeps import preflight
 from sweeps import progress
 from sweeps import shared_data
 from sweeps import spec as spec_module
@@ -104,8 +108,9 @@ def main(args: argparse.Namespace) -> int:
     if args.storage_path:
         overrides["storage_path"] = spec_module.resolve_storage_path(args.storage_path, pathlib.Path.cwd())
     spec = spec.replace(**overrides)
-    result = run_sweep(spec, **runtime_options(args))
-    parent_run.conclude(spec, result, data_checksums=result.data_checksums, write_report=not args.no_report)
+    with shared_data.ray_stopped_after():
+        result = run_sweep(spec, **runtime_options(args))
+        parent_run.conclude(spec, result, data_checksums=result.data_checksums, write_report=not args.no_report)
     return 0 if result.ok else 1
 
 
@@ -152,15 +157,18 @@ def run_sweep(
         Before any trial starts: bad sweep, unreachable MLflow, missing data or GloVe.
     """
     started = time.perf_counter()
+    preflight.check_store_writable(spec.tracking_uri)
     outbox.quick_client_settings()
     tracking.check_reachable(spec.tracking_uri)
     sources = shared_data.resolve_sources(spec, data_home=data_home, cache_dir=cache_dir,
                                           download_if_missing=download_if_missing)
-    experiment_id = tracking.ensure_experiment(spec.tracking_uri, spec.experiment)
-    commit, dirty = tracking.git_commit()
     shared_data.start_ray(address=address, num_cpus=num_cpus, include_dashboard=include_dashboard)
     # On several nodes, Tune's storage must be shared: refuse a local folder before any trial starts.
     cluster_checks.check_cluster_storage(spec.storage_path)
+    cluster_checks.check_resources_feasible(spec.resources)
+    # Only a sweep that passed every check gets an experiment: a refused one leaves MLflow as it was.
+    experiment_id = tracking.ensure_experiment(spec.tracking_uri, spec.experiment)
+    commit, dirty = tracking.git_commit()
     shared = shared_data.prepare_shared_data(spec, sources, data_home=data_home, cache_dir=cache_dir,
                                              download_if_missing=download_if_missing)
 
@@ -235,6 +243,9 @@ def trial_context(spec: spec_module.SweepSpec, state: state_module.SweepState,
 def quiet_tune_output() -> None:
     """Tune's own tables and hints off: ``SweepCallback`` prints one line per event instead."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # One progress line per failed trial says why (progress.error_summary); Tune's traceback per attempt
+    # (68-136 lines with colour codes, once per retry) stays in the trial's error file.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     # Keeping 2 checkpoints per trial forces a state snapshot every few epochs; that is cheap, not a warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 

@@ -25,6 +25,7 @@ from sweeps import driver
 from sweeps import merging
 from sweeps import outbox
 from sweeps import parent_run
+from sweeps import preflight
 from sweeps import shared_data
 from sweeps import state as state_module
 from sweeps import tracking
@@ -44,10 +45,11 @@ def main(args: argparse.Namespace) -> int:
     for key in ("data_home", "cache_dir"):
         if options[key] is None:
             options.pop(key)  # Keep the original run's folders unless given again.
-    result = resume_sweep(args.sweep_dir, **options)
-    spec = state_module.read_state(args.sweep_dir if "://" in args.sweep_dir
-                                   else str(pathlib.Path(args.sweep_dir).expanduser().resolve())).spec()
-    parent_run.conclude(spec, result, data_checksums=result.data_checksums, write_report=not args.no_report)
+    with shared_data.ray_stopped_after():
+        result = resume_sweep(args.sweep_dir, **options)
+        spec = state_module.read_state(args.sweep_dir if "://" in args.sweep_dir
+                                       else str(pathlib.Path(args.sweep_dir).expanduser().resolve())).spec()
+        parent_run.conclude(spec, result, data_checksums=result.data_checksums, write_report=not args.no_report)
     return 0 if result.ok else 1
 
 
@@ -71,6 +73,7 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
                           **{key: value for key, value in overrides.items()
                              if key in ("data_home", "cache_dir", "download_if_missing")})
     spec = state.spec()
+    preflight.check_store_writable(spec.tracking_uri)
     outbox.quick_client_settings()
     tracking.check_reachable(spec.tracking_uri)
     # Statuses and metric values kept while the server was down land first.
@@ -93,6 +96,7 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
     earlier = checkpoints.find_checkpoints(sweep_dir)
     shared_data.start_ray(address=address, num_cpus=num_cpus, include_dashboard=include_dashboard)
     cluster_checks.check_cluster_storage(spec.storage_path)
+    cluster_checks.check_resources_feasible(spec.resources)
     shared = shared_data.prepare_shared_data(spec, sources, data_home=state.data_home, cache_dir=state.cache_dir,
                                              download_if_missing=state.download_if_missing)
     plan = merging.plan_trials(spec, shared.digests)

@@ -64,8 +64,10 @@ GLOVE_FOUND = "glove_found"
 # New: fraction of documents still carrying a label-bearing header line after stripping.
 LEAK_FRACTION_TRAIN = "leak_fraction_train"
 LEAK_FRACTION_VAL = "leak_fraction_val"
+# New: number of groups (classes) the trial trained on; 20 unless the data was wrong.
+NUM_CLASSES = "num_classes"
 STATS_METRICS = (LEAKAGE, GLOVE_COVERAGE, OUT_OF_RANGE_IDS, VOCABULARY_SIZE, NUM_TRAIN, NUM_VAL, DROPPED_DUPLICATES,
-                 GLOVE_FOUND, LEAK_FRACTION_TRAIN, LEAK_FRACTION_VAL)
+                 GLOVE_FOUND, LEAK_FRACTION_TRAIN, LEAK_FRACTION_VAL, NUM_CLASSES)
 VAL_ACC_AT = "val_acc_at_{epochs}"  # validation accuracy after E epochs, one per requested epoch count E
 VAL_LOSS_AT = "val_loss_at_{epochs}"
 VAL_ACC_AT_PATTERN = re.compile(r"val_acc_at_(\d+)")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import pathlib
 import time
 
 from ray import tune
 
+from sweeps import cli
 from sweeps import spec as spec_module
 from sweeps import tracking
 
@@ -65,7 +67,9 @@ class SweepCallback(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._mark(trial, "FAILED")
-        self._print(trials, f"{self._name(trial)}: FAILED (see {trial.local_path or trial.path})")
+        reason = error_summary(trial)
+        self._print(trials, f"{self._name(trial)}: FAILED{': ' + reason if reason else ''} "
+                            f"(see {trial.local_path or trial.path})")
 
     def _mark(self, trial, status: str) -> None:
         try:
@@ -73,3 +77,17 @@ class SweepCallback(tune.Callback):
                                 status)
         except Exception as error:  # noqa: BLE001 - progress must not stop the sweep
             logger.warning("could not set MLflow status of trial %s: %s", trial.trial_id, error)
+
+
+def error_summary(tune_trial) -> str:
+    """The last line of a failed trial's error file (e.g. ``ValueError: ...``), no colour codes; "" if none.
+
+    Tune's own traceback per failure is off (``TUNE_PRINT_ALL_TRIAL_ERRORS=0``, ``driver.quiet_tune_output``):
+    this line says why, the error file holds the traceback.
+    """
+    try:
+        text = pathlib.Path(tune_trial.error_file).read_text(errors="replace")
+    except (OSError, TypeError):
+        return ""
+    lines = [line.strip() for line in cli.ANSI_ESCAPE.sub("", text).splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""

@@ -8,6 +8,7 @@ trials on every node read them from there.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -19,6 +20,9 @@ from sweeps import cluster_checks
 from sweeps import merging
 from sweeps import spec as spec_module
 from trainer import config as config_module
+
+
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +93,8 @@ def resolve_sources(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=No
         if key not in archives:
             source = data_module.resolve_dataset(config.dataset, data_path=config.data_path, data_home=data_home,
                                                  download_if_missing=download_if_missing)
+            # Read once here, so a truncated archive, missing groups or binary posts stop the sweep before Ray.
+            data_module.load_documents(source, config.dataset)
             archives[key] = (str(source), data_module.source_sha256(source))
         glove_key = (config.glove_dim, config.glove_path)
         if trial.kind == "keras" and config.embedding != "random" and glove_key not in glove:
@@ -99,7 +105,10 @@ def resolve_sources(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=No
 
 
 def start_ray(*, address: str | None = None, num_cpus: int | None = None, include_dashboard: bool = False) -> None:
-    """Join ``address`` / ``$RAY_ADDRESS``, reuse this process's Ray, or start one on this machine."""
+    """Join ``address`` / ``$RAY_ADDRESS``, reuse this process's Ray, or start one on this machine.
+
+    A Ray started here listens on 127.0.0.1 only: a local sweep serves nobody else.
+    """
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
@@ -108,8 +117,46 @@ def start_ray(*, address: str | None = None, num_cpus: int | None = None, includ
         return
     # The dashboard costs memory and start-up time and a local sweep does not need it.
     # address="local": never join a cluster that `ray start` left running on this machine by accident.
-    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=include_dashboard,
-             log_to_driver=False)
+    with listening_on_loopback():
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=include_dashboard,
+                 log_to_driver=False)
+
+
+@contextlib.contextmanager
+def listening_on_loopback():
+    """While a local Ray starts in the block, make 127.0.0.1 its node address, so every server of it binds there.
+
+    Ray's gcs_server, raylets and workers bind 127.0.0.1 instead of every interface when their node address
+    is 127.0.0.1 (src/ray/rpc/grpc_server.cc, ``listen_to_localhost_only``), but ``ray.init`` turns a
+    loopback ``_node_ip_address`` into the machine's routable one. Its own switch for laptops,
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (no multi-node clusters: loopback), keeps it: read when Ray is
+    imported, so the driver's copy is set too, and inherited by the processes ``ray.init`` starts. Both are
+    restored afterwards: a later ``ray start`` from this process must still be able to join a cluster.
+    """
+    from ray._private import ray_constants
+
+    saved = os.environ.get(LOOPBACK_SWITCH), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_SWITCH] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if saved[0] is None:
+            os.environ.pop(LOOPBACK_SWITCH, None)
+        else:
+            os.environ[LOOPBACK_SWITCH] = saved[0]
+        ray_constants.ENABLE_RAY_CLUSTER = saved[1]
+
+
+@contextlib.contextmanager
+def ray_stopped_after():
+    """On every way out of the block, shut down a Ray that the block started (or joined) in this process."""
+    already = ray.is_initialized()
+    try:
+        yield
+    finally:
+        if not already and ray.is_initialized():
+            ray.shutdown()
 
 
 @ray.remote(num_returns=2)
@@ -141,8 +188,23 @@ def prepare_shared_data(spec: spec_module.SweepSpec, sources: Sources, *, data_h
         # On the driver's node: it resolved the sources, and its object store outlives any worker.
         task = _prepare_task.options(scheduling_strategy=cluster_checks.on_driver_node())
         data_refs[key], stats_refs[key] = task.remote(config.to_dict(), data_home, cache_dir, download_if_missing)
-    stats = dict(zip(stats_refs, ray.get(list(stats_refs.values())))) if stats_refs else {}
+    stats = dict(zip(stats_refs, get_or_raise_cause(list(stats_refs.values())))) if stats_refs else {}
     hits = sum(1 for value in stats.values() if value.get("cache_hit"))
     print(f"glovesweep: prepared {len(stats)} data set(s) ({hits} from cache) in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     return SharedData(data=data_refs, keys=keys, stats=stats, seconds=time.perf_counter() - started)
+
+
+def get_or_raise_cause(refs: list) -> list:
+    """``ray.get``, but a ``ValueError`` / ``OSError`` raised in the task comes back as itself, in one line.
+
+    Ray wraps a task's exception in ``RayTaskError``, whose text is the remote traceback with colour codes;
+    a user error (bad data, missing file) must read the same as when it is raised on the driver.
+    """
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as error:
+        cause = error.cause
+        if isinstance(cause, (ValueError, OSError)):
+            raise (OSError if isinstance(cause, OSError) else ValueError)(str(cause)) from None
+        raise

@@ -8,11 +8,14 @@ and stops it (what the test suite runs).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", nargs="?", default=None,
                         help="A sweep file or sweep folder whose tracking URI to open (default: sqlite:///mlflow.db).")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (wins over TARGET).")
-    parser.add_argument("--host", default="127.0.0.1", help="Interface to bind (default 127.0.0.1: this machine only).")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="Interface to bind (default 127.0.0.1: this machine only; any other needs --allow-remote).")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="Accept a --host other than loopback: everyone who reaches it can read and change every "
+                             "run (MLflow's UI has no login).")
     parser.add_argument("--port", type=int, default=5000, help="Port of the UI (default 5000).")
     parser.add_argument("--smoke-test", action="store_true", help="Start the UI, check /health, stop it.")
 
@@ -52,28 +59,34 @@ def main(args: argparse.Namespace) -> int:
     if uri.startswith("sqlite:///") and not pathlib.Path(uri[len("sqlite:///"):]).exists():
         raise OSError(f"no MLflow store at {uri}: run a sweep first (glovesweep run sweeps/quick.yaml) or pass "
                       f"--tracking-uri")
+    check_host(args.host, allow_remote=args.allow_remote)
+    check_port_free(args.host, args.port)
     # MLflow 3 also starts job-runner processes by default; the UI over a sweep's runs never needs them.
     environment = dict(os.environ)
     environment.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
                "--port", str(args.port), "--workers", "1"]
-    address = f"http://{args.host}:{args.port}"
-    print(f"glovesweep ui: MLflow UI for {uri} at {address} (Ctrl-C stops it)", flush=True)
-    if not args.smoke_test:
-        try:
-            return subprocess.call(command, env=environment)
-        except KeyboardInterrupt:
-            return 0
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               start_new_session=True)
+    address = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
+    # The server's output goes to a file, never a pipe nobody reads (a full pipe would stall it).
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL if args.smoke_test else None,
+                               stderr=log, start_new_session=True)
     try:
-        if wait_for_health(address, process=process):
+        # Only a live process of ours makes /health count: another server may answer on that port.
+        if not wait_for_health(address, process=process) or process.poll() is not None:
+            log.seek(0)
+            error = " ".join(log.read().decode(errors="replace").split())[-500:] if process.poll() is not None else ""
+            raise OSError(f"the MLflow UI did not start at {address} within {HEALTH_TIMEOUT_SECONDS} s (choose "
+                          f"another port with --port){': ' + error if error else ''}")
+        print(f"glovesweep ui: MLflow UI for {uri} at {address} (Ctrl-C stops it)", flush=True)
+        if args.smoke_test:
             print(f"glovesweep ui: {address}/health answered OK", flush=True)
             return 0
-        error = process.stderr.read().decode(errors="replace")[-2000:] if process.poll() is not None else ""
-        raise OSError(f"the MLflow UI did not answer at {address}/health within {HEALTH_TIMEOUT_SECONDS} s "
-                      f"(port in use? try --port){': ' + error if error else ''}")
+        return process.wait()
+    except KeyboardInterrupt:
+        return 0
     finally:
+        log.close()
         # The UI runs its workers in its own session; stop them all.
         for sent in (signal.SIGTERM, signal.SIGKILL):
             try:
@@ -82,6 +95,34 @@ def main(args: argparse.Namespace) -> int:
                 break
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 continue
+
+
+def check_host(host: str, *, allow_remote: bool) -> None:
+    """Refuse a non-loopback ``host`` unless ``allow_remote``; with it, warn on stderr (the UI has no login)."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return
+    if not allow_remote:
+        raise ValueError(f"--host {host} would serve the MLflow UI, which has no login, beyond this machine; keep "
+                         f"the default 127.0.0.1 (reach it through an SSH tunnel), or add --allow-remote")
+    print(f"glovesweep ui: warning: serving on {host}: everyone who reaches this machine can read and change "
+          f"every run", file=sys.stderr, flush=True)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port something already listens on (the URL printed would be another server's)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the UI's own server does: a closed connection's TIME_WAIT must not count as "in use".
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise OSError(f"port {port} on {host} is not free ({error.strerror or error}): another server listens "
+                          f"there; choose another port with --port") from None
 
 
 def wait_for_health(address: str, *, process: subprocess.Popen | None = None,

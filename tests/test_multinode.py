@@ -230,7 +230,9 @@ def cluster(tmp_path):
     nodes: list[RayNode] = []
     mlflow_port = free_port()
     mlflow = subprocess.Popen([sys.executable, str(ROOT / "cluster" / "start_mlflow.py"), "--host", "127.0.0.1",
-                               "--port", str(mlflow_port), "--store", str(folders["mlflow"])],
+                               "--port", str(mlflow_port), "--store", str(folders["mlflow"]),
+                               # The login is tested in test_mlflow_auth.py; here workers log without one.
+                               "--auth", "none"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def start_gpu_node() -> RayNode:

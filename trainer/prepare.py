@@ -31,8 +31,8 @@ from trainer import vectorizer as vectorizer_module
 logger = logging.getLogger(__name__)
 
 # Bump when the code that fills an entry changes meaning, so old entries are never reused.
-# 3: stats gained leak_fraction_train and leak_fraction_val (label-bearing header lines, trainer.data).
-CACHE_VERSION = 3
+# 4: stats gained leak_fraction_train/val (label-bearing header lines) and num_classes.
+CACHE_VERSION = 4
 ARRAY_NAMES = ("x_train", "y_train", "x_val", "y_val", "embedding_matrix")
 
 
@@ -151,6 +151,7 @@ def _build(config, *, data_home, download_if_missing, glove) -> Prepared:
         "num_train": int(len(x_train)),
         "num_val": int(len(x_val)),
         "dropped_duplicates": int(split.dropped_duplicates),
+        "num_classes": int(len(split.label_names)),
     }
     return Prepared(
         x_train=np.ascontiguousarray(x_train, dtype=np.int32),
