@@ -1,7 +1,8 @@
 """The ``glovesweep`` command line.
 
-Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``main(args) -> int``; the
-table below maps names to modules, imported only when the subcommand runs (``--help`` stays fast).
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``main(args) -> int`` (or in an
+object of a module that holds several, ``module:object``); the table below maps names to them, imported only
+when the subcommand runs (``--help`` stays fast).
 """
 
 from __future__ import annotations
@@ -18,17 +19,29 @@ COMMANDS = {
     "resume": ("sweeps.driver_resume", "Continue a sweep whose driver died, finishing only what is missing."),
     "ui": ("sweeps.ui", "Open the MLflow UI on the sweep's tracking store."),
     "report": ("sweeps.report", "Tabulate a sweep's runs and attribute the accuracy gap to its factors."),
+    "submit": ("sweeps.service:SUBMIT", "Submit a sweep file as a Ray job to a running cluster's job server."),
+    "status": ("sweeps.service:STATUS", "Show a submitted sweep's progress, or one line per sweep on the cluster."),
+    "list": ("sweeps.service:LIST", "One line per sweep submitted to the cluster (as 'status' without an id)."),
+    "logs": ("sweeps.service:LOGS", "Print (or --follow) a submitted sweep's driver output."),
+    "cancel": ("sweeps.service:CANCEL", "Stop a submitted sweep: its driver, trials and actors; runs end KILLED."),
 }
+
+
+def implementation(name: str):
+    """The module (or ``module:object``) that implements subcommand ``name``."""
+    module_name, _, attribute = COMMANDS[name][0].partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attribute) if attribute else module
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glovesweep", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="Log at INFO level.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, (_, help_text) in COMMANDS.items():
         subparser = subparsers.add_parser(name, help=help_text, description=help_text)
         if name == only:
-            importlib.import_module(module_name).add_arguments(subparser)
+            implementation(name).add_arguments(subparser)
     return parser
 
 
@@ -40,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(command).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    module = importlib.import_module(COMMANDS[args.command][0])
+    module = implementation(args.command)
+    if os.environ.get("GLOVESWEEP_SWEEP_ID"):
+        # Inside a submitted sweep's Ray job: 'glovesweep cancel' (SIGTERM) ends it like Ctrl-C does.
+        from sweeps import job_entry
+
+        job_entry.stop_on_sigterm()
     try:
         return int(module.main(args) or 0)
     except (ValueError, OSError) as error:

@@ -63,7 +63,7 @@ class SweepResult:
 
 # --------------------------------------------------------------------------------------------- command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep_file", help="A sweep file, e.g. sweeps/quick.yaml.")
+    parser.add_argument("sweep_file", nargs="?", help="A sweep file, e.g. sweeps/quick.yaml.")
     parser.add_argument("--smoke-test", action="store_true",
                         help="Apply the file's 'smoke' overrides (tiny data, few epochs, one seed).")
     add_runtime_arguments(parser)
@@ -71,6 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MLflow tracking URI overriding the file's mlflow.tracking_uri "
                              "(sqlite:///... or http://...).")
     parser.add_argument("--storage-path", default=None, help="Ray storage path overriding the file's storage_path.")
+    # Set by 'glovesweep submit' for the sweep's Ray job (sweeps.job_entry); not for use by hand.
+    parser.add_argument("--sweep-from-env", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--parent-run-id", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--experiment-name", default=None, help=argparse.SUPPRESS)
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +92,12 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.sweep_from_env:
+        from sweeps import job_entry
+
+        return job_entry.run_submitted(args)
+    if not args.sweep_file:
+        raise ValueError("give a sweep file, e.g. glovesweep run sweeps/quick.yaml")
     spec = spec_module.load_sweep(args.sweep_file, smoke_test=args.smoke_test)
     overrides = {}
     if args.tracking_uri:
@@ -121,6 +131,7 @@ def run_sweep(
     num_cpus: int | None = None,
     include_dashboard: bool = False,
     experiment_name: str | None = None,
+    parent_run_id: str | None = None,
 ) -> SweepResult:
     """Run a validated sweep to the end; every trial is logged to MLflow under one parent run.
 
@@ -135,6 +146,8 @@ def run_sweep(
         process already joined).
     experiment_name : str, optional
         Folder name under ``spec.storage_path``; default ``<name>-<UTC timestamp>``.
+    parent_run_id : str, optional
+        A parent run created before (``glovesweep submit``); default: a new one.
 
     Raises
     ------
@@ -156,9 +169,12 @@ def run_sweep(
     name = experiment_name or f"{spec.name}{'-smoke' if spec.smoke_test else ''}-" \
                               f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%d-%H%M%S}"
     sweep_dir = state_module.join(spec.storage_path, name)
-    parent_run_id = tracking.start_parent_run(spec.tracking_uri, experiment_id, spec=spec, tags={
-        "git_commit": commit, "git_dirty": str(dirty).lower(), "versions": tracking.package_versions(),
-        "glovesweep.sweep_dir": sweep_dir, "glovesweep.sweep_file": spec.source_path})
+    tags = {"git_commit": commit, "git_dirty": str(dirty).lower(), "versions": tracking.package_versions(),
+            "glovesweep.sweep_dir": sweep_dir, "glovesweep.sweep_file": spec.source_path}
+    if parent_run_id:
+        tracking.set_run_tags(spec.tracking_uri, parent_run_id, tags)
+    else:
+        parent_run_id = tracking.start_parent_run(spec.tracking_uri, experiment_id, spec=spec, tags=tags)
     state = state_module.SweepState(
         sweep_text=spec.source_text, source_path=spec.source_path, smoke_test=spec.smoke_test,
         base_dir=str(pathlib.Path.cwd()), tracking_uri=spec.tracking_uri, storage_path=spec.storage_path,
