@@ -141,7 +141,7 @@ def submit_main(args: argparse.Namespace) -> int:
         raise
     verdict = wait_for_verdict(client, sweep_id, spec.tracking_uri, parent_run_id)
     if verdict.startswith("refused: "):
-        client.delete_job(sweep_id)
+        forget(client, sweep_id)
         delete_run(spec.tracking_uri, parent_run_id)
         print(f"glovesweep submit: refused: {verdict.removeprefix('refused: ')}", file=sys.stderr)
         return 2
@@ -177,6 +177,17 @@ def wait_for_verdict(client, sweep_id: str, tracking_uri: str, parent_run_id: st
             return verdict or f"it ended {jobs.state(info)}: see glovesweep logs {sweep_id}"
         time.sleep(0.5)
     return f"still {jobs.state(client.get_job_info(sweep_id))} after {timeout:.0f} s"
+
+
+def forget(client, submission_id: str, timeout: float = 60) -> None:
+    """Delete a refused sweep's job once it has ended (it exits right after its check), so none is left."""
+    deadline = time.monotonic() + timeout
+    while jobs.state(client.get_job_info(submission_id)) not in TERMINAL:
+        if time.monotonic() > deadline:
+            client.stop_job(submission_id)
+            deadline = time.monotonic() + timeout
+        time.sleep(0.25)
+    client.delete_job(submission_id)
 
 
 def delete_run(tracking_uri: str, run_id: str) -> None:

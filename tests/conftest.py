@@ -306,11 +306,10 @@ def head_pids(temp_dir: pathlib.Path, process_group: int) -> list[int]:
     return found
 
 
-def ray_environment(**extra) -> dict:
+def ray_environment(folder: pathlib.Path, **extra) -> dict:
     """The environment a test head runs with: this interpreter's bin first, this checkout importable, a fresh
     token (written to a file, as ``ray get-auth-token --generate`` does) and token authentication on."""
-    folder = pathlib.Path(tempfile.mkdtemp(prefix="gs-token-"))
-    token_file = folder / "auth_token"
+    token_file = pathlib.Path(folder) / "auth_token"
     token_file.write_text(secrets.token_hex(32))
     token_file.chmod(0o600)
     environment = dict(os.environ, PATH=f"{RAY_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -331,6 +330,22 @@ def head_start_flags(temp_dir: pathlib.Path, dashboard_port: int) -> list[str]:
             "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
 
 
+def wait_for_job_server(url: str, *, timeout: float) -> None:
+    """Poll ``url/api/version`` until the server answers at all (401 counts: token authentication is on)."""
+    import urllib.error
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/api/version", timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.25)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
 def start_ray_head(command: str, *, environment: dict, cwd: pathlib.Path, temp_dir: pathlib.Path,
                    dashboard_port: int, log: pathlib.Path) -> RayHead:
     """Run a shell ``command`` that starts a head (it returns once the head is up) in a new process group, and
@@ -344,7 +359,7 @@ def start_ray_head(command: str, *, environment: dict, cwd: pathlib.Path, temp_d
         returncode = process.wait(timeout=180)
         if returncode != 0:
             raise RuntimeError(f"the head start command exited with {returncode}")
-        wait_for_http(f"{head.url}/api/version", timeout=120)
+        wait_for_job_server(head.url, timeout=120)
     except (RuntimeError, subprocess.TimeoutExpired) as error:
         head.stop()
         pytest.fail(f"{error}\n{log.read_text()[-4000:]}")
@@ -360,7 +375,7 @@ def ray_head(tmp_path_factory):
     # Job drivers run in the folder 'ray start' ran in: keep it free of a 'ray' folder that Python would import.
     cwd = tmp_path_factory.mktemp("ray-head-cwd")
     dashboard_port = free_port()
-    environment = ray_environment()
+    environment = ray_environment(cwd)
     command = " ".join([str(RAY_BIN / "ray"), "start", "--head", f"--port={free_port()}", "--num-cpus=2",
                         "--num-gpus=0", "--dashboard-host=127.0.0.1", *head_start_flags(temp_dir, dashboard_port)])
     head = start_ray_head(command, environment=environment, cwd=cwd, temp_dir=temp_dir,

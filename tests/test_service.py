@@ -317,7 +317,7 @@ def test_a_head_started_by_the_onprem_files_start_command_serves_a_sweep(tmp_pat
     bootstrap = prepared_config("onprem.yaml")
     bootstrap["provider"]["worker_ips"] = []  # No machine to reach over SSH here.
     (home / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump(bootstrap))
-    environment = ray_environment(HOME=str(home))
+    environment = ray_environment(tmp_path, HOME=str(home))
     (home / ".ray").mkdir()
     shutil.copy(environment.pop("RAY_AUTH_TOKEN_PATH"), home / ".ray" / "auth_token")
     mlflow_port, dashboard_port = free_port(), free_port()
