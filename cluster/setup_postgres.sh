@@ -4,6 +4,8 @@
 #
 #   bash cluster/setup_postgres.sh [--folder DIR] [--port PORT] [--password-file FILE]
 #
+# (defaults from $GLOVESWEEP_POSTGRES_FOLDER, $GLOVESWEEP_POSTGRES_PORT, $PGPASSFILE where set)
+#
 # Run by head_start_ray_commands in cluster/*.yaml before cluster/start_mlflow.py (idempotent: safe on every
 # start). Prints the backend store URI for `start_mlflow.py --backend-store-uri` as its last line; the URI holds
 # no password.
@@ -19,7 +21,8 @@
 set -euo pipefail
 
 if [[ "$(id -u)" -eq 0 ]]; then FOLDER=/var/lib/postgresql/glovesweep; else FOLDER="$HOME/glovesweep-postgres"; fi
-PORT=5433
+FOLDER="${GLOVESWEEP_POSTGRES_FOLDER:-$FOLDER}"
+PORT="${GLOVESWEEP_POSTGRES_PORT:-5433}"
 PASSWORD_FILE="${PGPASSFILE:-$HOME/.pgpass}"
 while [[ $# -gt 0 ]]; do
   case "$1" in

@@ -9,7 +9,9 @@ cluster file's own start command serves a sweep. The fast tests need no cluster.
 from __future__ import annotations
 
 import copy
+import glob
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -166,6 +168,15 @@ def test_the_submitted_sweep_round_trips_and_takes_the_clusters_store(tmp_path):
     assert decoded.job_spec({"MLFLOW_TRACKING_URI": "http://elsewhere:5000"}).tracking_uri == "http://localhost:5000"
 
 
+def stop_postgres(folder: pathlib.Path) -> None:
+    """Stop a server cluster/setup_postgres.sh started in ``folder`` (as ``postgres`` under root)."""
+    pg_ctl = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if pg_ctl and (folder / "data").is_dir():
+        prefix = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
+        subprocess.run([*prefix, pg_ctl[-1], "-D", str(folder / "data"), "stop", "-m", "fast"], capture_output=True,
+                       timeout=120)
+
+
 def prepared_config(name: str) -> dict:
     from ray.autoscaler._private import util as autoscaler_util
 
@@ -317,7 +328,11 @@ def test_a_head_started_by_the_onprem_files_start_command_serves_a_sweep(tmp_pat
     bootstrap = prepared_config("onprem.yaml")
     bootstrap["provider"]["worker_ips"] = []  # No machine to reach over SSH here.
     (home / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump(bootstrap))
-    environment = ray_environment(tmp_path, HOME=str(home))
+    # PostgreSQL may run as `postgres` (under root), which must reach its folder: not inside pytest's 0700 tmp.
+    postgres = pathlib.Path(tempfile.mkdtemp(prefix="gs-onprem-pg-", dir="/tmp"))
+    postgres.chmod(0o755)
+    environment = ray_environment(tmp_path, HOME=str(home), GLOVESWEEP_POSTGRES_FOLDER=str(postgres / "pg"),
+                                  GLOVESWEEP_POSTGRES_PORT=str(free_port()))
     (home / ".ray").mkdir()
     shutil.copy(environment.pop("RAY_AUTH_TOKEN_PATH"), home / ".ray" / "auth_token")
     mlflow_port, dashboard_port = free_port(), free_port()
@@ -347,7 +362,18 @@ def test_a_head_started_by_the_onprem_files_start_command_serves_a_sweep(tmp_pat
         assert code == 0, output[-3000:]
         assert_every_cell_once(tracking_uri, "service-onprem", seeds=1, epochs=2, sweep_id=sweep_id)
         assert (shared / "ray_results" / sweep_id / "glovesweep_sweep.json").is_file()
+        # The head's MLflow server keeps its runs in the PostgreSQL the start command set up.
+        import psycopg2
+
+        (entry,) = (home / ".pgpass").read_text().splitlines()
+        host, port, database, user, password = entry.split(":")
+        with psycopg2.connect(host=host, port=port, dbname=database, user=user, password=password) as connection:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM runs")
+                assert cursor.fetchone()[0] == 2  # the parent run and its one trial
     finally:
         head.stop()
         subprocess.run([sys.executable, str(ROOT / "cluster" / "start_mlflow.py"), "--stop", "--store",
                         str(home / "glovesweep-mlflow")], timeout=60)
+        stop_postgres(postgres / "pg")
+        shutil.rmtree(postgres, ignore_errors=True)
