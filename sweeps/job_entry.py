@@ -42,16 +42,16 @@ class SubmittedSweep(pydantic.BaseModel):
     ----------
     sweep_text, source_path, base_dir : str
         The sweep file's text, where it was, and the folder its relative paths resolved against.
-    smoke_test : bool
-        Whether its ``smoke`` overrides apply.
     tracking_uri : str
         The MLflow store as ``submit`` reached it (the parent run lives there).
+    file_storage_path : str
+        The file's ``storage_path``, resolved by ``submit``.
+    smoke_test : bool
+        Whether its ``smoke`` overrides apply.
     job_tracking_uri : str or None
         The same store as the job reaches it, when ``submit --job-tracking-uri`` named it.
     storage_path : str or None
         ``submit --storage-path`` (Tune's storage for the job), else None: the cluster's or the file's.
-    file_storage_path : str
-        The file's ``storage_path``, resolved by ``submit``.
     """
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
@@ -59,11 +59,11 @@ class SubmittedSweep(pydantic.BaseModel):
     sweep_text: str
     source_path: str
     base_dir: str
-    smoke_test: bool
     tracking_uri: str
+    file_storage_path: str
+    smoke_test: bool = False
     job_tracking_uri: str | None = None
     storage_path: str | None = None
-    file_storage_path: str
 
     def encode(self) -> str:
         """One environment-safe string (base64 of the JSON)."""
