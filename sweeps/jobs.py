@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import pathlib
 import sys
@@ -138,6 +139,8 @@ def state(job) -> str:
 def follow_logs(client, submission_id: str, *, stream=None) -> None:
     """Print the job's output as it comes until the job ends (Ray's ``tail_job_logs``)."""
     stream = stream or sys.stdout
+    # Ray's SDK logs the websocket's closing at INFO; the stream's end says enough.
+    logging.getLogger("ray.dashboard.modules.job.sdk").setLevel(logging.WARNING)
 
     async def tail() -> None:
         async for lines in client.tail_job_logs(submission_id):

@@ -89,8 +89,11 @@ def check_fits(request: dict[str, float], nodes: list[dict[str, float]],
     if any(fits(request, node) for node in nodes) or any(fits(request, offer) for offer in (types or {}).values()):
         return
     largest = {name: max((node.get(name, 0.0) for node in nodes), default=0.0) for name in RESOURCE_NAMES.values()}
-    where = (f"no autoscaler node type offers it either ({', '.join(f'{name} {describe(offer)}' for name, offer in types.items()) or 'none'})"
-             if types is not None else "and this cluster has no autoscaler to add one")
+    if types is None:
+        where = "and this cluster has no autoscaler to add one"
+    else:
+        offers = ", ".join(f"{name} {describe(offer)}" for name, offer in types.items()) or "none"
+        where = f"no autoscaler node type offers it either ({offers})"
     raise ValueError(f"every trial asks resources {describe(request)}, but none of the {len(nodes)} node(s) of this "
                      f"cluster has that much (the largest: CPU {largest['CPU']:g}, GPU {largest['GPU']:g}), {where}; "
                      f"lower the sweep's resources or add such nodes")

@@ -26,6 +26,7 @@ import types
 from sweeps import job_entry
 from sweeps import jobs
 from sweeps import progress_read
+from sweeps import resources_check
 from sweeps import spec as spec_module
 from sweeps import tracking
 
@@ -152,7 +153,7 @@ def submit_main(args: argparse.Namespace) -> int:
                           "tracking_uri": spec.tracking_uri, "mlflow_url": url, "started": verdict == "ok"}))
     else:
         print(f"glovesweep: submitted sweep {sweep_id} ({spec.name!r}: {spec.total_trials} trials, "
-              f"resources {spec.resources} each) to {jobs.resolve_address(args.address)}")
+              f"resources {resources_check.describe(spec.resources)} each) to {jobs.resolve_address(args.address)}")
         print(f"glovesweep: MLflow parent run {parent_run_id}: {url}")
         if verdict != "ok":
             print(f"glovesweep: the job has not started yet ({verdict})")
