@@ -91,16 +91,23 @@ def test_start_mlflow_refuses_a_password_in_the_database_url(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_submitted_sweeps_write_to_mlflow_on_postgres(postgres_mlflow, service, capsys, tiny_home, tmp_path):
+def test_two_submitted_sweeps_write_to_mlflow_on_postgres(postgres_mlflow, service, ray_head, capsys, tiny_home,
+                                                          tmp_path):
     uri = postgres_mlflow["tracking_uri"]
     names = ("postgres-a", "postgres-b")
     ids = []
-    for name in names:
+    for name, extra in zip(names, ([], ["--upload-code"])):
         (tmp_path / name).mkdir()
         ids.append(submit(service, capsys, write_sweep(tmp_path / name, name=name, tracking_uri=uri, seeds=2),
-                          tiny_home))
+                          tiny_home, *extra))
     for sweep_id in ids:
         assert wait_for_state(service, capsys, sweep_id, jobs.TERMINAL)["state"] == "succeeded"
+    # The second shipped this checkout with the job (Ray's working_dir) instead of the cluster's install.
+    client = jobs.connect(ray_head.url)
+    assert client.get_job_info(ids[0]).entrypoint.startswith("glovesweep run --sweep-from-env ")
+    second = client.get_job_info(ids[1])
+    assert second.entrypoint.startswith("python -m sweeps.cli run --sweep-from-env ")
+    assert second.runtime_env["working_dir"].startswith("gcs://")
     parents = {assert_every_cell_once(uri, name, seeds=2, epochs=2, sweep_id=sweep_id)[0].info.run_id
                for name, sweep_id in zip(names, ids)}
     assert len(parents) == 2
