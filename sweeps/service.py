@@ -146,6 +146,9 @@ def submit_main(args: argparse.Namespace) -> int:
         delete_run(spec.tracking_uri, parent_run_id)
         print(f"glovesweep submit: refused: {verdict.removeprefix('refused: ')}", file=sys.stderr)
         return 2
+    if verdict.startswith("it ended"):
+        # The job died before it could use the parent run (e.g. it reached another MLflow store).
+        job_entry.end_if_running(spec.tracking_uri, parent_run_id, "FAILED")
     url = progress_read.run_url(spec.tracking_uri, experiment_id, parent_run_id)
     address = f" --address {args.address}" if args.address else ""
     if args.json:
