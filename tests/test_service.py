@@ -245,7 +245,7 @@ def alive(pid: int) -> bool:
 def test_cancel_kills_the_runs_and_every_process_then_resume_finishes_each_cell_once(
         service, capsys, ray_head, mlflow_server, tiny_home, tmp_path):
     # Enough epochs that the trials still train when the cancel lands, even on a fast machine.
-    epochs = 60
+    epochs = 40
     path = write_sweep(tmp_path, name="service-cancel", tracking_uri=mlflow_server, epochs=epochs)
     sweep_id = submit(service, capsys, path, tiny_home)
     wait_for_state(service, capsys, sweep_id, ("running",), timeout=300,
