@@ -146,7 +146,7 @@ def submit_main(args: argparse.Namespace) -> int:
         delete_run(spec.tracking_uri, parent_run_id)
         print(f"glovesweep submit: refused: {verdict.removeprefix('refused: ')}", file=sys.stderr)
         return 2
-    if verdict.startswith("it ended"):
+    if verdict.startswith("ended"):
         # The job died before it could use the parent run (e.g. it reached another MLflow store).
         job_entry.end_if_running(spec.tracking_uri, parent_run_id, "FAILED")
     url = progress_read.run_url(spec.tracking_uri, experiment_id, parent_run_id)
@@ -159,7 +159,7 @@ def submit_main(args: argparse.Namespace) -> int:
               f"resources {resources_check.describe(spec.resources)} each) to {jobs.resolve_address(args.address)}")
         print(f"glovesweep: MLflow parent run {parent_run_id}: {url}")
         if verdict != "ok":
-            print(f"glovesweep: the job has not started yet ({verdict})")
+            print(f"glovesweep: the sweep's job {verdict}", file=sys.stderr)
         print(f"next:\n  glovesweep status {sweep_id}{address}\n  glovesweep logs {sweep_id} --follow{address}\n"
               f"  glovesweep cancel {sweep_id}{address}")
     if args.wait:
@@ -178,9 +178,10 @@ def wait_for_verdict(client, sweep_id: str, tracking_uri: str, parent_run_id: st
         if jobs.state(info) in TERMINAL:
             # The check may have landed between the two reads.
             verdict = tracking.get_run(tracking_uri, parent_run_id).data.tags.get(tracking.RESOURCES_TAG)
-            return verdict or f"it ended {jobs.state(info)}: see glovesweep logs {sweep_id}"
+            return verdict or f"ended {jobs.state(info)} before its first trial: see glovesweep logs {sweep_id}"
         time.sleep(0.5)
-    return f"still {jobs.state(client.get_job_info(sweep_id))} after {timeout:.0f} s"
+    state = jobs.state(client.get_job_info(sweep_id))
+    return f"is still {state} after {timeout:.0f} s: see glovesweep status {sweep_id}"
 
 
 def forget(client, submission_id: str, timeout: float = 60) -> None:

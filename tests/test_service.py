@@ -378,3 +378,21 @@ def test_a_head_started_by_the_onprem_files_start_command_serves_a_sweep(tmp_pat
                         str(home / "glovesweep-mlflow")], timeout=60)
         stop_postgres(postgres / "pg")
         shutil.rmtree(postgres, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_job_that_cannot_reach_mlflow_ends_failed_and_so_does_its_parent_run(service, capsys, mlflow_server,
+                                                                              tiny_home, tmp_path):
+    path = write_sweep(tmp_path, name="service-lost", tracking_uri=mlflow_server, seeds=1)
+    code = service("submit", str(path), "--data-dir", tiny_home["data_home"], "--no-download",
+                   "--job-tracking-uri", f"http://127.0.0.1:{free_port()}")
+    captured = capsys.readouterr()
+    assert code == 1, captured.out + captured.err
+    assert "the sweep's job ended failed before its first trial: see glovesweep logs" in captured.err
+    sweep_id = captured.out.split("submitted sweep ")[1].split()[0]
+    assert service("logs", sweep_id) == 0
+    assert "is unreachable" in capsys.readouterr().out
+    parent, children = runs_of(mlflow_server, "service-lost")
+    assert parent.info.status == "FAILED" and not children
+    code, entry = status(service, capsys, sweep_id)
+    assert code == 1 and entry["state"] == "failed"
