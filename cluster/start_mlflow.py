@@ -4,6 +4,7 @@ Run by ``head_start_ray_commands`` in ``cluster/*.yaml`` (and by ``tests/test_mu
 
     python cluster/start_mlflow.py --store ~/glovesweep-mlflow [--host auto] [--port 5000]
         [--artifacts-destination s3://bucket/mlflow-artifacts]
+        [--backend-store-uri "$(bash cluster/setup_postgres.sh)" [--database-password-file ~/.pgpass]]
 
 What it does:
 
@@ -12,8 +13,12 @@ What it does:
   through ``ray attach --port-forward 5000`` (an SSH tunnel to the head's 127.0.0.1); a public or wildcard
   address (``0.0.0.0``) is refused;
 - accepts only Host headers naming that address or loopback (``MLFLOW_SERVER_ALLOWED_HOSTS``);
-- keeps runs in a sqlite file on the head's disk and proxies artifacts (``--serve-artifacts``) to
-  ``--artifacts-destination`` (a bucket, or a folder on the head), so workers need no bucket credentials;
+- keeps runs in the database ``--backend-store-uri`` names: on a cluster the head's own PostgreSQL
+  (``cluster/setup_postgres.sh``, on 127.0.0.1; an external database's URL can replace it), because many trials
+  write at once; a sqlite file on the head's disk when none is given. A URI never holds the password (it would
+  show in ``ps``): libpq reads it from ``~/.pgpass`` or ``--database-password-file`` (mode 0600);
+- proxies artifacts (``--serve-artifacts``) to ``--artifacts-destination`` (a bucket, or a folder on the head),
+  so workers need no bucket credentials;
 - stops a server it started before (pid file), waits until ``/health`` answers, writes the tracking URI to
   ``<store>/tracking_uri`` and prints it as the last stdout line;
 - requires a login (``--auth basic``, the default): MLflow's basic-auth app (``--app-name basic-auth``) with
@@ -148,6 +153,18 @@ def auth_environment(store: pathlib.Path) -> dict[str, str]:
     return {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_key.read_text().strip()}
 
 
+def check_backend_store_uri(uri: str) -> str:
+    """Return ``uri`` unless it carries a password (``user:secret@host``); raise ``ValueError`` naming the fix."""
+    from urllib import parse
+
+    if "://" in uri and not uri.startswith("sqlite"):
+        if parse.urlsplit(uri).password:
+            raise ValueError("--backend-store-uri holds a password, which every user of this machine sees in ps; "
+                             "drop it from the URI and put it in ~/.pgpass (host:port:database:user:password, "
+                             "mode 0600) or --database-password-file")
+    return uri
+
+
 def wait_healthy(url: str, *, timeout_seconds: float, process: subprocess.Popen | None = None) -> None:
     """Poll ``<url>/health`` until it answers 200; raise ``OSError`` on timeout or when the server exited."""
     deadline = time.monotonic() + timeout_seconds
@@ -185,7 +202,8 @@ def stop_previous(pid_file: pathlib.Path) -> None:
 
 
 def start(*, host: str, port: int, store: str | os.PathLike, artifacts_destination: str = "",
-          backend_store_uri: str = "", timeout_seconds: float = 90.0, auth: str = "basic") -> str:
+          backend_store_uri: str = "", database_password_file: str = "", timeout_seconds: float = 90.0,
+          auth: str = "basic") -> str:
     """Start the server detached (its own session, survives the SSH command), return its tracking URI.
 
     Parameters
@@ -199,13 +217,16 @@ def start(*, host: str, port: int, store: str | os.PathLike, artifacts_destinati
     artifacts_destination : str
         Bucket URI or folder the server stores artifacts in; default ``<store>/artifacts``.
     backend_store_uri : str
-        SQLAlchemy URI of the run store; default ``sqlite:///<store>/mlflow.db``.
+        SQLAlchemy URI of the run store, without a password; default ``sqlite:///<store>/mlflow.db``.
+    database_password_file : str
+        libpq password file (``PGPASSFILE``) for the run store; default ``~/.pgpass``.
     timeout_seconds : float
         How long to wait for ``/health``, in seconds.
     auth : str
         ``basic`` (a login, see the module docstring) or ``none``.
     """
     host = detect_private_address() if host == "auto" else host
+    backend_store_uri = check_backend_store_uri(backend_store_uri)
     store = pathlib.Path(store).expanduser().resolve()
     store.mkdir(parents=True, exist_ok=True)
     if auth == "basic":
@@ -219,6 +240,8 @@ def start(*, host: str, port: int, store: str | os.PathLike, artifacts_destinati
     environment = dict(os.environ, MLFLOW_SERVER_ALLOWED_HOSTS=allowed_hosts(host, port),
                        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
                        **(auth_environment(store) if auth == "basic" else {}))
+    if database_password_file:
+        environment["PGPASSFILE"] = str(pathlib.Path(database_password_file).expanduser().resolve())
     with open(store / "mlflow-server.log", "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True, cwd=store, env=environment)
@@ -239,7 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default 5000).")
     parser.add_argument("--store", default="~/glovesweep-mlflow", help="Head folder for the run store and log.")
     parser.add_argument("--artifacts-destination", default="", help="Bucket URI or folder; default <store>/artifacts.")
-    parser.add_argument("--backend-store-uri", default="", help="Run store URI; default sqlite:///<store>/mlflow.db.")
+    parser.add_argument("--backend-store-uri", default="",
+                        help="Run store URI without a password (cluster/setup_postgres.sh prints one); default "
+                             "sqlite:///<store>/mlflow.db.")
+    parser.add_argument("--database-password-file", default="",
+                        help="libpq password file for the run store (default: ~/.pgpass).")
     parser.add_argument("--timeout", type=float, default=90.0, help="Seconds to wait for /health.")
     parser.add_argument("--stop", action="store_true", help="Stop the server started from --store and exit.")
     parser.add_argument("--auth", choices=("basic", "none"), default="basic",
@@ -250,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         url = start(host=args.host, port=args.port, store=args.store, artifacts_destination=args.artifacts_destination,
-                    backend_store_uri=args.backend_store_uri, timeout_seconds=args.timeout, auth=args.auth)
+                    backend_store_uri=args.backend_store_uri, database_password_file=args.database_password_file,
+                    timeout_seconds=args.timeout, auth=args.auth)
     except (ValueError, OSError) as error:
         print(f"start_mlflow: error: {error}", file=sys.stderr)
         return 2

@@ -1,7 +1,8 @@
 """The ``glovesweep`` command line.
 
-Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``main(args) -> int``; the
-table below maps names to modules, imported only when the subcommand runs (``--help`` stays fast).
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``main(args) -> int`` (or in an
+object of a module that holds several, ``module:object``); the table below maps names to them, imported only
+when the subcommand runs (``--help`` stays fast).
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ COMMANDS = {
     "ui": ("sweeps.ui", "Open the MLflow UI on the sweep's tracking store."),
     "plan": ("sweeps.plan", "Show what a sweep will train (merging identical cells) and its estimated CPU hours."),
     "report": ("sweeps.report", "Tabulate a sweep's runs and attribute the accuracy gap to its factors."),
+    "submit": ("sweeps.service:SUBMIT", "Submit a sweep file as a Ray job to a running cluster's job server."),
+    "status": ("sweeps.service:STATUS", "Show a submitted sweep's progress, or one line per sweep on the cluster."),
+    "list": ("sweeps.service:LIST", "One line per sweep submitted to the cluster (as 'status' without an id)."),
+    "logs": ("sweeps.service:LOGS", "Print (or --follow) a submitted sweep's driver output."),
+    "cancel": ("sweeps.service:CANCEL", "Stop a submitted sweep: its driver, trials and actors; runs end KILLED."),
 }
 
 
@@ -44,14 +50,21 @@ def single_line(text: str) -> str:
     return "; ".join(line.strip() for line in ANSI_ESCAPE.sub("", text).splitlines() if line.strip())
 
 
+def implementation(name: str):
+    """The module (or ``module:object``) that implements subcommand ``name``."""
+    module_name, _, attribute = COMMANDS[name][0].partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attribute) if attribute else module
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = OneLineParser(prog="glovesweep", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="Log at INFO level.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, (_, help_text) in COMMANDS.items():
         subparser = subparsers.add_parser(name, help=help_text, description=help_text)
         if name == only:
-            importlib.import_module(module_name).add_arguments(subparser)
+            implementation(name).add_arguments(subparser)
     return parser
 
 
@@ -67,7 +80,12 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # When MLflow was imported before the variable.
-    module = importlib.import_module(COMMANDS[args.command][0])
+    module = implementation(args.command)
+    if os.environ.get("GLOVESWEEP_SWEEP_ID"):
+        # Inside a submitted sweep's Ray job: 'glovesweep cancel' (SIGTERM) ends it like Ctrl-C does.
+        from sweeps import job_entry
+
+        job_entry.stop_on_sigterm()
     try:
         return int(module.main(args) or 0)
     except (ValueError, OSError) as error:

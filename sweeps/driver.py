@@ -74,7 +74,7 @@ class SweepResult:
 
 # --------------------------------------------------------------------------------------------- command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep_file", help="A sweep file, e.g. sweeps/quick.yaml.")
+    parser.add_argument("sweep_file", nargs="?", help="A sweep file, e.g. sweeps/quick.yaml.")
     parser.add_argument("--smoke-test", action="store_true",
                         help="Apply the file's 'smoke' overrides (tiny data, few epochs, one seed).")
     add_runtime_arguments(parser)
@@ -84,6 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage-path", default=None, help="Ray storage path overriding the file's storage_path.")
     parser.add_argument("--no-report", action="store_true",
                         help="Do not write the report (and the answer on the parent run) when the sweep ends.")
+    # Set by 'glovesweep submit' for the sweep's Ray job (sweeps.job_entry); not for use by hand.
+    parser.add_argument("--sweep-from-env", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--parent-run-id", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--experiment-name", default=None, help=argparse.SUPPRESS)
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +105,12 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.sweep_from_env:
+        from sweeps import job_entry
+
+        return job_entry.run_submitted(args)
+    if not args.sweep_file:
+        raise ValueError("give a sweep file, e.g. glovesweep run sweeps/quick.yaml")
     spec = spec_module.load_sweep(args.sweep_file, smoke_test=args.smoke_test)
     overrides = {}
     if args.tracking_uri:
@@ -136,6 +146,7 @@ def run_sweep(
     num_cpus: int | None = None,
     include_dashboard: bool = False,
     experiment_name: str | None = None,
+    parent_run_id: str | None = None,
 ) -> SweepResult:
     """Run a validated sweep to the end; every trial is logged to MLflow under one parent run.
 
@@ -150,6 +161,8 @@ def run_sweep(
         process already joined).
     experiment_name : str, optional
         Folder name under ``spec.storage_path``; default ``<name>-<UTC timestamp>``.
+    parent_run_id : str, optional
+        A parent run created before (``glovesweep submit``); default: a new one.
 
     Raises
     ------
@@ -175,10 +188,16 @@ def run_sweep(
     name = experiment_name or f"{spec.name}{'-smoke' if spec.smoke_test else ''}-" \
                               f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%d-%H%M%S}"
     sweep_dir = state_module.join(spec.storage_path, name)
-    parent_run_id = tracking.start_parent_run(spec.tracking_uri, experiment_id, spec=spec, tags={
-        names.GIT_COMMIT_TAG: commit, names.GIT_DIRTY_TAG: str(dirty).lower(),
-        names.VERSIONS_TAG: tracking.package_versions(), names.SWEEP_DIR_TAG: sweep_dir,
-        names.SWEEP_FILE_TAG: spec.source_path}, params=parent_run.parent_params(spec))
+    tags = {names.GIT_COMMIT_TAG: commit, names.GIT_DIRTY_TAG: str(dirty).lower(),
+            names.VERSIONS_TAG: tracking.package_versions(), names.SWEEP_DIR_TAG: sweep_dir,
+            names.SWEEP_FILE_TAG: spec.source_path}
+    if parent_run_id:
+        # 'glovesweep submit' created the parent run before the job started.
+        tracking.set_run_tags(spec.tracking_uri, parent_run_id, tags)
+        tracking.log_to_run(spec.tracking_uri, parent_run_id, params=parent_run.parent_params(spec))
+    else:
+        parent_run_id = tracking.start_parent_run(spec.tracking_uri, experiment_id, spec=spec, tags=tags,
+                                                  params=parent_run.parent_params(spec))
     state = state_module.SweepState(
         sweep_text=spec.source_text, source_path=spec.source_path, smoke_test=spec.smoke_test,
         base_dir=str(pathlib.Path.cwd()), tracking_uri=spec.tracking_uri, storage_path=spec.storage_path,

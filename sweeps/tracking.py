@@ -269,3 +269,32 @@ def _param_text(value: Any) -> str:
         return "nan"
     return str(value)
 
+
+
+# ------------------------------------------------------------------------------ the sweep service (submit)
+SWEEP_DIR_TAG = "glovesweep.sweep_dir"
+SWEEP_ID_TAG = "glovesweep.sweep_id"
+# Set by the sweep's job once the cluster can run its trials, or to the reason why it never can.
+RESOURCES_TAG = "glovesweep.resources"
+
+
+def set_run_tags(tracking_uri: str, run_id: str, tags: dict[str, Any]) -> None:
+    """Set (or overwrite) tags of an existing run."""
+    from mlflow import entities
+
+    items = [entities.RunTag(key, str(value)) for key, value in tags.items()]
+    _retry(lambda: _client(tracking_uri).log_batch(run_id, tags=items), what="set run tags")
+
+
+def get_run(tracking_uri: str, run_id: str):
+    """The run (``mlflow.entities.Run``); ``OSError`` naming the store when it holds no such run."""
+    try:
+        return _retry(lambda: _client(tracking_uri).get_run(run_id), what="get run")
+    except Exception as error:  # noqa: BLE001 - MLflow raises MlflowException for a missing run
+        raise OSError(f"MLflow tracking store {tracking_uri} has no run {run_id} ({error})") from error
+
+
+def metric_steps(tracking_uri: str, run_id: str, key: str) -> list[int]:
+    """Steps at which ``key`` was logged in a run, sorted."""
+    history = _retry(lambda: _client(tracking_uri).get_metric_history(run_id, key), what="metric history")
+    return sorted(metric.step for metric in history)

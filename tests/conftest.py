@@ -284,3 +284,128 @@ def _tiny_corpora_hold_few_groups():
         os.environ.pop(data_module.ALLOW_GROUP_SUBSET_ENV, None)
     else:
         os.environ[data_module.ALLOW_GROUP_SUBSET_ENV] = previous
+
+# ----------------------------------------------------------- a real Ray head with its job server (sweeps/service)
+import dataclasses as _dataclasses  # noqa: E402 - appended section
+import secrets  # noqa: E402
+import signal  # noqa: E402
+import tempfile  # noqa: E402
+
+RAY_BIN = pathlib.Path(sys.executable).parent
+
+
+@_dataclasses.dataclass
+class RayHead:
+    """A head started by ``ray start`` in its own process group: its job server URL, environment and folders."""
+
+    url: str
+    address: str
+    environment: dict
+    temp_dir: pathlib.Path
+    process_group: int
+    log: pathlib.Path
+
+    def stop(self) -> None:
+        """Kill this head's processes only (``ray stop`` would stop every Ray on the machine)."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in head_pids(self.temp_dir, self.process_group):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            time.sleep(1 if sig == signal.SIGTERM else 0)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def head_pids(temp_dir: pathlib.Path, process_group: int) -> list[int]:
+    """Processes of one head: its process group, and any process naming its temp folder (workers, job drivers)."""
+    found = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            group = os.getpgid(int(entry.name))
+        except (OSError, ProcessLookupError):
+            continue
+        if group == process_group or str(temp_dir) in command:
+            found.append(int(entry.name))
+    return found
+
+
+def ray_environment(folder: pathlib.Path, **extra) -> dict:
+    """The environment a test head runs with: this interpreter's bin first, this checkout importable, a fresh
+    token (written to a file, as ``ray get-auth-token --generate`` does) and token authentication on."""
+    token_file = pathlib.Path(folder) / "auth_token"
+    token_file.write_text(secrets.token_hex(32))
+    token_file.chmod(0o600)
+    environment = dict(os.environ, PATH=f"{RAY_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                       PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+                       RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file),
+                       MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    for name in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN", "GLOVESWEEP_CLUSTER",
+                 "GLOVESWEEP_SHARED_STORAGE", "MLFLOW_TRACKING_URI"):
+        environment.pop(name, None)
+    environment.update(extra)
+    return environment
+
+
+def head_start_flags(temp_dir: pathlib.Path, dashboard_port: int) -> list[str]:
+    """Flags that keep a test head to itself: free ports (Ray's defaults are fixed numbers), its own temp folder."""
+    return [f"--dashboard-port={dashboard_port}", f"--temp-dir={temp_dir}", f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}", "--min-worker-port=0", "--max-worker-port=0",
+            "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+
+
+def wait_for_job_server(url: str, *, timeout: float) -> None:
+    """Poll ``url/api/version`` until the server answers at all (401 counts: token authentication is on)."""
+    import urllib.error
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/api/version", timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.25)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def start_ray_head(command: str, *, environment: dict, cwd: pathlib.Path, temp_dir: pathlib.Path,
+                   dashboard_port: int, log: pathlib.Path) -> RayHead:
+    """Run a shell ``command`` that starts a head (it returns once the head is up) in a new process group, and
+    wait for the job server on ``dashboard_port``."""
+    with open(log, "ab") as stream:
+        process = subprocess.Popen(["bash", "-c", command], env=environment, cwd=cwd, stdout=stream,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    head = RayHead(url=f"http://127.0.0.1:{dashboard_port}", address="", environment=environment,
+                   temp_dir=temp_dir, process_group=process.pid, log=log)
+    try:
+        returncode = process.wait(timeout=180)
+        if returncode != 0:
+            raise RuntimeError(f"the head start command exited with {returncode}")
+        wait_for_job_server(head.url, timeout=120)
+    except (RuntimeError, subprocess.TimeoutExpired) as error:
+        head.stop()
+        pytest.fail(f"{error}\n{log.read_text()[-4000:]}")
+    return head
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory):
+    """A real Ray head (2 CPUs, no GPU) with its job server on 127.0.0.1, as ``ray start --head --dashboard-host
+    127.0.0.1`` starts it; stopped (its processes only) at the end."""
+    # Unix socket paths are limited to 107 bytes: Ray's session folder must sit under a short path.
+    temp_dir = pathlib.Path(tempfile.mkdtemp(prefix="gs-head-", dir="/tmp"))
+    # Job drivers run in the folder 'ray start' ran in: keep it free of a 'ray' folder that Python would import.
+    cwd = tmp_path_factory.mktemp("ray-head-cwd")
+    dashboard_port = free_port()
+    environment = ray_environment(cwd)
+    command = " ".join([str(RAY_BIN / "ray"), "start", "--head", f"--port={free_port()}", "--num-cpus=2",
+                        "--num-gpus=0", "--dashboard-host=127.0.0.1", *head_start_flags(temp_dir, dashboard_port)])
+    head = start_ray_head(command, environment=environment, cwd=cwd, temp_dir=temp_dir,
+                          dashboard_port=dashboard_port, log=cwd / "head.log")
+    yield head
+    head.stop()

@@ -263,3 +263,42 @@ def test_lock_file_satisfies_pyproject_and_pins_the_installed_ray():
     # The YAMLs were validated with this Ray; the nodes must run the same one.
     assert locked["ray"] == ray.__version__
     assert locked["tensorflow"] == importlib.metadata.version("tensorflow")
+
+
+# ------------------------------------------------------------------------------ the sweep service on a cluster
+@pytest.mark.parametrize("path", YAMLS, ids=lambda path: path.name)
+def test_the_head_serves_jobs_on_loopback_with_postgres_behind_mlflow(path):
+    """The job server (the dashboard) on 127.0.0.1 only, reached through `ray dashboard`; the MLflow server's run
+    store from cluster/setup_postgres.sh; the autoscaler config recorded for submit's resource check."""
+    config = load(path)
+    head_start = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head_start and "--include-dashboard=false" not in head_start
+    assert 'MLFLOW_DATABASE=$(bash ~/glovesweep/cluster/setup_postgres.sh)' in head_start
+    assert '--backend-store-uri "$MLFLOW_DATABASE"' in head_start
+    # PostgreSQL is installed and initialised at setup, before the first start needs it.
+    setup = config["setup_commands"] + config["head_setup_commands"]
+    assert setup.index(next(c for c in setup if "setup_node.sh" in c)) < setup.index(
+        next(c for c in setup if "setup_postgres.sh" in c))
+    assert not any("setup_postgres.sh" in command for command in config["worker_setup_commands"])
+    environment = head_environment(config)
+    assert environment["GLOVESWEEP_AUTOSCALING_CONFIG"] == "$HOME/ray_bootstrap_config.yaml"
+    assert "--autoscaling-config=~/ray_bootstrap_config.yaml" in head_start
+
+
+def test_setup_postgres_listens_on_loopback_and_keeps_the_password_off_command_lines():
+    script = (CLUSTER / "setup_postgres.sh").read_text()
+    result = subprocess.run(["bash", "-n", str(CLUSTER / "setup_postgres.sh")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "listen_addresses=127.0.0.1" in script and "0.0.0.0" not in script and "listen_addresses='*'" not in script
+    assert "--auth-host=scram-sha-256" in script and "chmod 600" in script
+    # The password reaches psql on stdin (printf is a builtin), never as an argument.
+    assert "PASSWORD '%s'" in script and '-c "CREATE ROLE' not in script
+
+
+def test_pyproject_makes_ray_default_a_main_dependency():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    ray_requirement = next(requirements_module.Requirement(text) for text in pyproject["project"]["dependencies"]
+                           if text.startswith("ray"))
+    assert {"default", "tune"} <= ray_requirement.extras
+    assert importlib.util.find_spec("ray.job_submission") is not None
+    import aiohttp_cors  # noqa: F401 - ray[default]'s dashboard dependency, present in a plain install
