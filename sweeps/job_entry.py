@@ -102,6 +102,7 @@ def stop_on_sigterm() -> None:
 def run_submitted(args: argparse.Namespace) -> int:
     """``glovesweep run --sweep-from-env``: the submitted sweep, into the parent run ``submit`` created."""
     from sweeps import driver
+    from sweeps import parent_run
     from sweeps import resources_check
     from sweeps import shared_data
 
@@ -133,6 +134,7 @@ def run_submitted(args: argparse.Namespace) -> int:
         result = driver.run_sweep(spec, experiment_name=args.experiment_name, parent_run_id=args.parent_run_id,
                                   **options)
         outcome = ""
+        parent_run.conclude(spec, result, data_checksums=result.data_checksums, write_report=not args.no_report)
         return 0 if result.ok else 1
     except KeyboardInterrupt:
         outcome = "KILLED"
