@@ -22,6 +22,9 @@ GLOVE_DIMS = (50, 100, 200, 300)
 EMBEDDING_MODES = ("frozen", "trainable", "random")
 SIZING_POLICIES = ("vocab_plus_one", "num_words", "num_words_plus_one")
 ARCHITECTURES = ("blog_flatten", "global_max", "kerasio2020")
+# How train() computes the same network: fast skips the padding's work (trainer/fastpath.py) where it is exact
+# and falls back to keras elsewhere; keras is model.fit over the full padded rows.
+COMPUTE_PATHS = ("fast", "keras")
 # scikit-learn baselines (trainer/baselines.py) and the fields their result depends on: everything that
 # shapes the split; vectorizer, GloVe, embedding, sizing, architecture and epochs do not touch it.
 BASELINES = ("multinomial_nb", "linear_svm")
@@ -57,6 +60,7 @@ FIELD_HELP = {
     "learning_rate": "RMSprop learning rate (Keras default 0.001), constant.",
     "seed": "Seed for the split, weight init and per-epoch shuffle.",
     "deterministic": "Enable TensorFlow op determinism (same seed on CPU -> same metrics).",
+    "compute_path": "fast: skip pre-padding's work, same function and gradients (else keras); keras: model.fit.",
 }
 
 
@@ -84,6 +88,7 @@ class TrainerConfig:
     learning_rate: float = 0.001
     seed: int = 0
     deterministic: bool = True
+    compute_path: str = "fast"
 
     def __post_init__(self) -> None:
         _check_choice("dataset", self.dataset, DATASETS)
@@ -94,6 +99,7 @@ class TrainerConfig:
         _check_choice("embedding", self.embedding, EMBEDDING_MODES)
         _check_choice("sizing", self.sizing, SIZING_POLICIES)
         _check_choice("architecture", self.architecture, ARCHITECTURES)
+        _check_choice("compute_path", self.compute_path, COMPUTE_PATHS)
         _check_type("data_path", self.data_path, str)
         _check_type("glove_path", self.glove_path, str)
         for name in ("dedup", "deterministic"):

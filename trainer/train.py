@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import config as config_module
+from trainer import fastpath as fastpath_module
 from trainer import model as model_module
 from trainer import prepare as prepare_module
 
@@ -68,8 +69,10 @@ def _restore(model: keras.Model, config: config_module.TrainerConfig, directory:
     except (OSError, ValueError) as error:
         raise OSError(f"cannot resume from {directory}: {error}") from error
     saved = config_module.TrainerConfig.from_dict(state["config"])
-    if saved.replace(epochs=config.epochs) != config:
-        raise ValueError(f"checkpoint in {directory} was written for a different config; only 'epochs' may differ")
+    # Both compute paths train the same variables, so a checkpoint of one resumes on the other.
+    if saved.replace(epochs=config.epochs, compute_path=config.compute_path) != config:
+        raise ValueError(f"checkpoint in {directory} was written for a different config; only 'epochs' and "
+                         f"'compute_path' may differ")
     for index, variable in enumerate(model.weights):
         if f"model_{index}" in arrays:
             variable.assign(arrays[f"model_{index}"])
@@ -136,12 +139,22 @@ def train(
     finished = 0
     if resume is not None:
         finished, history = _restore(model, config, resume)
+    # The fast path computes the same function and gradients over the same variables (trainer/fastpath.py);
+    # where it would not be exact, the Keras path runs.
+    fast = None
+    if config.compute_path == "fast" and fastpath_module.supports(config):
+        fast = fastpath_module.FastPath(model, config.sequence_length)
     for epoch in range(finished + 1, config.epochs + 1):
         order = epoch_order(config, epoch, len(data.x_train))
         started = time.perf_counter()
-        result = model.fit(data.x_train[order], data.y_train[order], batch_size=config.batch_size, epochs=1,
-                           shuffle=False, validation_data=(data.x_val, data.y_val), verbose=0)
-        metrics = {name: float(result.history[name][-1]) for name in ("loss", "acc", "val_loss", "val_acc")}
+        if fast is None:
+            result = model.fit(data.x_train[order], data.y_train[order], batch_size=config.batch_size, epochs=1,
+                               shuffle=False, validation_data=(data.x_val, data.y_val), verbose=0)
+            metrics = {name: float(result.history[name][-1]) for name in ("loss", "acc", "val_loss", "val_acc")}
+        else:
+            metrics = fast.train_epoch(data.x_train[order], data.y_train[order], config.batch_size)
+            validation = fast.evaluate(data.x_val, data.y_val, config.batch_size)
+            metrics.update(val_loss=validation["loss"], val_acc=validation["acc"])
         metrics["epoch_seconds"] = time.perf_counter() - started
         history["epoch"].append(epoch)
         for name in METRICS:
