@@ -1,5 +1,9 @@
 """The padding-skipping path computes the Keras path's function: logits, every gradient, one optimizer step."""
 
+import importlib.util
+import json
+import pathlib
+
 import keras
 import numpy as np
 import pytest
@@ -9,7 +13,10 @@ from trainer import config as config_module
 from trainer import fastpath as fastpath_module
 from trainer import model as model_module
 from trainer import train as train_module
+from tests import conftest
 from tests import test_train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 ROWS, CLASSES = 40, 5
 TOLERANCE = dict(rtol=2e-4, atol=2e-5)
@@ -187,3 +194,34 @@ def test_train_metrics_match_and_checkpoints_cross_paths(tmp_path):
     resumed = train_module.train(test_train.small(epochs=2, compute_path="keras"), data,
                                  resume=tmp_path / "fast" / "1")
     np.testing.assert_allclose(resumed["val_loss"], histories["keras"]["val_loss"], rtol=1e-4)
+
+
+def load_equivalence_script():
+    spec = importlib.util.spec_from_file_location("fastpath_equivalence", ROOT / "scripts" / "fastpath_equivalence.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_equivalence_script_smoke_on_a_tiny_archive(tmp_path):
+    home = conftest.build_tiny_data_home(tmp_path, versions=("19997",))
+    out = tmp_path / "equivalence.json"
+    report = load_equivalence_script().main(["--smoke", "--data-dir", str(home), "--out", str(out)])
+    assert json.loads(out.read_text())["final_val_acc"] == report["final_val_acc"]
+    assert [(run["seed"], run["compute_path"]) for run in report["runs"]] == [
+        (0, "keras"), (0, "fast"), (1, "keras"), (1, "fast")]
+    # One optimizer step on the tiny set: both paths' validation losses agree to float tolerance.
+    keras_runs, fast_runs = report["runs"][0::2], report["runs"][1::2]
+    for keras_run, fast_run in zip(keras_runs, fast_runs):
+        np.testing.assert_allclose(fast_run["val_loss"], keras_run["val_loss"], rtol=1e-4)
+    assert report["difference_per_seed"] == [fast - keras for fast, keras in
+                                             zip(report["final_val_acc"]["fast"], report["final_val_acc"]["keras"])]
+
+
+def test_equivalence_verdict_compares_path_differences_with_the_seed_range():
+    compare = load_equivalence_script().compare
+    verdict = compare({"keras": [0.90, 0.93, 0.92], "fast": [0.91, 0.92, 0.92]})
+    assert verdict["largest_difference"] == pytest.approx(0.01)
+    assert verdict["spread"]["keras"] == pytest.approx(0.03)
+    assert verdict["within_seed_noise"]
+    assert not compare({"keras": [0.90, 0.91, 0.90], "fast": [0.95, 0.91, 0.90]})["within_seed_noise"]
