@@ -21,15 +21,19 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-# name -> (environment, fast-path tiers, intra-op threads or 0 for TensorFlow's default)
+# name -> (environment, fast-path tiers or 0 for the Keras path, intra-op threads or 0 for TensorFlow's
+# default, trials run at once, mixed_bfloat16 policy)
 VARIANTS = {
-    "keras_path": ({}, 0, 0),
-    "fast_tiers4": ({}, 4, 0),
-    "fast_tiers1": ({}, 1, 0),
-    "fast_tiers2": ({}, 2, 0),
-    "fast_tiers8": ({}, 8, 0),
-    "fast_tiers4_onednn_off": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, 4, 0),
-    "fast_tiers4_one_thread": ({}, 4, 1),
+    "keras_path": ({}, 0, 0, 1, False),
+    "fast_tiers4": ({}, 4, 0, 1, False),
+    "fast_tiers1": ({}, 1, 0, 1, False),
+    "fast_tiers2": ({}, 2, 0, 1, False),
+    "fast_tiers8": ({}, 8, 0, 1, False),
+    "fast_tiers4_onednn_off": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, 4, 0, 1, False),
+    "fast_tiers4_one_thread": ({}, 4, 1, 1, False),
+    # Two trials at once, one thread each: the time per trial is the pair's mean over 2 (throughput).
+    "fast_tiers4_two_trials_one_thread": ({}, 4, 1, 2, False),
+    "keras_path_bfloat16": ({}, 0, 0, 1, True),
 }
 
 
@@ -47,6 +51,10 @@ def worker(args: argparse.Namespace) -> None:
     from trainer import train as train_module
 
     config = config_module.TrainerConfig()
+    if args.bfloat16:
+        import keras
+
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     data = prepare_module.prepare(config, data_home=args.data_dir)
     count = args.batches * config.batch_size
     x, y = data.x_train[:count], data.y_train[:count]
@@ -77,6 +85,7 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tiers", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--bfloat16", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -85,15 +94,21 @@ def main() -> None:
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(args.rounds):
         for name in names:
-            environment, tiers, threads = VARIANTS[name]
-            completed = subprocess.run(
-                [sys.executable, __file__, "--worker", "--data-dir", args.data_dir, "--batches", str(args.batches),
-                 "--tiers", str(tiers), "--threads", str(threads)],
-                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **environment), cwd=ROOT, capture_output=True,
-                text=True)
-            if completed.returncode != 0:
-                sys.exit(f"variant {name} failed:\n{completed.stderr[-3000:]}")
-            result = json.loads(next(line[7:] for line in completed.stdout.splitlines() if line.startswith("RESULT ")))
+            environment, tiers, threads, trials, bfloat16 = VARIANTS[name]
+            command = [sys.executable, __file__, "--worker", "--data-dir", args.data_dir, "--batches",
+                       str(args.batches), "--tiers", str(tiers), "--threads", str(threads)]
+            command += ["--bfloat16"] if bfloat16 else []
+            processes = [subprocess.Popen(command, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **environment),
+                                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         for _ in range(trials)]
+            timings = []
+            for process in processes:
+                stdout, stderr = process.communicate()
+                if process.returncode != 0:
+                    sys.exit(f"variant {name} failed:\n{stderr[-3000:]}")
+                timings.append(json.loads(next(line[7:] for line in stdout.splitlines()
+                                               if line.startswith("RESULT ")))["seconds"])
+            result = {"seconds": statistics.mean(timings) / trials}
             seconds[name].append(result["seconds"])
             print(f"round {round_index + 1} {name}: {result['seconds']:.2f} s", flush=True)
     baseline = names[0]
