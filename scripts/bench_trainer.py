@@ -137,7 +137,17 @@ def worker(args: argparse.Namespace) -> None:
         windows = real_windows(data.x_train)
         train_flops = sum(window_flops(row, config.glove_dim)[0] for row in windows.tolist())
         inference_flops = sum(window_flops(row, config.glove_dim)[1] for row in real_windows(data.x_val).tolist())
+        # Token windows the fast path's conv1 runs, as a fraction of the dense ones, over epoch 1's batches.
+        from trainer import fastpath as fastpath_module
+
+        geometry = fastpath_module.Geometry(config.sequence_length)
+        padding = fastpath_module.leading_padding(data.x_train[train_module.epoch_order(config, 1, len(data.x_train))])
+        run_tokens = sum(len(members) * (config.sequence_length - 5 * constant)
+                         for start in range(0, len(padding), config.batch_size)
+                         for members, constant in fastpath_module.plan_tiers(
+                             padding[start:start + config.batch_size], geometry, fastpath_module.DEFAULT_TIERS))
         result = {"num_train": len(data.x_train), "num_val": len(data.x_val),
+                  "fast_path_token_fraction": run_tokens / (len(padding) * config.sequence_length),
                   "real_epoch_flops": train_flops + inference_flops,
                   "real_tokens_mean": float((data.x_train != 0).sum(axis=1).mean()),
                   "real_windows_mean": windows.mean(axis=0).tolist()}

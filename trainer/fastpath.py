@@ -156,6 +156,30 @@ def tier_bounds(widths: np.ndarray, tiers: int) -> list[tuple[int, int]]:
     return bounds[::-1]
 
 
+def plan_tiers(padding: np.ndarray, geometry: Geometry, tiers: int) -> list[tuple[np.ndarray, int]]:
+    """Group a batch's documents into length tiers of least padded work.
+
+    Parameters
+    ----------
+    padding : np.ndarray of int, shape (documents,)
+        Leading padding ids per document (``leading_padding``).
+    geometry : Geometry
+    tiers : int
+
+    Returns
+    -------
+    list of (members, constant_pool1): row indices into the batch, and the pool1 positions that are constant
+    for all of them; the tier runs on tokens ``5 * constant_pool1`` onward.
+    """
+    # Rounding a1 down to a multiple of 5 keeps more (still exact) and leaves ~40 distinct tail lengths,
+    # so the convolution kernels see few distinct shapes.
+    constant = (geometry.constant_pool1(padding) // KERNEL) * KERNEL
+    order = np.argsort(-constant, kind="stable")
+    widths = geometry.sequence_length - KERNEL * constant[order]
+    return [(order[start:stop], int(constant[order[start:stop]].min()))
+            for start, stop in tier_bounds(widths, tiers)]
+
+
 @dataclasses.dataclass
 class _Layers:
     """The model's layers in call order, found by type (the structure ``trainer.model`` builds)."""
@@ -282,7 +306,7 @@ class FastPath:
                 tf.constant(constant_steps > 0))
 
     def plan(self, token_ids: np.ndarray, padding: np.ndarray, tiers: int):
-        """Split a batch into length tiers.
+        """Split a batch into length tiers (``plan_tiers``) and make their tensors.
 
         Parameters
         ----------
@@ -296,15 +320,11 @@ class FastPath:
         (tuple of tier tensors, restore) where ``restore`` (int32, documents) puts the tiers' concatenated
         rows back in batch order.
         """
-        # Rounding a1 down to a multiple of 5 keeps more (still exact) and leaves ~40 distinct tail lengths,
-        # so the convolution kernels see few distinct shapes.
-        constant = (self.geometry.constant_pool1(padding) // KERNEL) * KERNEL
-        order = np.argsort(-constant, kind="stable")
-        widths = self.geometry.sequence_length - KERNEL * constant[order]
-        parts = []
-        for start, stop in tier_bounds(widths, tiers):
-            members = order[start:stop]
-            parts.append(self._tier(token_ids[members], int(constant[members].min())))
+        parts, order = [], []
+        for members, constant_pool1 in plan_tiers(padding, self.geometry, tiers):
+            parts.append(self._tier(token_ids[members], constant_pool1))
+            order.append(members)
+        order = np.concatenate(order)
         restore = np.empty(len(order), dtype=np.int32)
         restore[order] = np.arange(len(order), dtype=np.int32)
         return tuple(parts), tf.constant(restore)
