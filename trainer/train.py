@@ -83,7 +83,12 @@ def _restore(model: keras.Model, config: config_module.TrainerConfig, directory:
 
 
 def seed_everything(config: config_module.TrainerConfig) -> None:
-    """Seed Python, NumPy and TensorFlow; with ``deterministic`` also make TF ops deterministic."""
+    """Reset Keras' global state, seed Python, NumPy and TensorFlow; with ``deterministic`` also make TF ops
+    deterministic."""
+    # Layer names come from a per-process counter, and Grappler's arithmetic optimizer orders the sum of a
+    # variable's gradients from several uses (the fast path's tiers) by node name: a fresh state makes a
+    # second run in one process (a reused Ray worker) repeat a first run bit for bit.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         # Same seed on CPU -> same metrics. (GPU cuDNN kernels are deterministic too under this flag.)
