@@ -23,14 +23,15 @@ order before the dense head, so that Dropout draws the same mask as the Keras pa
 
 Scope: the keras2 vectorizer (pre-padding), a frozen embedding, and every architecture whose final pooling
 covers all conv3 outputs (``global_max``, ``kerasio2020``, and ``blog_flatten`` where MaxPooling1D(35) sees
-exactly 35 steps, i.e. 999-1003 tokens). ``supports`` is False elsewhere and ``train()`` uses the Keras path:
+exactly 35 steps, i.e. 999-1023 tokens). ``supports`` is False elsewhere and ``train()`` uses the Keras path:
 
 * the kerasio2020 vectorizer post-pads (the constant part is a suffix, not handled here);
 * a trainable (or random, hence trainable) embedding: the gradients are exact here too, padding row
   included (tests/test_fastpath.py checks them), but Keras' RMSprop applies a sparse ``tf.IndexedSlices``
-  gradient slice by slice (``ops.square`` squares each slice before duplicate rows are summed), so the
-  padding row's velocity depends on how many padding positions the gradient was split into; the Keras
-  path splits it into one slice per padding position, this path into a few, and the step would differ.
+  gradient slice by slice (keras/src/optimizers/rmsprop.py ``update_step``: ``ops.square(gradient)`` squares
+  each slice before duplicate rows are summed), so the padding row's velocity depends on how many padding
+  positions the gradient was split into; the Keras path splits it into one slice per padding position, this
+  path into a few, and the step would differ.
 """
 
 from __future__ import annotations
