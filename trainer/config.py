@@ -173,6 +173,10 @@ FACTORS: dict[str, Factor] = {factor.name: factor for factor in (
            data_key=lambda config, hashes: {"split_seed": config.seed if uses_split(config) else None}),
     Factor("deterministic", bool, True, "Enable TensorFlow op determinism (same seed on CPU -> same metrics).",
            "training"),
+    # How train() computes the same network: fast skips pre-padding's work (trainer/fastpath.py) where it is
+    # exact and falls back to keras elsewhere; keras is model.fit over the full padded rows.
+    Factor("compute_path", str, "fast", "fast: skip pre-padding's work, same function and gradients (else keras); "
+           "keras: model.fit.", "training", choices=("fast", "keras")),
 )}
 
 # scikit-learn baselines (trainer/baselines.py); their result depends on the split-stage factors only.

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from trainer import checkpoint_files
 from trainer import config as config_module
+from trainer import fastpath as fastpath_module
 from trainer import model as model_module
 from trainer import paths
 from trainer import prepare as prepare_module
@@ -63,8 +64,10 @@ def _restore(model: keras.Model, config: config_module.TrainerConfig, directory:
     """Load a checkpoint written by ``TrainState.save``; returns (epoch, history)."""
     state, arrays = read_checkpoint(directory)
     saved = config_module.TrainerConfig.from_dict(state["config"])
-    if saved.replace(epochs=config.epochs) != config:
-        raise ValueError(f"checkpoint in {directory} was written for a different config; only 'epochs' may differ")
+    # Both compute paths train the same variables, so a checkpoint of one resumes on the other.
+    if saved.replace(epochs=config.epochs, compute_path=config.compute_path) != config:
+        raise ValueError(f"checkpoint in {directory} was written for a different config; only 'epochs' and "
+                         f"'compute_path' may differ")
     try:
         for index, variable in enumerate(model.weights):
             if f"model_{index}" in arrays:
@@ -78,7 +81,12 @@ def _restore(model: keras.Model, config: config_module.TrainerConfig, directory:
 
 
 def seed_everything(config: config_module.TrainerConfig) -> None:
-    """Seed Python, NumPy and TensorFlow; with ``deterministic`` also make TF ops deterministic."""
+    """Reset Keras' global state, seed Python, NumPy and TensorFlow; with ``deterministic`` also make TF ops
+    deterministic."""
+    # Layer names come from a per-process counter, and Grappler's arithmetic optimizer orders the sum of a
+    # variable's gradients from several uses (the fast path's tiers) by node name: a fresh state makes a
+    # second run in one process (a reused Ray worker) repeat a first run bit for bit.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         # Same seed on CPU -> same metrics. (GPU cuDNN kernels are deterministic too under this flag.)
@@ -134,12 +142,22 @@ def train(
     finished = 0
     if resume is not None:
         finished, history = _restore(model, config, resume)
+    # The fast path computes the same function and gradients over the same variables (trainer/fastpath.py);
+    # where it would not be exact, the Keras path runs.
+    fast = None
+    if config.compute_path == "fast" and fastpath_module.supports(config):
+        fast = fastpath_module.FastPath(model, config.sequence_length)
     for epoch in range(finished + 1, config.epochs + 1):
         order = epoch_order(config, epoch, len(data.x_train))
         started = time.perf_counter()
-        result = model.fit(data.x_train[order], data.y_train[order], batch_size=config.batch_size, epochs=1,
-                           shuffle=False, validation_data=(data.x_val, data.y_val), verbose=0)
-        metrics = {name: float(result.history[name][-1]) for name in ("loss", "acc", "val_loss", "val_acc")}
+        if fast is None:
+            result = model.fit(data.x_train[order], data.y_train[order], batch_size=config.batch_size, epochs=1,
+                               shuffle=False, validation_data=(data.x_val, data.y_val), verbose=0)
+            metrics = {name: float(result.history[name][-1]) for name in ("loss", "acc", "val_loss", "val_acc")}
+        else:
+            metrics = fast.train_epoch(data.x_train[order], data.y_train[order], config.batch_size)
+            validation = fast.evaluate(data.x_val, data.y_val, config.batch_size)
+            metrics.update(val_loss=validation["loss"], val_acc=validation["acc"])
         metrics["epoch_seconds"] = time.perf_counter() - started
         history["epoch"].append(epoch)
         for name in METRICS:

@@ -1,0 +1,239 @@
+"""The padding-skipping path computes the Keras path's function: logits, every gradient, one optimizer step."""
+
+import importlib.util
+import json
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import config as config_module
+from trainer import fastpath as fastpath_module
+from trainer import model as model_module
+from trainer import train as train_module
+from tests import conftest
+from tests import test_train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+ROWS, CLASSES = 40, 5
+TOLERANCE = dict(rtol=2e-4, atol=2e-5)
+
+
+def real_lengths(sequence_length):
+    """Every remainder mod 25, shorter than conv3's 149-token receptive field, empty, full, one short of full."""
+    remainders = [300 + remainder for remainder in range(25)]
+    short = [1, 4, 5, 9, 24, 100, 148, 149, 150]
+    return [0] + short + remainders + [sequence_length - 1, sequence_length]
+
+
+def padded_batch(sequence_length, seed=0):
+    """Pre-padded rows (padding id 0 in front), one per length of ``real_lengths``; some real ids are 0 too."""
+    rng = np.random.default_rng(seed)
+    lengths = [length for length in real_lengths(sequence_length) if length <= sequence_length]
+    x = np.zeros((len(lengths), sequence_length), dtype=np.int32)
+    for row, length in enumerate(lengths):
+        x[row, sequence_length - length:] = rng.integers(1, ROWS, size=length)
+    # Out-of-range ids map to row 0 inside documents (trainer/embeddings.clip_out_of_range): still exact.
+    x[-3, -7] = 0
+    y = rng.integers(0, CLASSES, size=len(lengths)).astype(np.int64)
+    return x, y
+
+
+def build(config, padding_row=False, seed=0):
+    """The network with small random pretrained rows and biases; ``padding_row`` makes row 0 non-zero.
+
+    Keras starts biases at zero, which with a zero padding row makes the constant prefix relu(0) = 0 at every
+    stage; random biases (as after some training) make it non-zero, so the prefix's terms are tested.
+    """
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    matrix = rng.normal(size=(ROWS, config.glove_dim)).astype(np.float32)
+    if not padding_row:
+        matrix[0] = 0.0
+    model = model_module.build_model(config, matrix_rows=ROWS, embedding_matrix=matrix, num_classes=CLASSES)
+    for layer in model.layers:
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(scale=0.1, size=layer.bias.shape).astype(np.float32))
+    return model
+
+
+def keras_gradients(model, x, y):
+    with tf.GradientTape() as tape:
+        probabilities = model(x, training=True)
+        loss = keras.losses.SparseCategoricalCrossentropy()(y, probabilities)
+    return loss, probabilities, tape.gradient(loss, model.trainable_variables)
+
+
+CASES = {
+    # The blog network at its 1,000 tokens (the config requires >= 999 for MaxPooling1D(35)).
+    "blog_frozen": (dict(), False),
+    "blog_trainable_padding_row": (dict(embedding="trainable"), True),
+    "global_max_trainable": (dict(architecture="global_max", max_sequence_length=400, embedding="trainable"), False),
+    "kerasio2020_dropout": (dict(architecture="kerasio2020", max_sequence_length=400, embedding="trainable"), True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_gradients_and_probabilities_equal_the_keras_path(case):
+    changes, padding_row = CASES[case]
+    config = config_module.TrainerConfig(**changes)
+    x, y = padded_batch(config.sequence_length)
+    keras_model = build(config, padding_row)
+    loss, probabilities, gradients = keras_gradients(keras_model, x, y)
+    fast_model = build(config, padding_row)
+    fast_loss, fast_probabilities, fast_gradients = fastpath_module.FastPath(
+        fast_model, config.sequence_length).gradients(x, y)
+    np.testing.assert_allclose(fast_probabilities, probabilities, **TOLERANCE)
+    np.testing.assert_allclose(float(fast_loss), float(loss), **TOLERANCE)
+    names = [variable.path for variable in keras_model.trainable_variables]
+    assert len(fast_gradients) == len(gradients) == len(names)
+    for name, fast, reference in zip(names, fast_gradients, gradients):
+        reference = tf.convert_to_tensor(reference).numpy()
+        scale = np.abs(reference).max()
+        np.testing.assert_allclose(tf.convert_to_tensor(fast).numpy(), reference, rtol=2e-4, atol=1e-5 * scale,
+                                   err_msg=name)
+    if changes.get("embedding") == "trainable":
+        # The padding row learns through the constant prefix (conv1 over embedding row 0).
+        embedding_gradient = tf.convert_to_tensor(gradients[0]).numpy()
+        assert np.abs(embedding_gradient[0]).max() > 0
+
+
+@pytest.mark.parametrize("case", ["blog_frozen", "kerasio2020_dropout"])
+def test_one_optimizer_step_gives_the_same_weights(case):
+    # The step is compared with a frozen embedding, the one the fast path runs (trainer.fastpath.supports).
+    changes, padding_row = CASES[case]
+    changes = dict(changes, embedding="frozen")
+    config = config_module.TrainerConfig(**changes)
+    x, y = padded_batch(config.sequence_length, seed=1)
+    keras_model = build(config, padding_row)
+    keras_model.train_on_batch(x, y)
+    fast_model = build(config, padding_row)
+    result = fastpath_module.FastPath(fast_model, config.sequence_length).train_epoch(x, y, batch_size=len(x))
+    assert 0.0 < result["loss"]
+    moved = 0
+    for before, keras_weight, fast_weight in zip(build(config, padding_row).weights, keras_model.weights,
+                                                 fast_model.weights):
+        np.testing.assert_allclose(fast_weight.numpy(), keras_weight.numpy(), rtol=1e-4, atol=1e-5,
+                                   err_msg=keras_weight.path)
+        moved += not np.array_equal(before.numpy(), keras_weight.numpy())
+    assert moved == len(keras_model.trainable_variables)  # every trainable variable took the step
+    for keras_slot, fast_slot in zip(keras_model.optimizer.variables, fast_model.optimizer.variables):
+        np.testing.assert_allclose(fast_slot.numpy(), keras_slot.numpy(), rtol=1e-4, atol=1e-9)
+
+
+def test_the_constant_prefix_is_counted_not_dropped(monkeypatch):
+    """The constant c3 wins some final pooling windows, and dropping it changes the logits."""
+    config = config_module.TrainerConfig()
+    x, _ = padded_batch(config.sequence_length)
+    model = build(config)
+    conv3 = [layer for layer in model.layers if type(layer).__name__ == "Conv1D"][2]
+    steps = keras.Model(model.inputs, conv3.output)(x).numpy()  # (documents, 35, 128)
+    # Conv3 output q reads tokens 25q..25q+148: where they are all padding it is the constant c3.
+    padding = fastpath_module.leading_padding(x)
+    constant = 25 * np.arange(steps.shape[1])[None, :] + 148 < padding[:, None]  # (documents, 35)
+    short = constant[:, 0] & ~constant[:, -1]
+    real_maximum = np.where(constant[:, :, None], -np.inf, steps).max(axis=1)
+    assert (steps[short, 0] > real_maximum[short] + 1e-3).any()
+    reference = model(x, training=False).numpy()
+    fast = fastpath_module.FastPath(model, config.sequence_length)
+    np.testing.assert_allclose(fast.predict(x, batch_size=1), reference, **TOLERANCE)
+    original = fast._tier
+
+    def without_constant(token_ids, constant_pool1):
+        tier = original(token_ids, constant_pool1)
+        return tier[:3] + (tf.constant(False),)
+
+    monkeypatch.setattr(fast, "_tier", without_constant)
+    assert not np.allclose(fast.predict(x, batch_size=1), reference, **TOLERANCE)
+
+
+def test_tiers_are_the_least_work_split():
+    widths = np.array([150, 175, 175, 400, 425, 1000])
+    assert fastpath_module.tier_bounds(widths, 3) == [(0, 3), (3, 5), (5, 6)]
+    assert fastpath_module.tier_bounds(widths, 1) == [(0, 6)]
+    assert fastpath_module.tier_bounds(widths[:2], 4) == [(0, 1), (1, 2)]
+
+
+def test_leading_padding_and_constant_positions():
+    x = np.array([[0, 0, 0, 5, 0], [0, 0, 0, 0, 0], [3, 0, 0, 0, 0]])
+    assert fastpath_module.leading_padding(x).tolist() == [3, 5, 0]
+    geometry = fastpath_module.Geometry(1000)
+    assert (geometry.pool1, geometry.pool2, geometry.steps) == (199, 39, 35)
+    # Pool1 position j is constant iff its last conv1 window (tokens 5j+4..5j+8) is padding: j <= (z - 9) / 5.
+    assert geometry.constant_pool1(np.array([0, 8, 9, 13, 14, 1000])).tolist() == [0, 0, 1, 1, 2, 198]
+
+
+def test_supported_configurations():
+    assert fastpath_module.supports(config_module.TrainerConfig())
+    assert fastpath_module.supports(config_module.TrainerConfig(architecture="global_max", max_sequence_length=149))
+    # Post-padding (TextVectorization) and a MaxPooling1D(35) over other than 35 steps use the Keras path.
+    assert not fastpath_module.supports(config_module.TrainerConfig(vectorizer="kerasio2020",
+                                                                    architecture="kerasio2020"))
+    assert not fastpath_module.supports(config_module.TrainerConfig(max_sequence_length=1200))
+    assert not fastpath_module.supports(config_module.TrainerConfig(embedding="trainable"))
+    with pytest.raises(ValueError, match="compute_path='gpu' is not allowed; allowed values: 'fast', 'keras'"):
+        config_module.TrainerConfig(compute_path="gpu")
+
+
+def test_train_metrics_match_and_checkpoints_cross_paths(tmp_path):
+    data = test_train.tiny_prepared()
+    # The tiny task pads nothing; give half its documents a padded prefix so the fast path has work to skip.
+    for x in (data.x_train, data.x_val):
+        x[::2, :100] = 0
+    histories = {}
+    for path in ("keras", "fast"):
+        config = test_train.small(epochs=2, compute_path=path)
+        histories[path] = train_module.train(config, data, on_epoch=lambda epoch, metrics, state, path=path:
+                                             state.save(tmp_path / path / str(epoch)))
+    for name in ("loss", "acc", "val_loss", "val_acc"):
+        np.testing.assert_allclose(histories["fast"][name], histories["keras"][name], rtol=1e-4, err_msg=name)
+    # A checkpoint written by the fast path resumes on the Keras path (same variables, same optimizer slots).
+    resumed = train_module.train(test_train.small(epochs=2, compute_path="keras"), data,
+                                 resume=tmp_path / "fast" / "1")
+    np.testing.assert_allclose(resumed["val_loss"], histories["keras"]["val_loss"], rtol=1e-4)
+
+
+def test_a_second_run_in_one_process_repeats_the_first_bit_for_bit():
+    data = test_train.tiny_prepared()
+    data.x_train[::2, :100] = 0
+    config = test_train.small(epochs=1, compute_path="fast")
+    first = train_module.train(config, data)
+    build(config_module.TrainerConfig(architecture="global_max", max_sequence_length=400))  # advances layer names
+    second = train_module.train(config, data)
+    assert first["loss"] == second["loss"] and first["val_loss"] == second["val_loss"]
+
+
+def load_equivalence_script():
+    spec = importlib.util.spec_from_file_location("fastpath_equivalence", ROOT / "scripts" / "fastpath_equivalence.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_equivalence_script_smoke_on_a_tiny_archive(tmp_path):
+    home = conftest.build_tiny_data_home(tmp_path, versions=("19997",))
+    out = tmp_path / "equivalence.json"
+    report = load_equivalence_script().main(["--smoke", "--data-dir", str(home), "--out", str(out)])
+    assert json.loads(out.read_text())["final_val_acc"] == report["final_val_acc"]
+    assert [(run["seed"], run["compute_path"]) for run in report["runs"]] == [
+        (0, "keras"), (0, "fast"), (1, "keras"), (1, "fast")]
+    # One optimizer step on the tiny set: both paths' validation losses agree to float tolerance.
+    keras_runs, fast_runs = report["runs"][0::2], report["runs"][1::2]
+    for keras_run, fast_run in zip(keras_runs, fast_runs):
+        np.testing.assert_allclose(fast_run["val_loss"], keras_run["val_loss"], rtol=1e-4)
+    assert report["difference_per_seed"] == [fast - keras for fast, keras in
+                                             zip(report["final_val_acc"]["fast"], report["final_val_acc"]["keras"])]
+
+
+def test_equivalence_verdict_compares_the_paths_with_the_seed_noise():
+    compare = load_equivalence_script().compare
+    verdict = compare({"keras": [0.90, 0.93, 0.92], "fast": [0.91, 0.92, 0.94]})
+    assert verdict["largest_difference"] == pytest.approx(0.02)
+    assert verdict["spread"]["keras"] == pytest.approx(0.03)
+    assert verdict["difference_of_means"] == pytest.approx(0.02 / 3)
+    assert verdict["within_seed_noise"] and verdict["welch_p_value"] > 0.3
+    shifted = compare({"keras": [0.90, 0.91, 0.90], "fast": [0.95, 0.96, 0.95]})
+    assert not shifted["within_seed_noise"] and shifted["welch_p_value"] < 0.01
