@@ -37,5 +37,5 @@ def read_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[
         if not isinstance(state, dict) or not isinstance(state.get("epoch"), int) or "config" not in state:
             raise ValueError("state.json lacks epoch or config")
     except (OSError, ValueError, KeyError, TypeError, EOFError) as error:
-        raise OSError(f"{directory} is not a readable glovesweep checkpoint: {' '.join(str(error).split())}") from None
+        raise OSError(f"cannot resume from {directory}: not a readable glovesweep checkpoint: {' '.join(str(error).split())}") from None
     return state, arrays
