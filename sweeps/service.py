@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import pathlib
 import secrets
 import shlex
@@ -134,6 +135,9 @@ def submit_main(args: argparse.Namespace) -> int:
                 jobs.MAX_EPOCHS: str(spec.max_epochs)}
     environment = {job_entry.SWEEP_ENV: submitted.encode(), job_entry.SWEEP_ID_ENV: sweep_id,
                    "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_GRACE_SECONDS)}
+    # The MLflow login (the cluster's server requires one) reaches the job's driver and every trial on every
+    # node through the job's runtime environment; the job server holding it is token-protected and on loopback.
+    environment.update({name: os.environ[name] for name in MLFLOW_LOGIN_VARIABLES if os.environ.get(name)})
     try:
         client.submit_job(entrypoint=command, submission_id=sweep_id, metadata=metadata,
                           runtime_env={"env_vars": environment, **extras})
@@ -165,6 +169,9 @@ def submit_main(args: argparse.Namespace) -> int:
     if args.wait:
         return follow_to_end(client, sweep_id)
     return 0 if verdict == "ok" else 1
+
+
+MLFLOW_LOGIN_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 
 
 def wait_for_verdict(client, sweep_id: str, tracking_uri: str, parent_run_id: str, timeout: float = 300) -> str:

@@ -349,6 +349,12 @@ def test_a_head_started_by_the_onprem_files_start_command_serves_a_sweep(tmp_pat
                           dashboard_port=dashboard_port, log=tmp_path / "head.log")
     try:
         tracking_uri = f"http://127.0.0.1:{mlflow_port}"
+        # The head's MLflow server requires its login (cluster/start_mlflow.py wrote it, mode 0600): without it 401.
+        credentials = home / "glovesweep-mlflow" / "credentials.env"
+        assert oct(credentials.stat().st_mode & 0o777) == "0o600"
+        for line in credentials.read_text().splitlines():
+            name, _, value = line.partition("=")
+            monkeypatch.setenv(name, value)
         monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(home / ".ray" / "auth_token"))
         monkeypatch.delenv("RAY_ADDRESS", raising=False)
         path = write_sweep(tmp_path, name="service-onprem", tracking_uri="sqlite:///unused-on-the-cluster.db",
