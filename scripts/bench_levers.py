@@ -34,6 +34,9 @@ VARIANTS = {
     # Two trials at once, one thread each: the time per trial is the pair's mean over 2 (throughput).
     "fast_tiers4_two_trials_one_thread": ({}, 4, 1, 2, False),
     "keras_path_bfloat16": ({}, 0, 0, 1, True),
+    # oneDNN keeps 1,024 compiled primitives by default; tiers of varying shapes may evict and recompile.
+    "fast_tiers4_primitive_cache_16k": ({"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16384"}, 4, 0, 1, False),
+    "fast_tiers8_primitive_cache_16k": ({"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16384"}, 8, 0, 1, False),
 }
 
 

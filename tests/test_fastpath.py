@@ -130,7 +130,7 @@ def test_the_constant_prefix_is_counted_not_dropped(monkeypatch):
     x, _ = padded_batch(config.sequence_length)
     model = build(config)
     conv3 = [layer for layer in model.layers if type(layer).__name__ == "Conv1D"][2]
-    steps = keras.Model(model.inputs, conv3.output)(x).numpy()  # (documents, 35, 128)
+    steps = keras.Model(model.inputs, conv3.output)([x]).numpy()  # (documents, 35, 128)
     # Conv3 output q reads tokens 25q..25q+148: where they are all padding it is the constant c3.
     padding = fastpath_module.leading_padding(x)
     constant = 25 * np.arange(steps.shape[1])[None, :] + 148 < padding[:, None]  # (documents, 35)
