@@ -103,7 +103,8 @@ def make_plan(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=None, do
         "merged": [{"trial": member.label, "seed": member.seed, "shares": primary.label} for member, primary in
                    plan.merged],
         "epochs_to_train": sum(spec.trial_config(trial).epochs for trial in networks),
-        "cpu_hours": round(cpu_seconds / 3600, 3), "calibration_cached": cached, "cpu": cpu_model(),
+        "cpu_seconds": round(cpu_seconds, 1), "cpu_hours": round(cpu_seconds / 3600, 3),
+        "calibration_cached": cached, "cpu": cpu_model(),
     }
 
 

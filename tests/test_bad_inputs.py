@@ -113,7 +113,7 @@ ROWS = [
     Row("sqlite-folder-missing", RUN, r"folder .*no-such-folder does not exist; create it",
         tracking_uri="sqlite:///{tmp}/no-such-folder/mlflow.db"),
     # ---------------------------------------------------------------------------------------------- flags
-    Row("run-without-sweep-file", ("run",), r"the following arguments are required: sweep_file.*--help"),
+    Row("run-without-sweep-file", ("run",), r"give a sweep file, e.g. glovesweep run sweeps/quick.yaml"),
     Row("num-cpus-not-a-number", (*RUN, "--num-cpus", "many"), r"--num-cpus: invalid int value: 'many'.*--help"),
     Row("unknown-command", ("sweep", "x.yaml"), r"invalid choice: 'sweep'.*--help"),
     Row("unknown-flag", (*RUN, "--gpus", "2"), r"unrecognized arguments: --gpus 2.*--help"),

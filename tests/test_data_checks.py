@@ -90,8 +90,8 @@ def test_prepared_stats_hold_the_number_of_classes_and_it_is_logged(tmp_path):
     assert prepared.stats["num_classes"] == prepared.num_classes == 20
     assert names.NUM_CLASSES == "num_classes" and names.NUM_CLASSES in names.STATS_METRICS
     # Every trial logs its prepared stats through this filter (sweeps.trial).
-    from sweeps import tracking
+    from sweeps import trial_run
 
-    assert tracking.stats_metrics(prepared.stats)["num_classes"] == 20.0
+    assert trial_run.stats_metrics(prepared.stats)["num_classes"] == 20.0
     # An entry written before the count existed is never reused: the cache key moved.
     assert prepare_module.CACHE_VERSION >= 3

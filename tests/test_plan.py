@@ -21,9 +21,9 @@ def test_plan_lists_merges_and_estimates_from_a_cached_calibration(tmp_path, cap
     assert (plan["trials"], plan["to_train"], plan["epochs_to_train"]) == (4, 2, 6)
     assert sorted(item["trial"] for item in plan["merged"]) == ["sizing=num_words_plus_one,strip=blank_line",
                                                                  "sizing=num_words_plus_one,strip=none"]
-    assert plan["cpu_hours"] > 0 and plan["calibration_cached"] is False
+    assert plan["cpu_seconds"] > 0 and plan["calibration_cached"] is False
     assert cli.main(arguments) == 0
     again = json.loads(capsys.readouterr().out)
-    assert again["calibration_cached"] is True and again["cpu_hours"] == plan["cpu_hours"]
+    assert again["calibration_cached"] is True and again["cpu_seconds"] == plan["cpu_seconds"]
     # Nothing ran: no MLflow store, no results folder.
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists()

@@ -46,8 +46,13 @@ def postgres_mlflow():
                                   "--database-password-file", str(password_file), "--timeout", "180"],
                                  capture_output=True, text=True, timeout=300)
         assert started.returncode == 0, started.stderr[-3000:] + (store / "mlflow-server.log").read_text()[-3000:]
+        # The server requires its login (MLflow's basic-auth app); the credentials file is the owner's only.
+        credentials = store / "credentials.env"
+        assert oct(credentials.stat().st_mode & 0o777) == "0o600"
+        login = dict(line.split("=", 1) for line in credentials.read_text().splitlines() if "=" in line)
         yield {"database_uri": uri, "port": port, "password_file": password_file, "folder": folder,
-               "tracking_uri": started.stdout.strip().splitlines()[-1], "setup_output": result.stdout}
+               "tracking_uri": started.stdout.strip().splitlines()[-1], "setup_output": result.stdout,
+               "login": login}
     finally:
         subprocess.run([sys.executable, str(ROOT / "cluster" / "start_mlflow.py"), "--stop", "--store", str(store)],
                        timeout=60)
@@ -92,8 +97,10 @@ def test_start_mlflow_refuses_a_password_in_the_database_url(tmp_path):
 
 @pytest.mark.slow
 def test_two_submitted_sweeps_write_to_mlflow_on_postgres(postgres_mlflow, service, ray_head, capsys, tiny_home,
-                                                          tmp_path):
+                                                          tmp_path, monkeypatch):
     uri = postgres_mlflow["tracking_uri"]
+    for name, value in postgres_mlflow["login"].items():
+        monkeypatch.setenv(name, value)
     names = ("postgres-a", "postgres-b")
     ids = []
     for name, extra in zip(names, ([], ["--upload-code"])):

@@ -130,5 +130,6 @@ def test_a_sweep_asking_for_gpus_this_machine_lacks_stops_before_preparing(tmp_p
 
 def test_the_dashboard_dependencies_are_declared_and_installed():
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert any(item.replace(" ", "").startswith("ray[default]") for item in dependencies), dependencies
+    assert any(item.replace(" ", "").startswith(("ray[default]", "ray[default,")) for item in dependencies), \
+        dependencies
     assert importlib.util.find_spec("aiohttp_cors") is not None  # What `--dashboard` crashed on.
