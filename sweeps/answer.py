@@ -16,7 +16,8 @@ them):
 is a linear contrast of the runs' accuracies with the Student-t interval of ``Design.contrast_interval`` (seed
 noise pooled within cells). The mechanism is ``label_leak`` when the blog's documents carry the header (leak
 fraction > 0.5), the headers-cut cell's do not (< 0.05) and the leak effect is the larger part of the gap with its
-interval above 0; otherwise it is the factor with the largest Shapley share of the gap (``dataset``, ``strip``).
+interval above 0 (with one seed per cell, which has no interval: its point value above 0, said in the sentence);
+otherwise it is the factor with the largest Shapley share of the gap (``dataset``, ``strip``).
 """
 
 from __future__ import annotations
@@ -223,7 +224,9 @@ def _answer_at(at_count: pd.DataFrame, factors: Sequence[str], blog_cell: dict[s
     measured = blog.leak_measured and cut.leak_measured
     is_leak = (measured and min(blog.leak_fraction_train, blog.leak_fraction_val) > LEAK_HIGH
                and max(cut.leak_fraction_train, cut.leak_fraction_val) < LEAK_LOW
-               and leak_effect.points > remainder.points and leak_effect.low > 0)
+               and leak_effect.points > remainder.points
+               # One seed per cell has no interval: the leak is named on the point values, and the sentence says so.
+               and (leak_effect.low > 0 or (math.isnan(leak_effect.low) and leak_effect.points > 0)))
     result = EpochAnswer(mechanism=LABEL_LEAK if is_leak else _top_factor(record), sentence="",
                          headers_cut=cut, headers_cut_choice=choice, gap=gap, leak_effect=leak_effect,
                          remainder=remainder, leak_share=share, leak_measured=measured, alternatives=alternatives,
@@ -294,7 +297,9 @@ def answer_sentence(result: EpochAnswer, record: dict, blog_cell: dict[str, str]
                 f"header: {_percent(blog.leak_fraction_train)} of the blog cell's training and "
                 f"{_percent(blog.leak_fraction_val)} of its validation documents carry a header line that names "
                 f"the label, {_percent(max(cut.leak_fraction_train, cut.leak_fraction_val))} once the headers are "
-                f"cut; {cut_text}.")
+                f"cut; {cut_text}."
+                + (" One seed per cell: no interval bounds these points (give the sweep seeds: 3 for one)."
+                   if math.isnan(result.leak_effect.low) else ""))
     sentence = render.answer_sentences([record], blog_cell, user_cell)[0]
     if not result.leak_measured:
         return (f"{sentence} The runs do not record how many documents keep a label-bearing header "

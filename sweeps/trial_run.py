@@ -176,8 +176,8 @@ class TrialRun:
         """Step metrics for a 1-based ``epoch``, plus ``val_acc_at_<E>``/``val_loss_at_<E>`` when E is requested."""
         self.log_metrics({key: metrics[key] for key in names.STEP_METRICS if key in metrics}, step=epoch)
         if epoch in requested_epochs:
-            self.log_metrics({names.val_acc_at(epoch): metrics[names.VAL_ACC],
-                              names.val_loss_at(epoch): metrics[names.VAL_LOSS]}, step=0)
+            self.log_metrics({names.val_acc_at(epoch): round(float(metrics[names.VAL_ACC]), SUMMARY_DIGITS),
+                              names.val_loss_at(epoch): round(float(metrics[names.VAL_LOSS]), SUMMARY_DIGITS)}, step=0)
 
     def log_input(self, *, name: str, digest: str, source: str, profile: dict[str, Any]) -> None:
         """Record the training data as an MLflow dataset input (the runs table's Dataset column)."""
@@ -237,7 +237,7 @@ def stats_metrics(stats: dict[str, Any]) -> dict[str, float]:
     for key in names.STATS_METRICS:
         value = stats.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            chosen[key] = float(value)
+            chosen[key] = round(float(value), SUMMARY_DIGITS)
     return chosen
 
 

@@ -98,12 +98,16 @@ def test_without_leak_fractions_the_leak_is_not_measured_and_the_shapley_wording
     assert found.leak_effect.points == pytest.approx(42.0, abs=1.0)
 
 
-def test_one_seed_gives_no_interval_and_no_leak_verdict():
+def test_one_seed_names_the_leak_on_point_values_and_says_there_is_no_interval():
     frame = runs.runs_frame(study_rows(LEAK_MEANS, {("19997", "none"): 0.99}, seeds=(0,)))
     (found,) = answer_module.compute_answer(frame, FACTORS, BLOG, USER).by_epochs
-    assert math.isnan(found.leak_effect.low) and found.mechanism != "label_leak"
-    assert "The label leak cannot be confirmed: one seed per cell" in found.sentence
+    assert math.isnan(found.leak_effect.low) and found.mechanism == "label_leak"
+    assert "One seed per cell: no interval bounds these points" in found.sentence
     assert f"costs {found.leak_effect.points:.1f} points (" in found.sentence  # a number, no interval
+    # Without the leak fractions' support, one seed names no leak.
+    unmarked = runs.runs_frame(study_rows(LEAK_MEANS, {}, seeds=(0,)))
+    (plain,) = answer_module.compute_answer(unmarked, FACTORS, BLOG, USER).by_epochs
+    assert plain.mechanism != "label_leak"
 
 
 def test_prediction_interval_and_verdicts():
