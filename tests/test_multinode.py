@@ -137,9 +137,9 @@ max_failures: 3
 mlflow: {{tracking_uri: "{tracking_uri}", experiment: {experiment}}}
 storage_path: {storage}
 """
-# Enough epochs that the GPU node is lost mid-trial even on a fast, idle machine (an epoch of the tiny data
+# Enough epochs that the GPU node is lost mid-trial even on a fast, idle machine with the fast path (an epoch of the tiny data
 # takes a fraction of a second there).
-EPOCHS = 20
+EPOCHS = 150
 # The command under test; tests may point it at another entry point with the same arguments.
 GLOVESWEEP = [str(BIN / "glovesweep")]
 

@@ -333,7 +333,8 @@ def test_real_sweep_table_matches_its_mlflow_runs(tiny_sweep):
     # The summary at E equals the step metric of epoch E in the history table.
     history = {(row["run_id"], row["epoch"]): row["val_acc"]
                for row in parquet.read_table(result.files["history"]).to_pylist()}
-    assert all(history[(row["run_id"], row["epochs"])] == pytest.approx(row["val_acc"]) for row in keras_rows)
+    # val_acc_at_<E> is the epoch's value rounded to 4 digits.
+    assert all(history[(row["run_id"], row["epochs"])] == pytest.approx(row["val_acc"], abs=5e-5) for row in keras_rows)
     assert len([row for row in table if row["trainer"] == "baseline"]) == len(baseline_runs)
     cells = [cell for cell in result.tables.cells if cell["model"] == "keras"]
     assert len(cells) == 4 * 2 and all(cell["n"] == 2 for cell in cells)
