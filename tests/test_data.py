@@ -17,6 +17,7 @@ from sklearn.datasets import _twenty_newsgroups as sklearn_newsgroups
 
 from trainer import config as config_module
 from trainer import data
+from trainer import headers
 
 VERSIONS = ("19997", "bydate", "18828")
 SUBSET_OF_TOP = {"20_newsgroups": "all", "20news-18828": "all", "20news-bydate-train": "train",
@@ -189,32 +190,32 @@ POST = (
 
 
 def test_blank_line_keeps_the_blank_line_and_whole_text_without_one():
-    assert data.strip_text(POST, "blank_line") == POST[POST.index("\n\n"):]
-    assert data.strip_text(POST, "blank_line").startswith("\n\nIn article")
-    assert data.strip_text("no blank line\nat all", "blank_line") == "no blank line\nat all"
+    assert headers.strip_text(POST, "blank_line") == POST[POST.index("\n\n"):]
+    assert headers.strip_text(POST, "blank_line").startswith("\n\nIn article")
+    assert headers.strip_text("no blank line\nat all", "blank_line") == "no blank line\nat all"
     # Keras PR #5585 tests `0 < i`: a blank line at position 0 keeps the whole text.
-    assert data.strip_text("\n\nbody", "blank_line") == "\n\nbody"
+    assert headers.strip_text("\n\nbody", "blank_line") == "\n\nbody"
 
 
 def test_first_10_lines_drops_exactly_ten_lines():
     text = "\n".join(f"line{number}" for number in range(13))
-    assert data.strip_text(text, "first_10_lines") == "line10\nline11\nline12"
-    assert data.strip_text("a\nb\nc", "first_10_lines") == ""
+    assert headers.strip_text(text, "first_10_lines") == "line10\nline11\nline12"
+    assert headers.strip_text("a\nb\nc", "first_10_lines") == ""
 
 
 def test_sklearn_headers_and_all_on_a_hand_worked_post():
     body = POST.split("\n\n", 1)[1]
-    assert data.strip_text(POST, "sklearn_headers") == body
-    assert data.strip_text("no blank line", "sklearn_headers") == ""
+    assert headers.strip_text(POST, "sklearn_headers") == body
+    assert headers.strip_text("no blank line", "sklearn_headers") == ""
     # Footer: cut at the last blank line ("-- \nSig line" goes); quotes: every matching line goes.
-    assert data.strip_text(POST, "sklearn_all") == "New text here.\n"
-    assert data.strip_text(POST, "none") == POST
+    assert headers.strip_text(POST, "sklearn_all") == "New text here.\n"
+    assert headers.strip_text(POST, "none") == POST
 
 
 def test_sklearn_footer_keeps_text_when_the_only_separator_is_line_zero():
     text = "Header: x\n\n---\nonly body line\nsecond line"
     # After the header the body starts with '---' (line 0): scikit-learn then keeps the text as is.
-    assert data.strip_text(text, "sklearn_all") == "---\nonly body line\nsecond line"
+    assert headers.strip_text(text, "sklearn_all") == "---\nonly body line\nsecond line"
 
 
 @pytest.mark.parametrize("text", [
@@ -231,21 +232,21 @@ def test_sklearn_footer_keeps_text_when_the_only_separator_is_line_zero():
 def test_sklearn_modes_equal_scikit_learns_own_functions(text):
     header = sklearn_newsgroups.strip_newsgroup_header(text)
     everything = sklearn_newsgroups.strip_newsgroup_quoting(sklearn_newsgroups.strip_newsgroup_footer(header))
-    assert data.strip_text(text, "sklearn_headers") == header
-    assert data.strip_text(text, "sklearn_all") == everything
+    assert headers.strip_text(text, "sklearn_headers") == header
+    assert headers.strip_text(text, "sklearn_all") == everything
 
 
 def test_strippers_cover_the_config_modes_and_reject_unknown_ones():
-    assert tuple(data.STRIPPERS) == config_module.choices("strip")
+    assert tuple(headers.STRIPPERS) == config_module.choices("strip")
     with pytest.raises(ValueError, match="allowed: none, blank_line"):
-        data.strip_text("x", "headers")
+        headers.strip_text("x", "headers")
 
 
 def test_stripping_removes_the_leaking_newsgroups_header(tiny_archives):
     (document, *_) = data.load_documents(tiny_archives["19997"].archive, "19997")
-    assert "Newsgroups: alt.atheism" in data.strip_text(document.text, "none")
+    assert "Newsgroups: alt.atheism" in headers.strip_text(document.text, "none")
     for mode in ("blank_line", "sklearn_headers", "sklearn_all"):
-        assert "Newsgroups:" not in data.strip_text(document.text, mode)
+        assert "Newsgroups:" not in headers.strip_text(document.text, mode)
 
 
 # ------------------------------------------------------------------------------------------------ splits
@@ -373,7 +374,7 @@ def test_leakage_in_a_random_split_of_cross_posts(tiny_corpus_factory):
 
 
 def test_normalise_text():
-    assert data.normalise_text("  Hello\n\tWORLD  again ") == "hello world again"
+    assert headers.normalise_text("  Hello\n\tWORLD  again ") == "hello world again"
 
 
 # -------------------------------------------------------------------------------- label-bearing headers
@@ -386,7 +387,7 @@ def test_label_header_fraction_is_one_with_headers_kept_and_zero_after_every_str
     split = data.make_split(tiny_config(tiny_archives["19997"], strip=strip))
     expected = 1.0 if strip == "none" else 0.0
     assert (split.leak_fraction_train, split.leak_fraction_val) == (expected, expected)
-    assert split.leak_fraction_train == data.label_header_fraction(split.train_texts, split.train_labels,
+    assert split.leak_fraction_train == headers.label_header_fraction(split.train_texts, split.train_labels,
                                                                    split.label_names)
 
 
@@ -415,14 +416,14 @@ def test_label_header_fraction_counts_only_header_lines_naming_the_own_group(tin
         "",
     ]
     labels = np.array([1, 1, 1, 1, 1, 1, 1, 1])
-    counted = [data.names_own_group(text, names[label]) for text, label in zip(texts, labels)]
+    counted = [headers.names_own_group(text, names[label]) for text, label in zip(texts, labels)]
     assert counted == [True, False, False, False, True, True, True, False]
-    assert data.label_header_fraction(texts, labels, names) == pytest.approx(4 / 8)
+    assert headers.label_header_fraction(texts, labels, names) == pytest.approx(4 / 8)
     # The same second post labelled with the group its header names does count.
-    assert data.label_header_fraction(texts[1:2], np.array([0]), names) == 1.0
-    assert data.label_header_fraction([], np.array([], dtype=np.int64), names) == 0.0
+    assert headers.label_header_fraction(texts[1:2], np.array([0]), names) == 1.0
+    assert headers.label_header_fraction([], np.array([], dtype=np.int64), names) == 0.0
     with pytest.raises(ValueError, match="one label per text"):
-        data.label_header_fraction(texts, labels[:2], names)
+        headers.label_header_fraction(texts, labels[:2], names)
 
 
 # ------------------------------------------------------------------------------------- real archives
@@ -468,9 +469,9 @@ def test_real_posts_strip_like_scikit_learn(shared_data):
     assert len(documents) == 19997 + 18846
     for document in documents:
         header = sklearn_newsgroups.strip_newsgroup_header(document.text)
-        assert data.strip_text(document.text, "sklearn_headers") == header, document.doc_id
+        assert headers.strip_text(document.text, "sklearn_headers") == header, document.doc_id
         everything = sklearn_newsgroups.strip_newsgroup_quoting(sklearn_newsgroups.strip_newsgroup_footer(header))
-        assert data.strip_text(document.text, "sklearn_all") == everything, document.doc_id
+        assert headers.strip_text(document.text, "sklearn_all") == everything, document.doc_id
 
 
 @pytest.mark.slow

@@ -63,7 +63,7 @@ def run_baseline(config: config_module.TrainerConfig, kind: str, *,
     dict
         ``val_acc`` and ``train_acc`` (fractions in [0, 1]), ``leakage`` (fraction of validation documents
         whose stripped body occurs in train, from the split), ``leak_fraction_train`` and ``leak_fraction_val``
-        (fractions still carrying a header line that names their group, ``trainer.data.label_header_fraction``),
+        (fractions still carrying a header line that names their group, ``trainer.headers.label_header_fraction``),
         ``fit_seconds`` (vectorizer fit + classifier fit,
         wall seconds), ``num_train`` and ``num_val`` (documents), ``num_features`` (TF-IDF vocabulary size).
     """
