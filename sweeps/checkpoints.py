@@ -19,18 +19,13 @@ import tempfile
 from pyarrow import fs as pyarrow_fs
 
 from sweeps import spec as spec_module
+from sweeps import state as state_module
 from trainer import checkpoint_files
 
 logger = logging.getLogger(__name__)
 
 PARAMS_FILE = "params.json"
 CHECKPOINT_PREFIX = "checkpoint_"
-
-
-def _filesystem(path: str):
-    if "://" in path:
-        return pyarrow_fs.FileSystem.from_uri(path)
-    return pyarrow_fs.LocalFileSystem(), path
 
 
 def trial_of_params(text: str) -> spec_module.Trial | None:
@@ -55,7 +50,7 @@ def find_checkpoints(sweep_dir: str) -> dict[str, list[str]]:
     dict of str to list of str
         ``Trial.key`` -> [checkpoint folder (local path or URI)].
     """
-    filesystem, root = _filesystem(sweep_dir)
+    filesystem, root = state_module.filesystem_of(sweep_dir)
     scheme = sweep_dir.split("://", 1)[0] + "://" if "://" in sweep_dir else ""
     infos = filesystem.get_file_info(pyarrow_fs.FileSelector(root, recursive=True, allow_not_found=True))
     folders: dict[str, list[str]] = {}

@@ -82,16 +82,19 @@ def is_uri(path: str) -> bool:
     return "://" in path
 
 
-def _filesystem(path: str):
+def filesystem_of(path: str):
+    """(pyarrow filesystem, path inside it) for a local folder or a URI of the sweep folder."""
     from pyarrow import fs as pyarrow_fs
 
-    return pyarrow_fs.FileSystem.from_uri(path)
+    if is_uri(path):
+        return pyarrow_fs.FileSystem.from_uri(path)
+    return pyarrow_fs.LocalFileSystem(), path
 
 
 def write_bytes(target: str, payload: bytes) -> str:
     """The sweep folder's one atomic write: temporary file + rename locally, one PUT on an object store."""
     if is_uri(target):
-        filesystem, path = _filesystem(target)
+        filesystem, path = filesystem_of(target)
         filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
         with filesystem.open_output_stream(path) as stream:  # One PUT: the object appears whole or not at all.
             stream.write(payload)
@@ -103,7 +106,7 @@ def write_bytes(target: str, payload: bytes) -> str:
 def read_bytes(target: str) -> bytes:
     """A file of the sweep folder (local path or URI); ``OSError`` when absent."""
     if is_uri(target):
-        filesystem, path = _filesystem(target)
+        filesystem, path = filesystem_of(target)
         with filesystem.open_input_stream(path) as stream:
             return stream.read()
     return pathlib.Path(target).read_bytes()
@@ -114,7 +117,7 @@ def list_files(folder: str) -> list[str]:
     from pyarrow import fs as pyarrow_fs
 
     if is_uri(folder):
-        filesystem, path = _filesystem(folder)
+        filesystem, path = filesystem_of(folder)
         scheme = folder.split("://", 1)[0] + "://"
         infos = filesystem.get_file_info(pyarrow_fs.FileSelector(path, allow_not_found=True))
         return sorted(scheme + info.path for info in infos if info.type == pyarrow_fs.FileType.File)
@@ -124,7 +127,7 @@ def list_files(folder: str) -> list[str]:
 
 def remove_file(target: str) -> None:
     if is_uri(target):
-        filesystem, path = _filesystem(target)
+        filesystem, path = filesystem_of(target)
         filesystem.delete_file(path)
     else:
         pathlib.Path(target).unlink(missing_ok=True)
