@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+from trainer.machine import cpu_description
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -81,17 +83,6 @@ def real_windows(token_ids) -> "np.ndarray":
     constant_pool2 = np.maximum((constant_pool1 - 4) // 5, 0)
     conv3 = np.clip(geometry.steps - np.maximum(constant_pool2 - 4, 0), 0, None)
     return np.stack([conv1, conv2, conv3], axis=1)
-
-
-def cpu_description() -> dict:
-    """``lscpu``'s model name and the vector-extension flags (avx*, amx*, fma) of this machine."""
-    fields = {}
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        key, _, value = line.partition(":")
-        fields[key.strip()] = value.strip()
-    flags = fields.get("Flags", "").split()
-    return {"model_name": fields.get("Model name", "unknown"), "cpus": os.cpu_count(),
-            "vector_flags": sorted(flag for flag in flags if flag.startswith(("avx", "amx", "fma")))}
 
 
 def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:

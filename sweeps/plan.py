@@ -73,12 +73,14 @@ def make_plan(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=None, do
               recalibrate: bool = False) -> dict[str, Any]:
     """The plan as a JSON-able dict (trials, merges, epochs to train, estimated hours)."""
     from sweeps import shared_data
+    from trainer import data as data_module
     from trainer import prepare as prepare_module
 
     sources = shared_data.resolve_sources(spec, data_home=data_home, cache_dir=cache_dir,
                                           download_if_missing=download_if_missing)
     prepared: dict[str, Any] = {}
     digests: dict[str, str] = {}
+    reader = data_module.ArchiveReader()
     for trial in spec.trials():
         config = spec.trial_config(trial)
         if trial.kind != "keras":
@@ -86,7 +88,7 @@ def make_plan(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=None, do
         key = sources.data_key(config)
         if key not in prepared:
             prepared[key] = prepare_module.prepare(config, data_home=data_home, cache_dir=cache_dir,
-                                                   download_if_missing=download_if_missing)
+                                                   download_if_missing=download_if_missing, reader=reader)
         digests[config.digest()] = merging.content_digest(prepared[key])
     plan = merging.plan_trials(spec, digests)
     networks = [trial for trial in plan.train if trial.kind == "keras"]

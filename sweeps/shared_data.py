@@ -2,8 +2,8 @@
 
 ``resolve_sources`` finds every archive and GloVe file a sweep needs (missing: ``OSError`` before anything
 starts). ``prepare_shared_data`` runs ``trainer.prepare.prepare`` once per distinct data key (the trainer's
-content-hash cache key) as a Ray task on the driver's node, so the arrays land in the object store once and
-trials on every node read them from there.
+content-hash cache key) in Ray tasks on the driver's node, one per archive (its data sets share one read of
+it), so the arrays land in the object store once and trials on every node read them from there.
 """
 
 from __future__ import annotations
@@ -159,35 +159,43 @@ def ray_stopped_after():
             ray.shutdown()
 
 
-@ray.remote(num_returns=2)
-def _prepare_task(config_values: dict, data_home, cache_dir, download_if_missing: bool):
-    """A Ray task: the prepared arrays (into the object store, owned by the driver) and their stats."""
+@ray.remote
+def _prepare_task(configs: list[dict], data_home, cache_dir, download_if_missing: bool) -> tuple:
+    """A Ray task: every data set of one archive, read once; returns the prepared arrays of each config (into
+    the object store, owned by the driver) and then their stats, in the order of ``configs``."""
+    from trainer import data as data_module
     from trainer import prepare as prepare_module
 
-    config = config_module.TrainerConfig.from_dict(config_values)
-    prepared = prepare_module.prepare(config, data_home=data_home, cache_dir=cache_dir,
-                                      download_if_missing=download_if_missing)
-    return prepared, dict(prepared.stats, content_digest=merging.content_digest(prepared))
+    reader = data_module.ArchiveReader()
+    prepared = [prepare_module.prepare(config_module.TrainerConfig.from_dict(values), data_home=data_home,
+                                       cache_dir=cache_dir, download_if_missing=download_if_missing, reader=reader)
+                for values in configs]
+    return (*prepared, *(dict(item.stats, content_digest=merging.content_digest(item)) for item in prepared))
 
 
 def prepare_shared_data(spec: spec_module.SweepSpec, sources: Sources, *, data_home=None, cache_dir=None,
                         download_if_missing: bool = True) -> SharedData:
-    """Prepare every distinct data key once (in parallel as Ray tasks) and wait for all of them."""
+    """Prepare every distinct data key once and wait for all of them: one Ray task per archive (its data sets
+    share one read of it), the archives in parallel."""
     started = time.perf_counter()
     keys: dict[str, str] = {}
-    first_config: dict[str, config_module.TrainerConfig] = {}
+    by_archive: dict[tuple[str, str], dict[str, config_module.TrainerConfig]] = {}
     for trial in spec.trials():
         if trial.kind != "keras":
             continue
         config = spec.trial_config(trial)
         key = sources.data_key(config)
         keys[config.digest()] = key
-        first_config.setdefault(key, config)
+        by_archive.setdefault((config.dataset, config.data_path), {}).setdefault(key, config)
     data_refs, stats_refs = {}, {}
-    for key, config in first_config.items():
+    for first_config in by_archive.values():
         # On the driver's node: it resolved the sources, and its object store outlives any worker.
-        task = _prepare_task.options(scheduling_strategy=cluster_checks.on_driver_node())
-        data_refs[key], stats_refs[key] = task.remote(config.to_dict(), data_home, cache_dir, download_if_missing)
+        task = _prepare_task.options(scheduling_strategy=cluster_checks.on_driver_node(),
+                                     num_returns=2 * len(first_config))
+        refs = task.remote([config.to_dict() for config in first_config.values()], data_home, cache_dir,
+                           download_if_missing)
+        for index, key in enumerate(first_config):
+            data_refs[key], stats_refs[key] = refs[index], refs[len(first_config) + index]
     stats = dict(zip(stats_refs, get_or_raise_cause(list(stats_refs.values())))) if stats_refs else {}
     hits = sum(1 for value in stats.values() if value.get("cache_hit"))
     print(f"glovesweep: prepared {len(stats)} data set(s) ({hits} from cache) in "

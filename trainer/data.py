@@ -230,6 +230,24 @@ def load_documents(source: str | os.PathLike, version: str, *,
             for subset, group, name, data in entries]
 
 
+class ArchiveReader:
+    """Reads each source at most once and keeps its documents: the data sets of one archive (strip modes,
+    subsets) are prepared from one read instead of one read each.
+
+    Hold one only while those data sets are prepared (a read 19997 archive is about 40 MB of text).
+    """
+
+    def __init__(self) -> None:
+        self._documents: dict[tuple[str, str], list[Document]] = {}
+
+    def documents(self, source: str | os.PathLike, version: str) -> list[Document]:
+        """``load_documents(source, version)``, read on the first call for this source and version."""
+        key = (str(pathlib.Path(source).resolve()), version)
+        if key not in self._documents:
+            self._documents[key] = load_documents(source, version)
+        return self._documents[key]
+
+
 def source_sha256(source: str | os.PathLike) -> str:
     """Identity of a source: the archive's SHA-256, or a fingerprint of an extracted folder.
 
@@ -363,10 +381,12 @@ def make_split(
     *,
     data_home: str | os.PathLike | None = None,
     download_if_missing: bool = True,
+    reader: ArchiveReader | None = None,
 ) -> Split:
     """Load, strip, optionally dedup and split the dataset the config names.
 
-    Steps: resolve and load the documents; keep the first ``documents_per_group`` of each group per
+    Steps: resolve and load the documents (through ``reader`` when given, so several splits of one archive
+    read it once); keep the first ``documents_per_group`` of each group per
     subset (load order); strip with ``config.strip``; with ``config.dedup`` drop documents whose
     normalised stripped text equals an earlier one's (load order); then split. ``19997``/``18828``, and
     ``bydate`` with ``validation="split"`` (its train files only), use the blog's split: shuffle the load
@@ -388,7 +408,7 @@ def make_split(
     """
     source = resolve_dataset(config.dataset, data_path=config.data_path, data_home=data_home,
                              download_if_missing=download_if_missing)
-    documents = load_documents(source, config.dataset)
+    documents = (reader or ArchiveReader()).documents(source, config.dataset)
     if config.documents_per_group > 0:
         documents = _first_per_group(documents, config.documents_per_group)
     texts = [headers.strip_text(document.text, config.strip) for document in documents]

@@ -88,8 +88,12 @@ def prepare(
     data_home: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     download_if_missing: bool = True,
+    reader: data_module.ArchiveReader | None = None,
 ) -> Prepared:
     """Build (or load from the node's cache) the arrays one trial trains on.
+
+    ``reader`` (a ``trainer.data.ArchiveReader``) lets several calls share one read of their archive; a
+    cache hit reads nothing.
 
     Raises
     ------
@@ -112,7 +116,8 @@ def prepare(
         prepared = _load_entry(entry)
         cache_hit = prepared is not None
         if prepared is None:
-            prepared = _build(config, data_home=data_home, download_if_missing=download_if_missing, glove=glove)
+            prepared = _build(config, data_home=data_home, download_if_missing=download_if_missing, glove=glove,
+                              reader=reader)
             prepared.stats.update(archive_sha256=archive_sha256, glove_source=glove.source if glove else "random",
                                   glove_sha256=glove_sha256)
             _write_entry(entry, prepared)
@@ -121,8 +126,9 @@ def prepare(
     return prepared
 
 
-def _build(config, *, data_home, download_if_missing, glove) -> Prepared:
-    split = data_module.make_split(config, data_home=data_home, download_if_missing=download_if_missing)
+def _build(config, *, data_home, download_if_missing, glove, reader=None) -> Prepared:
+    split = data_module.make_split(config, data_home=data_home, download_if_missing=download_if_missing,
+                                   reader=reader)
     official = config.dataset == "bydate" and config.validation == "auto"
     vectorized = vectorizer_module.vectorize(config, split.train_texts, split.val_texts,
                                              fit_order=corpus_order(split, official=official))
