@@ -69,6 +69,9 @@ def main(args: argparse.Namespace) -> int:
     address = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
     # The server's output goes to a file, never a pipe nobody reads (a full pipe would stall it).
     log = tempfile.TemporaryFile()
+    # The server runs in its own session, out of reach of the terminal's signals: a `kill` or a closed
+    # terminal must stop it through the cleanup below, as Ctrl-C does, never leave it serving alone.
+    stop_on_signals()
     process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL if args.smoke_test else None,
                                stderr=log, start_new_session=True)
     try:
@@ -95,6 +98,15 @@ def main(args: argparse.Namespace) -> int:
                 break
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 continue
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP end ``glovesweep ui`` like Ctrl-C: through its cleanup, which stops the server."""
+    def stop(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    for sent in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sent, stop)
 
 
 def check_host(host: str, *, allow_remote: bool) -> None:

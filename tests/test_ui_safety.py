@@ -83,3 +83,33 @@ def test_allow_remote_warns_and_loopback_is_silent(capsys):
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         ui.check_host(host, allow_remote=False)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("sent", ["SIGTERM", "SIGHUP"])
+def test_killing_the_command_stops_the_server_it_started(store, sent):
+    """The MLflow server runs in its own session; `kill` of `glovesweep ui` (or a closed terminal) stops it."""
+    import os
+    import signal
+    import time
+    import urllib.request
+
+    port = free_port()
+    command = subprocess.Popen([sys.executable, "-m", "sweeps.cli", "ui", "--tracking-uri", store, "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # The server shares the command's stdout: read up to the command's own ready line.
+        assert any("MLflow UI for" in line for line, _ in zip(command.stdout, range(50)))
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10).read()
+        command.send_signal(getattr(signal, sent))
+        assert command.wait(timeout=60) == 128 + getattr(signal, sent)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) != 0:
+                    break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"the MLflow server still listens on {port} after {sent} to glovesweep ui")
+    finally:
+        if command.poll() is None:
+            os.kill(command.pid, signal.SIGKILL)
