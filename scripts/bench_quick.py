@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from trainer.machine import cpu_description
+from trainer import machine
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
         values = [row[key] for row in rounds if row[key] is not None]
         return round(statistics.median(values), 2) if values else None
 
-    result = {"smoke": args.smoke, "cpu": cpu_description(), "rounds": rounds,
+    result = {"smoke": args.smoke, "cpu": machine.cpu_description(), "rounds": rounds,
               "median": {key: median(key) for key in ("fast_epoch_seconds", "keras_epoch_seconds", "seconds",
                                                       "answer_seconds", "ratio_to_fast_epoch",
                                                       "ratio_to_keras_epoch", "answer_ratio_to_fast_epoch")},

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from trainer.machine import cpu_description
+from trainer import machine
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -184,7 +184,8 @@ def main() -> None:
 
     me = [sys.executable, __file__, "--data-dir", args.data_dir, "--dataset", args.dataset, "--epochs",
           str(args.epochs)]
-    report: dict = {"dataset": args.dataset, "epochs": args.epochs, "rounds": args.rounds, "cpu": cpu_description()}
+    report: dict = {"dataset": args.dataset, "epochs": args.epochs, "rounds": args.rounds,
+                    "cpu": machine.cpu_description()}
     runs: dict[str, list] = {"reference_2017": [], "keras": [], "fast": []}
     with tempfile.TemporaryDirectory() as scratch:
         cache = os.path.join(scratch, "cache")

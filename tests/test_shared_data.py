@@ -10,6 +10,7 @@ from conftest import build_tiny_data_home
 
 from sweeps import shared_data
 from sweeps import spec as spec_module
+from trainer import config as config_module
 from trainer import data as data_module
 from trainer import prepare as prepare_module
 
@@ -53,7 +54,7 @@ def test_an_archive_reader_reads_each_source_once(tiny_archives, monkeypatch):
 
 def test_data_sets_of_one_archive_share_one_read_and_equal_separate_builds(tiny_archives, tmp_path, monkeypatch):
     corpus = tiny_archives["19997"]
-    configs = [prepare_module.config_module.TrainerConfig(
+    configs = [config_module.TrainerConfig(
         dataset="19997", data_path=str(corpus.archive), strip=strip, embedding="random", architecture="global_max",
         max_sequence_length=149, epochs=1) for strip in ("none", "sklearn_all", "blank_line")]
     reads = counting_reads(monkeypatch)
