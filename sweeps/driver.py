@@ -5,7 +5,8 @@ Order of work, so that a mistake costs nothing:
 1. the sweep file is validated and every trial's ``TrainerConfig`` is built (``sweeps.spec``);
 2. the MLflow store is checked (unreachable, or a sqlite file or folder not writable: ``OSError`` before
    anything starts);
-3. every dataset and GloVe source is resolved and read (missing, truncated, wrong groups: ``OSError``);
+3. every dataset and GloVe source is resolved and read, unless it is the published archive byte for byte
+   (missing, truncated, wrong groups: ``OSError``);
 4. Ray starts (locally unless ``--address``/``RAY_ADDRESS`` names a cluster; a local one on 127.0.0.1 only,
    shut down when ``glovesweep run`` ends); storage and per-trial resources are checked against the nodes
    (``cluster_checks``); ``trainer.prepare.prepare``

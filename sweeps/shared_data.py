@@ -93,8 +93,10 @@ def resolve_sources(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=No
         if key not in archives:
             source = data_module.resolve_dataset(config.dataset, data_path=config.data_path, data_home=data_home,
                                                  download_if_missing=download_if_missing)
-            # Read once here, so a truncated archive, missing groups or binary posts stop the sweep before Ray.
-            data_module.load_documents(source, config.dataset)
+            # Read once here, so a truncated archive, missing groups or binary posts stop the sweep before Ray;
+            # the published archive (its SHA-256 matches) is known to hold none of those, so it is not read.
+            if not data_module.is_published(source, config.dataset):
+                data_module.load_documents(source, config.dataset)
             archives[key] = (str(source), data_module.source_sha256(source))
         glove_key = (config.glove_dim, config.glove_path)
         if trial.kind == "keras" and config.embedding != "random" and glove_key not in glove:

@@ -3,12 +3,14 @@ exactly those ``prepare()`` builds alone (issue 11: the first command's fixed co
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 
 import numpy as np
+import pytest
 from conftest import build_tiny_data_home
 
-from sweeps import shared_data
+from sweeps import shared_data as shared_data_module
 from sweeps import spec as spec_module
 from trainer import config as config_module
 from trainer import data as data_module
@@ -72,9 +74,9 @@ def test_data_sets_of_one_archive_share_one_read_and_equal_separate_builds(tiny_
 def test_the_sweep_prepares_each_data_key_once_per_archive_task(ray_local, tmp_path, capsys):
     home = build_tiny_data_home(tmp_path / "data")
     spec = spec_module.parse_sweep(textwrap.dedent(SWEEP), source_path="shared.yaml")
-    sources = shared_data.resolve_sources(spec, data_home=str(home), download_if_missing=False)
-    shared = shared_data.prepare_shared_data(spec, sources, data_home=str(home), cache_dir=str(tmp_path / "cache"),
-                                             download_if_missing=False)
+    sources = shared_data_module.resolve_sources(spec, data_home=str(home), download_if_missing=False)
+    shared = shared_data_module.prepare_shared_data(spec, sources, data_home=str(home),
+                                                    cache_dir=str(tmp_path / "cache"), download_if_missing=False)
     # 2 datasets x 2 strips = 4 data keys; the two seeds of 19997 split differently (the seed shapes the split).
     configs = {config.digest(): config for config in map(spec.trial_config, spec.trials())}
     assert set(shared.keys) == set(configs) and len(shared.data) == len(set(shared.keys.values())) == 6
@@ -88,3 +90,25 @@ def test_the_sweep_prepares_each_data_key_once_per_archive_task(ray_local, tmp_p
         np.testing.assert_array_equal(got.y_val, expected.y_val)
         assert shared.stats[key]["num_train"] == expected.stats["num_train"]
         assert shared.stats[key]["content_digest"]
+
+
+def test_sources_read_only_archives_that_are_not_the_published_ones(tmp_path, monkeypatch):
+    """The published archives (SHA-256 as published) need no read to be trusted; any other source is read
+    before Ray starts, so a truncated file, missing groups or binary posts stop the sweep there."""
+    spec = spec_module.parse_sweep(textwrap.dedent(SWEEP), source_path="shared.yaml")
+    home = build_tiny_data_home(tmp_path / "data")
+    reads = counting_reads(monkeypatch)
+    shared_data_module.resolve_sources(spec, data_home=str(home), download_if_missing=False)
+    assert [version for _, version in reads] == ["19997", "bydate"]
+    # Make the tiny 19997 archive the published one (its checksum the published checksum): no longer read.
+    archive = home / data_module.ARCHIVES["19997"].filename
+    published = dataclasses.replace(data_module.ARCHIVES["19997"], sha256=data_module.source_sha256(archive))
+    monkeypatch.setitem(data_module.ARCHIVES, "19997", published)
+    reads.clear()
+    sources = shared_data_module.resolve_sources(spec, data_home=str(home), download_if_missing=False)
+    assert [version for _, version in reads] == ["bydate"] and set(sources.checksums()) == {"19997", "bydate"}
+    # The same archive cut short is not the published one any more: it is read, and refused before Ray.
+    archive.write_bytes(archive.read_bytes()[:-200])
+    assert not data_module.is_published(archive, "19997")
+    with pytest.raises(OSError, match="20news-19997.tar.gz"):
+        shared_data_module.resolve_sources(spec, data_home=str(home), download_if_missing=False)

@@ -272,6 +272,13 @@ def source_sha256(source: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def is_published(source: str | os.PathLike, version: str) -> bool:
+    """True when ``source`` is the public archive of ``version`` byte for byte (its SHA-256 is the published
+    one): its posts, groups and layout are then known, and reading it to check them would prove nothing new."""
+    source = pathlib.Path(source)
+    return source.is_file() and source_sha256(source) == _archive(version).sha256
+
+
 def _archive(version: str) -> Archive:
     if version not in ARCHIVES:
         raise ValueError(f"dataset version {version!r} is not known; allowed: {', '.join(ARCHIVES)}")
