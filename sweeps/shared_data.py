@@ -2,8 +2,8 @@
 
 ``resolve_sources`` finds every archive and GloVe file a sweep needs (missing: ``OSError`` before anything
 starts). ``prepare_shared_data`` runs ``trainer.prepare.prepare`` once per distinct data key (the trainer's
-content-hash cache key) in Ray tasks on the driver's node, one per archive (its data sets share one read of
-it), so the arrays land in the object store once and trials on every node read them from there.
+content-hash cache key) in Ray tasks on the driver's node, each preparing several data sets of one archive
+from one read of it, so the arrays land in the object store once and trials on every node read them from there.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from trainer import config as config_module
 
 
 LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# A preparation task returns its data sets together: this bounds its memory (a full 19997 set is ~110 MB).
+MOST_DATA_SETS_PER_TASK = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,8 +179,8 @@ def _prepare_task(configs: list[dict], data_home, cache_dir, download_if_missing
 
 def prepare_shared_data(spec: spec_module.SweepSpec, sources: Sources, *, data_home=None, cache_dir=None,
                         download_if_missing: bool = True) -> SharedData:
-    """Prepare every distinct data key once and wait for all of them: one Ray task per archive (its data sets
-    share one read of it), the archives in parallel."""
+    """Prepare every distinct data key once and wait for all of them: Ray tasks on the driver's node, each
+    preparing several data sets of one archive from one read of it (``task_groups``), in parallel."""
     started = time.perf_counter()
     keys: dict[str, str] = {}
     by_archive: dict[tuple[str, str], dict[str, config_module.TrainerConfig]] = {}
@@ -190,19 +192,45 @@ def prepare_shared_data(spec: spec_module.SweepSpec, sources: Sources, *, data_h
         keys[config.digest()] = key
         by_archive.setdefault((config.dataset, config.data_path), {}).setdefault(key, config)
     data_refs, stats_refs = {}, {}
-    for first_config in by_archive.values():
+    for group in task_groups(by_archive, driver_node_cpus()):
         # On the driver's node: it resolved the sources, and its object store outlives any worker.
         task = _prepare_task.options(scheduling_strategy=cluster_checks.on_driver_node(),
-                                     num_returns=2 * len(first_config))
-        refs = task.remote([config.to_dict() for config in first_config.values()], data_home, cache_dir,
+                                     num_returns=2 * len(group))
+        refs = task.remote([config.to_dict() for config in group.values()], data_home, cache_dir,
                            download_if_missing)
-        for index, key in enumerate(first_config):
-            data_refs[key], stats_refs[key] = refs[index], refs[len(first_config) + index]
+        for index, key in enumerate(group):
+            data_refs[key], stats_refs[key] = refs[index], refs[len(group) + index]
     stats = dict(zip(stats_refs, get_or_raise_cause(list(stats_refs.values())))) if stats_refs else {}
     hits = sum(1 for value in stats.values() if value.get("cache_hit"))
     print(f"glovesweep: prepared {len(stats)} data set(s) ({hits} from cache) in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     return SharedData(data=data_refs, keys=keys, stats=stats, seconds=time.perf_counter() - started)
+
+
+def task_groups(by_archive: dict[tuple[str, str], dict[str, config_module.TrainerConfig]], cpus: int, *,
+                most: int = MOST_DATA_SETS_PER_TASK) -> list[dict[str, config_module.TrainerConfig]]:
+    """Split each archive's data sets (data key -> config) into preparation tasks.
+
+    One task per archive reads it once; an archive with more data sets than that is split so that the
+    tasks keep ``cpus`` busy (one read per task is cheap next to a preparation), and no task holds more than
+    ``most`` prepared data sets at once (they are returned together).
+    """
+    groups = []
+    spare = max(1, cpus // max(1, len(by_archive)))
+    for configs in by_archive.values():
+        keys = list(configs)
+        count = max(-(-len(keys) // most), min(len(keys), spare))
+        groups += [{key: configs[key] for key in keys[start::count]} for start in range(count)]
+    return groups
+
+
+def driver_node_cpus() -> int:
+    """CPUs of the Ray node this driver runs on (1 when Ray does not say)."""
+    node_id = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id:
+            return max(1, int(node.get("Resources", {}).get("CPU", 1)))
+    return 1
 
 
 def get_or_raise_cause(refs: list) -> list:

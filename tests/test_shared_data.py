@@ -112,3 +112,21 @@ def test_sources_read_only_archives_that_are_not_the_published_ones(tmp_path, mo
     assert not data_module.is_published(archive, "19997")
     with pytest.raises(OSError, match="20news-19997.tar.gz"):
         shared_data_module.resolve_sources(spec, data_home=str(home), download_if_missing=False)
+
+
+@pytest.mark.parametrize("cpus, sizes, expected", [
+    (2, {"19997": 2, "bydate": 2}, [2, 2]),        # README command 1: one task, one read, per archive
+    (2, {"19997": 4, "bydate": 4}, [4, 4]),        # the CPU study on two cores: still one read per archive
+    (16, {"19997": 4, "bydate": 4}, [1] * 8),      # many cores: every data set in parallel
+    (2, {"19997": 10}, [4, 3, 3]),                 # no task holds more than four data sets
+    (3, {"19997": 1, "bydate": 5}, [1, 3, 2]),
+])
+def test_task_groups_read_each_archive_once_where_the_cores_allow(cpus, sizes, expected):
+    by_archive = {(dataset, ""): {f"{dataset}-{index}": index for index in range(count)}
+                  for dataset, count in sizes.items()}
+    groups = shared_data_module.task_groups(by_archive, cpus)
+    assert [len(group) for group in groups] == expected
+    # Every data key lands in exactly one task, with only its own archive's keys.
+    assert sorted(key for group in groups for key in group) == sorted(
+        key for configs in by_archive.values() for key in configs)
+    assert all(len({key.split("-")[0] for key in group}) == 1 for group in groups)
