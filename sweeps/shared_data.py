@@ -165,8 +165,8 @@ def ray_stopped_after():
 
 @ray.remote
 def _prepare_task(configs: list[dict], data_home, cache_dir, download_if_missing: bool) -> tuple:
-    """A Ray task: every data set of one archive, read once; returns the prepared arrays of each config (into
-    the object store, owned by the driver) and then their stats, in the order of ``configs``."""
+    """A Ray task: data sets of one archive, read once; returns the prepared arrays of each config (into the
+    object store, owned by the driver) and then their stats, in the order of ``configs``."""
     from trainer import data as data_module
     from trainer import prepare as prepare_module
 
