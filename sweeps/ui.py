@@ -71,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
     log = tempfile.TemporaryFile()
     # The server runs in its own session, out of reach of the terminal's signals: a `kill` or a closed
     # terminal must stop it through the cleanup below, as Ctrl-C does, never leave it serving alone.
-    stop_on_signals()
+    previous_handlers = stop_on_signals()
     process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL if args.smoke_test else None,
                                stderr=log, start_new_session=True)
     try:
@@ -98,15 +98,19 @@ def main(args: argparse.Namespace) -> int:
                 break
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 continue
+        for sent, handler in previous_handlers.items():
+            signal.signal(sent, handler)
 
 
-def stop_on_signals() -> None:
-    """SIGTERM and SIGHUP end ``glovesweep ui`` like Ctrl-C: through its cleanup, which stops the server."""
+def stop_on_signals() -> dict:
+    """SIGTERM and SIGHUP end ``glovesweep ui`` like Ctrl-C: through its cleanup, which stops the server.
+
+    Returns the handlers they replace, for the cleanup to put back (``main`` may run inside a longer process).
+    """
     def stop(signum, _frame):
         raise SystemExit(128 + signum)
 
-    for sent in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sent, stop)
+    return {sent: signal.signal(sent, stop) for sent in (signal.SIGTERM, signal.SIGHUP)}
 
 
 def check_host(host: str, *, allow_remote: bool) -> None:

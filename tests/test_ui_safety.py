@@ -113,3 +113,12 @@ def test_killing_the_command_stops_the_server_it_started(store, sent):
     finally:
         if command.poll() is None:
             os.kill(command.pid, signal.SIGKILL)
+
+
+def test_the_command_run_in_process_gives_back_the_signal_handlers_it_replaced(store, capsys):
+    import signal
+
+    before = {sent: signal.getsignal(sent) for sent in (signal.SIGTERM, signal.SIGHUP)}
+    assert cli.main(["ui", "--tracking-uri", store, "--port", str(free_port()), "--smoke-test"]) == 0
+    assert "answered OK" in capsys.readouterr().out
+    assert {sent: signal.getsignal(sent) for sent in before} == before
