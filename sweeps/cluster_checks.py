@@ -203,6 +203,17 @@ def on_driver_node():
     return scheduling_strategies.NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
 
 
+def driver_node_cpus() -> int:
+    """CPUs of the Ray node this driver runs on, where ``on_driver_node`` tasks run (1 when Ray does not say)."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id:
+            return max(1, int(node.get("Resources", {}).get("CPU", 1)))
+    return 1
+
+
 def alive_node_count() -> int:
     """Number of alive nodes in the Ray cluster this process is connected to (``ray.init`` first)."""
     import ray

@@ -192,7 +192,7 @@ def prepare_shared_data(spec: spec_module.SweepSpec, sources: Sources, *, data_h
         keys[config.digest()] = key
         by_archive.setdefault((config.dataset, config.data_path), {}).setdefault(key, config)
     data_refs, stats_refs = {}, {}
-    for group in task_groups(by_archive, driver_node_cpus()):
+    for group in task_groups(by_archive, cluster_checks.driver_node_cpus()):
         # On the driver's node: it resolved the sources, and its object store outlives any worker.
         task = _prepare_task.options(scheduling_strategy=cluster_checks.on_driver_node(),
                                      num_returns=2 * len(group))
@@ -222,15 +222,6 @@ def task_groups(by_archive: dict[tuple[str, str], dict[str, config_module.Traine
         count = max(-(-len(keys) // most), min(len(keys), spare))
         groups += [{key: configs[key] for key in keys[start::count]} for start in range(count)]
     return groups
-
-
-def driver_node_cpus() -> int:
-    """CPUs of the Ray node this driver runs on (1 when Ray does not say)."""
-    node_id = ray.get_runtime_context().get_node_id()
-    for node in ray.nodes():
-        if node.get("NodeID") == node_id:
-            return max(1, int(node.get("Resources", {}).get("CPU", 1)))
-    return 1
 
 
 def get_or_raise_cause(refs: list) -> list:

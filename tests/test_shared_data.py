@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import build_tiny_data_home
 
+from sweeps import cluster_checks
 from sweeps import shared_data as shared_data_module
 from sweeps import spec as spec_module
 from trainer import config as config_module
@@ -83,6 +84,8 @@ def test_the_sweep_prepares_each_data_key_once_per_archive_task(ray_local, tmp_p
     assert "prepared 6 data set(s) (0 from cache)" in capsys.readouterr().out
     import ray
 
+    # One local node: the driver's node holds every CPU of the cluster.
+    assert cluster_checks.driver_node_cpus() == int(ray.cluster_resources()["CPU"])
     for digest, key in shared.keys.items():
         got = ray.get(shared.data[key])
         expected = prepare_module.prepare(configs[digest], data_home=home, cache_dir=tmp_path / "alone")
