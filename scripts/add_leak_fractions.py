@@ -4,7 +4,7 @@
 
 The committed study ran before trials logged ``leak_fraction_train`` / ``leak_fraction_val``. Both depend only on
 the split (dataset, stripping, validation mode, seed where the split uses it, documents per group), so they are
-computed here exactly as a trial computes them (``trainer.data.make_split``) for every row whose values are
+computed here exactly as a trial computes them (``trainer.split.make_split``) for every row whose values are
 missing, and written back; the report is then regenerated with ``glovesweep report <folder> --out <folder>``.
 """
 
@@ -16,7 +16,7 @@ import sys
 
 from sweeps import runs as runs_module
 from trainer import config as config_module
-from trainer import data as data_module
+from trainer import split as split_module
 
 SPLIT_FIELDS = config_module.factor_names("split")
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         config = split_config(row.to_dict())
         key = config.digest(*SPLIT_FIELDS)
         if key not in cache:
-            split = data_module.make_split(config, data_home=args.data_dir, download_if_missing=False)
+            split = split_module.make_split(config, data_home=args.data_dir, download_if_missing=False)
             cache[key] = (split.leak_fraction_train, split.leak_fraction_val)
             print(f"{config.dataset} strip={config.strip} seed={config.seed}: train {cache[key][0]:.4f}, "
                   f"val {cache[key][1]:.4f}", flush=True)

@@ -6,7 +6,7 @@ import pytest
 
 from trainer import baselines
 from trainer import config as config_module
-from trainer import data
+from trainer import split as split_module
 
 GROUPS = ("alt.atheism", "comp.graphics", "rec.autos", "sci.space")
 
@@ -37,7 +37,7 @@ def test_baseline_scores_the_same_split_as_the_network(tiny_archives, kind):
     corpus = tiny_archives["bydate"]
     config = bydate_config(corpus)
     result = baselines.run_baseline(config, kind, download_if_missing=False)
-    split = data.make_split(config, download_if_missing=False)
+    split = split_module.make_split(config, download_if_missing=False)
     # bydate: the 12 train posts train, the 12 test posts validate; each group's topic words are distinct.
     assert (result["num_train"], result["num_val"]) == (len(split.train_texts), len(split.val_texts)) == (12, 12)
     assert result["val_acc"] == 1.0 and result["train_acc"] == 1.0

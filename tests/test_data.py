@@ -18,6 +18,7 @@ from sklearn.datasets import _twenty_newsgroups as sklearn_newsgroups
 from trainer import config as config_module
 from trainer import data
 from trainer import headers
+from trainer import split as split_module
 
 VERSIONS = ("19997", "bydate", "18828")
 SUBSET_OF_TOP = {"20_newsgroups": "all", "20news-18828": "all", "20news-bydate-train": "train",
@@ -255,7 +256,7 @@ def test_stripping_removes_the_leaking_newsgroups_header(tiny_archives):
 @pytest.mark.parametrize("version", ["19997", "18828"])
 def test_blog_split_sizes_labels_and_permutation(tiny_archives, version):
     corpus = tiny_archives[version]
-    split = data.make_split(tiny_config(corpus, seed=3, validation_split=0.25))
+    split = split_module.make_split(tiny_config(corpus, seed=3, validation_split=0.25))
     documents = data.load_documents(corpus.archive, version)
     # The blog's split, worked out by hand: shuffle the load order, the last int(0.25 * 12) = 3 validate.
     order = np.random.default_rng(3).permutation(12)
@@ -273,9 +274,9 @@ def test_blog_split_sizes_labels_and_permutation(tiny_archives, version):
 
 def test_split_is_deterministic_per_seed(tiny_archives):
     corpus = tiny_archives["19997"]
-    first = data.make_split(tiny_config(corpus, seed=0))
-    again = data.make_split(tiny_config(corpus, seed=0, data_path=str(corpus.folder)))
-    other = data.make_split(tiny_config(corpus, seed=1))
+    first = split_module.make_split(tiny_config(corpus, seed=0))
+    again = split_module.make_split(tiny_config(corpus, seed=0, data_path=str(corpus.folder)))
+    other = split_module.make_split(tiny_config(corpus, seed=1))
     assert first.train_ids == again.train_ids and first.val_ids == again.val_ids
     assert first.train_texts == again.train_texts
     assert np.array_equal(first.train_labels, again.train_labels)
@@ -285,11 +286,11 @@ def test_split_is_deterministic_per_seed(tiny_archives):
 
 def test_bydate_official_and_split_modes(tiny_archives):
     corpus = tiny_archives["bydate"]
-    official = data.make_split(tiny_config(corpus))
+    official = split_module.make_split(tiny_config(corpus))
     documents = data.load_documents(corpus.archive, "bydate")
     assert official.train_ids == [d.doc_id for d in documents if d.subset == "train"]
     assert official.val_ids == [d.doc_id for d in documents if d.subset == "test"]
-    split = data.make_split(tiny_config(corpus, validation="split", validation_split=0.5, seed=2))
+    split = split_module.make_split(tiny_config(corpus, validation="split", validation_split=0.5, seed=2))
     train_ids = [d.doc_id for d in documents if d.subset == "train"]
     assert sorted(split.train_ids + split.val_ids) == sorted(train_ids)
     assert len(split.val_ids) == 6
@@ -298,7 +299,7 @@ def test_bydate_official_and_split_modes(tiny_archives):
 
 def test_stripping_is_applied_to_split_texts(tiny_archives):
     corpus = tiny_archives["18828"]
-    split = data.make_split(tiny_config(corpus, strip="sklearn_headers"))
+    split = split_module.make_split(tiny_config(corpus, strip="sklearn_headers"))
     documents = {d.doc_id: d.text for d in data.load_documents(corpus.archive, "18828")}
     for doc_id, text in zip(split.train_ids, split.train_texts):
         assert text == documents[doc_id].split("\n\n", 1)[1]
@@ -306,7 +307,7 @@ def test_stripping_is_applied_to_split_texts(tiny_archives):
 
 def test_documents_per_group_keeps_the_first_n_in_load_order(tiny_corpus_factory):
     corpus = tiny_corpus_factory("bydate", posts_per_group=5)
-    split = data.make_split(tiny_config(corpus, documents_per_group=2))
+    split = split_module.make_split(tiny_config(corpus, documents_per_group=2))
     # Per group, the first two names as strings: "10", "100" (train) and "710", "7100" (test).
     assert sorted(split.train_ids) == sorted(f"{g}/{n}" for g in ("alt.atheism", "comp.graphics", "rec.autos",
                                                                   "sci.space") for n in ("10", "100"))
@@ -317,7 +318,7 @@ def test_documents_per_group_keeps_the_first_n_in_load_order(tiny_corpus_factory
 def test_too_few_documents_for_validation_is_a_value_error(tiny_corpus_factory):
     corpus = tiny_corpus_factory("19997", groups=("sci.space",), posts_per_group=3)
     with pytest.raises(ValueError, match="leave 0 for validation"):
-        data.make_split(tiny_config(corpus, validation_split=0.2))
+        split_module.make_split(tiny_config(corpus, validation_split=0.2))
 
 
 # --------------------------------------------------------------------------------------- dedup, leakage
@@ -340,15 +341,15 @@ def duplicated_bydate(tiny_corpus_factory):
 def test_leakage_counts_validation_posts_whose_normalised_text_is_in_training(tiny_corpus_factory):
     corpus = duplicated_bydate(tiny_corpus_factory)
     # Headers differ, so only a header-stripping mode makes the two posts equal.
-    assert data.make_split(tiny_config(corpus, strip="none")).leakage == 0.0
-    split = data.make_split(tiny_config(corpus, strip="sklearn_headers"))
+    assert split_module.make_split(tiny_config(corpus, strip="none")).leakage == 0.0
+    split = split_module.make_split(tiny_config(corpus, strip="sklearn_headers"))
     assert split.leakage == pytest.approx(1 / 4)
     assert split.dropped_duplicates == 0 and len(split.val_ids) == 4
 
 
 def test_dedup_drops_the_later_copy_and_removes_leakage(tiny_corpus_factory):
     corpus = duplicated_bydate(tiny_corpus_factory)
-    split = data.make_split(tiny_config(corpus, strip="sklearn_headers", dedup=True))
+    split = split_module.make_split(tiny_config(corpus, strip="sklearn_headers", dedup=True))
     assert split.dropped_duplicates == 1
     assert "sci.space/5" not in split.val_ids and "rec.autos/2" in split.train_ids
     assert len(split.val_ids) == 3 and split.leakage == 0.0
@@ -364,12 +365,12 @@ def test_leakage_in_a_random_split_of_cross_posts(tiny_corpus_factory):
         files[f"20_newsgroups/{group}/50"] = tiny_post("19997", group, "50", "The same cross-posted body.\n")
     corpus = tiny_corpus_factory("19997", files)
     for seed in range(6):
-        split = data.make_split(tiny_config(corpus, strip="blank_line", seed=seed, validation_split=0.25))
+        split = split_module.make_split(tiny_config(corpus, strip="blank_line", seed=seed, validation_split=0.25))
         copies_in_val = sum(doc_id.endswith("/50") for doc_id in split.val_ids)
         copies_in_train = 3 - copies_in_val
         expected = copies_in_val / 5 if copies_in_train else 0.0
         assert split.leakage == pytest.approx(expected)
-        deduped = data.make_split(tiny_config(corpus, strip="blank_line", seed=seed, dedup=True))
+        deduped = split_module.make_split(tiny_config(corpus, strip="blank_line", seed=seed, dedup=True))
         assert deduped.dropped_duplicates == 2 and deduped.leakage == 0.0
 
 
@@ -384,7 +385,7 @@ def test_normalise_text():
 def test_label_header_fraction_is_one_with_headers_kept_and_zero_after_every_strip_mode(tiny_archives, strip):
     # The tiny 19997 posts carry Xref, Path and Newsgroups like the real archive; 9 header lines + a blank
     # line, so first_10_lines cuts them all too.
-    split = data.make_split(tiny_config(tiny_archives["19997"], strip=strip))
+    split = split_module.make_split(tiny_config(tiny_archives["19997"], strip=strip))
     expected = 1.0 if strip == "none" else 0.0
     assert (split.leak_fraction_train, split.leak_fraction_val) == (expected, expected)
     assert split.leak_fraction_train == headers.label_header_fraction(split.train_texts, split.train_labels,
@@ -392,7 +393,7 @@ def test_label_header_fraction_is_one_with_headers_kept_and_zero_after_every_str
 
 
 def test_label_header_fraction_is_zero_on_bydate_which_lost_those_headers(tiny_archives):
-    split = data.make_split(tiny_config(tiny_archives["bydate"], strip="none"))
+    split = split_module.make_split(tiny_config(tiny_archives["bydate"], strip="none"))
     assert (split.leak_fraction_train, split.leak_fraction_val) == (0.0, 0.0)
     assert all(text.startswith("From:") for text in split.train_texts)
 
@@ -478,14 +479,14 @@ def test_real_posts_strip_like_scikit_learn(shared_data):
 def test_real_leakage_19997_has_cross_posts_and_bydate_has_none(shared_data):
     blog = config_module.TrainerConfig(dataset="19997", data_path=str(shared_data / "20news-19997.tar.gz"),
                                        strip="none", seed=0)
-    split = data.make_split(blog)
+    split = split_module.make_split(blog)
     assert (len(split.train_ids), len(split.val_ids)) == (15998, 3999)
     # Cross-posts sit in several group folders; measured 0.0435 with seed 0.
     assert 0.02 < split.leakage < 0.07
-    deduped = data.make_split(blog.replace(dedup=True))
+    deduped = split_module.make_split(blog.replace(dedup=True))
     assert deduped.leakage == 0.0 and deduped.dropped_duplicates > 300
     bydate = config_module.TrainerConfig(dataset="bydate", data_path=str(shared_data / "20news-bydate.tar.gz"))
-    official = data.make_split(bydate)
+    official = split_module.make_split(bydate)
     assert (len(official.train_ids), len(official.val_ids)) == (11314, 7532)
     assert official.leakage == 0.0
 
@@ -499,7 +500,7 @@ def test_real_label_header_fraction_is_the_blogs_leak(shared_data, dataset, stri
     # The mechanism behind the blog's 95%: nearly every 19997 post names its group in a header line the
     # network reads; stripping removes it, and bydate never had it. Split only, no training.
     archive = shared_data / data.ARCHIVES[dataset].filename
-    split = data.make_split(config_module.TrainerConfig(dataset=dataset, data_path=str(archive), strip=strip))
+    split = split_module.make_split(config_module.TrainerConfig(dataset=dataset, data_path=str(archive), strip=strip))
     for fraction in (split.leak_fraction_train, split.leak_fraction_val):
         if expected == "all":
             assert fraction > 0.95

@@ -10,6 +10,7 @@ from sweeps import names
 from trainer import config as config_module
 from trainer import data as data_module
 from trainer import prepare as prepare_module
+from trainer import split as split_module
 
 
 def complete_corpus(root, version="19997", *, posts_per_group=2, files=None):
@@ -28,7 +29,7 @@ def test_a_complete_archive_is_accepted_and_subsetting_posts_keeps_all_groups(tm
     corpus = complete_corpus(tmp_path / "c")
     config = config_module.TrainerConfig(dataset="19997", data_path=str(corpus.archive), documents_per_group=1,
                                          validation_split=0.25)
-    split = data_module.make_split(config)
+    split = split_module.make_split(config)
     assert len(split.label_names) == 20
     assert len(split.train_texts) + len(split.val_texts) == 20
 
@@ -39,7 +40,7 @@ def test_an_archive_holding_two_groups_is_an_oserror_naming_the_missing_ones(tmp
     config = config_module.TrainerConfig(dataset="19997", data_path=str(corpus.archive))
     with pytest.raises(OSError, match=r"holds 2 of the 20 groups \(missing: comp\.graphics, .*talk\.religion\.misc\)"
                        ) as error:
-        data_module.make_split(config)
+        split_module.make_split(config)
     assert str(corpus.archive) in str(error.value)
     # The extracted folder is checked the same way.
     with pytest.raises(OSError, match="holds 2 of the 20 groups"):

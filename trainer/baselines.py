@@ -1,7 +1,7 @@
 """Non-neural baselines on the same split as the network: TF-IDF + multinomial Naive Bayes or a linear SVM.
 
 They answer "how hard is this cell at all?": a TF-IDF linear model reads the same documents, after the same
-header stripping and the same train/validation split (``trainer.data.make_split``), in seconds. Pure trainer
+header stripping and the same train/validation split (``trainer.split.make_split``), in seconds. Pure trainer
 code: no Ray, no MLflow; the sweep logs the returned dict as a child run with ``trainer=baseline``.
 
 The recipe is scikit-learn's example "Classification of text documents using sparse features"
@@ -19,7 +19,7 @@ from sklearn import svm
 from sklearn.feature_extraction import text as sklearn_text
 
 from trainer import config as config_module
-from trainer import data
+from trainer import split as split_module
 
 BASELINES = config_module.BASELINES
 
@@ -54,9 +54,9 @@ def run_baseline(config: config_module.TrainerConfig, kind: str, *,
     kind : str
         One of ``BASELINES``: ``"multinomial_nb"`` or ``"linear_svm"``.
     data_home : path, optional
-        Passed to ``trainer.data.make_split`` (default: ``$GLOVESWEEP_DATA`` or ``~/glovesweep_data``).
+        Passed to ``trainer.split.make_split`` (default: ``$GLOVESWEEP_DATA`` or ``~/glovesweep_data``).
     download_if_missing : bool
-        Passed to ``trainer.data.make_split``; False raises ``OSError`` when the archive is absent.
+        Passed to ``trainer.split.make_split``; False raises ``OSError`` when the archive is absent.
 
     Returns
     -------
@@ -69,7 +69,7 @@ def run_baseline(config: config_module.TrainerConfig, kind: str, *,
     """
     if kind not in BASELINES:
         raise ValueError(f"baseline kind {kind!r} is not allowed; allowed values: {', '.join(map(repr, BASELINES))}")
-    split = data.make_split(config, data_home=data_home, download_if_missing=download_if_missing)
+    split = split_module.make_split(config, data_home=data_home, download_if_missing=download_if_missing)
     train_labels = np.asarray(split.train_labels)
     val_labels = np.asarray(split.val_labels)
 

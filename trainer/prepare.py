@@ -26,6 +26,7 @@ from trainer import config as config_module
 from trainer import data as data_module
 from trainer import embeddings as embeddings_module
 from trainer import paths
+from trainer import split as split_module
 from trainer import vectorizer as vectorizer_module
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def prepare(
 
 
 def _build(config, *, data_home, download_if_missing, glove, reader=None) -> Prepared:
-    split = data_module.make_split(config, data_home=data_home, download_if_missing=download_if_missing,
+    split = split_module.make_split(config, data_home=data_home, download_if_missing=download_if_missing,
                                    reader=reader)
     official = config.dataset == "bydate" and config.validation == "auto"
     vectorized = vectorizer_module.vectorize(config, split.train_texts, split.val_texts,
@@ -171,7 +172,7 @@ def _build(config, *, data_home, download_if_missing, glove, reader=None) -> Pre
     )
 
 
-def corpus_order(split: data_module.Split, *, official: bool) -> list[int]:
+def corpus_order(split: split_module.Split, *, official: bool) -> list[int]:
     """Positions in ``train + val`` in the order the blog read the corpus, before its shuffle.
 
     Keras blog (2016): ``for name in sorted(os.listdir(TEXT_DATA_DIR))`` then ``sorted(os.listdir(path))``;
