@@ -14,7 +14,7 @@ import argparse
 import math
 import sys
 
-from sweeps import runs as runs_module
+from sweeps.report import reader as runs_module
 from trainer import config as config_module
 from trainer import split as split_module
 

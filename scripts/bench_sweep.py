@@ -64,10 +64,10 @@ def main() -> int:
     import mlflow
     import ray
 
-    from sweeps import driver
-    from sweeps import names
+    from sweeps.run import driver
+    from sweeps.tracking import names
     from sweeps import spec as spec_module
-    from sweeps import tracking
+    from sweeps.tracking import mlflow_runs
 
     folder = pathlib.Path(tempfile.mkdtemp(prefix="glovesweep-bench-"))
     cache = folder / "cache"
@@ -90,7 +90,7 @@ def main() -> int:
                                   experiment_name=f"bench-{label}")
         wall = time.perf_counter() - began
         assert result.ok, result
-        runs = tracking.child_runs(result.tracking_uri, result.experiment_id, result.parent_run_id)
+        runs = mlflow_runs.child_runs(result.tracking_uri, result.experiment_id, result.parent_run_id)
         client = mlflow.MlflowClient(tracking_uri=result.tracking_uri)
         epoch_seconds = [metric.value for run in runs
                          for metric in client.get_metric_history(run.info.run_id, names.EPOCH_SECONDS)]

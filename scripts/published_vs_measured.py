@@ -7,7 +7,7 @@ Usage (after ``glovesweep report`` wrote the two study reports into docs/results
 Reads ``study-cpu/runs.parquet``, ``study-cpu-ablations/runs.parquet`` and ``kerasio2020-seed*.json``
 (``glovesweep train --seed N --json`` outputs) under ``--results``; a missing input leaves its rows as
 "not run".
-Each measured cell is the mean over seeds with its 95% Student-t interval (``sweeps.stats.t_interval``),
+Each measured cell is the mean over seeds with its 95% Student-t interval (``sweeps.report.stats.t_interval``),
 clipped to [0, 1] as in the report.
 """
 
@@ -20,7 +20,7 @@ import pathlib
 
 import pyarrow.parquet as pq
 
-from sweeps import stats
+from sweeps.report import stats
 
 STUDY = "glovesweep run sweeps/study-cpu.yaml --data-dir ../shared/data"
 ABLATIONS = "glovesweep run sweeps/study-cpu-ablations.yaml --data-dir ../shared/data"

@@ -11,26 +11,23 @@ import argparse
 import importlib
 import logging
 import os
-import re
 import sys
+
+from sweeps import console
 
 COMMANDS = {
     "train": ("sweeps.cli_train", "Run one training trial locally and print one line per epoch."),
-    "run": ("sweeps.driver", "Run a sweep file on Ray Tune, logging every trial to MLflow."),
-    "resume": ("sweeps.driver_resume", "Continue a sweep whose driver died, finishing only what is missing."),
+    "run": ("sweeps.run.command", "Run a sweep file on Ray Tune, logging every trial to MLflow."),
+    "resume": ("sweeps.run.driver_resume", "Continue a sweep whose driver died, finishing only what is missing."),
     "ui": ("sweeps.ui", "Open the MLflow UI on the sweep's tracking store."),
-    "plan": ("sweeps.plan", "Show what a sweep will train (merging identical cells) and its estimated CPU hours."),
-    "report": ("sweeps.report", "Tabulate a sweep's runs and attribute the accuracy gap to its factors."),
-    "submit": ("sweeps.service:SUBMIT", "Submit a sweep file as a Ray job to a running cluster's job server."),
-    "status": ("sweeps.service:STATUS", "Show a submitted sweep's progress, or one line per sweep on the cluster."),
-    "list": ("sweeps.service:LIST", "One line per sweep submitted to the cluster (as 'status' without an id)."),
-    "logs": ("sweeps.service:LOGS", "Print (or --follow) a submitted sweep's driver output."),
-    "cancel": ("sweeps.service:CANCEL", "Stop a submitted sweep: its driver, trials and actors; runs end KILLED."),
+    "plan": ("sweeps.run.plan", "Show what a sweep will train (merging identical cells) and its estimated CPU hours."),
+    "report": ("sweeps.report.make", "Tabulate a sweep's runs and attribute the accuracy gap to its factors."),
+    "submit": ("sweeps.service.commands:SUBMIT", "Submit a sweep file as a Ray job to a running cluster's job server."),
+    "status": ("sweeps.service.commands:STATUS", "Show a submitted sweep's progress, or one line per sweep on the cluster."),
+    "list": ("sweeps.service.commands:LIST", "One line per sweep submitted to the cluster (as 'status' without an id)."),
+    "logs": ("sweeps.service.commands:LOGS", "Print (or --follow) a submitted sweep's driver output."),
+    "cancel": ("sweeps.service.commands:CANCEL", "Stop a submitted sweep: its driver, trials and actors; runs end KILLED."),
 }
-
-
-# Ray colours the text of errors raised in its workers; a terminal line must not carry escape codes.
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -38,16 +35,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def one_line(error: BaseException) -> str:
-    """An exception's message as one line without ANSI codes (Ray's and pydantic's span several)."""
-    return single_line(str(error)) or type(error).__name__
-
-
-def single_line(text: str) -> str:
-    """``text`` without ANSI codes, its non-empty lines joined by "; "."""
-    return "; ".join(line.strip() for line in ANSI_ESCAPE.sub("", text).splitlines() if line.strip())
 
 
 def implementation(name: str):
@@ -81,22 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # When MLflow was imported before the variable.
     module = implementation(args.command)
-    if os.environ.get("GLOVESWEEP_SWEEP_ID"):
-        # Inside a submitted sweep's Ray job: 'glovesweep cancel' (SIGTERM) ends it like Ctrl-C does.
-        from sweeps import job_entry
-
-        job_entry.stop_on_sigterm()
     try:
         return int(module.main(args) or 0)
     except (ValueError, OSError) as error:
         if args.verbose:
             logging.getLogger(__name__).exception("glovesweep %s failed", args.command)
-        print(f"glovesweep {args.command}: error: {one_line(error)}", file=sys.stderr)
+        print(f"glovesweep {args.command}: error: {console.one_line(error)}", file=sys.stderr)
         return 2
     except Exception as error:  # noqa: BLE001 - a bug, not a user error: one line unless -v asks for more
         if args.verbose:
             raise
-        print(f"glovesweep {args.command}: unexpected error: {type(error).__name__}: {one_line(error)} "
+        print(f"glovesweep {args.command}: unexpected error: {type(error).__name__}: {console.one_line(error)} "
               f"(rerun as glovesweep -v {args.command} ... for the traceback)", file=sys.stderr)
         return 1
 

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 
 from sweeps import spec as spec_module
-from sweeps import state as state_module
+from sweeps.run import state as state_module
 
 HEALTH_TIMEOUT_SECONDS = 90
 

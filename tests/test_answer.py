@@ -10,13 +10,13 @@ import math
 import numpy as np
 import pytest
 
-from sweeps import answer as answer_module
-from sweeps import claims as claims_module
-from sweeps import gap as gap_module
-from sweeps import html_report
-from sweeps import names
+from sweeps.report import answer as answer_module
+from sweeps.report import claims as claims_module
+from sweeps.report import gap as gap_module
+from sweeps.report import html_report
+from sweeps.tracking import names
 from sweeps import report
-from sweeps import runs
+from sweeps.report import reader
 
 BLOG = {"dataset": "19997", "strip": "none"}
 USER = {"dataset": "bydate", "strip": "sklearn_all"}
@@ -48,7 +48,7 @@ DATASET_MEANS = {(dataset, strip): 0.90 if dataset == "19997" else 0.40
 
 
 def test_a_planted_label_leak_is_named_with_its_computed_share():
-    frame = runs.runs_frame(study_rows(LEAK_MEANS, {("19997", "none"): 0.99}))
+    frame = reader.runs_frame(study_rows(LEAK_MEANS, {("19997", "none"): 0.99}))
     (found,) = answer_module.compute_answer(frame, FACTORS, BLOG, USER).by_epochs
     assert found.mechanism == "label_leak" and found.leak_measured
     assert found.headers_cut.cell == {"dataset": "19997", "strip": "sklearn_all"}
@@ -69,7 +69,7 @@ def test_a_planted_label_leak_is_named_with_its_computed_share():
 
 
 def test_no_leak_names_the_dataset_and_says_why_not_the_leak():
-    frame = runs.runs_frame(study_rows(DATASET_MEANS, {}))
+    frame = reader.runs_frame(study_rows(DATASET_MEANS, {}))
     (found,) = answer_module.compute_answer(frame, FACTORS, BLOG, USER).by_epochs
     assert found.mechanism == "dataset" and found.leak_measured
     assert found.leak_effect.points == pytest.approx(0.0, abs=1.5)
@@ -81,14 +81,14 @@ def test_no_leak_names_the_dataset_and_says_why_not_the_leak():
 def test_a_high_leak_that_costs_little_is_not_called_the_cause():
     # The headers carry the label, but cutting them costs 5 points of a 55-point gap: the dataset is the cause.
     means = {**DATASET_MEANS, ("19997", "none"): 0.95}
-    frame = runs.runs_frame(study_rows(means, {("19997", "none"): 0.99}))
+    frame = reader.runs_frame(study_rows(means, {("19997", "none"): 0.99}))
     (found,) = answer_module.compute_answer(frame, FACTORS, BLOG, USER).by_epochs
     assert found.mechanism == "dataset" and "no more than the other" in found.sentence
 
 
 def test_without_leak_fractions_the_leak_is_not_measured_and_the_shapley_wording_stays():
     means = {key: value for key, value in LEAK_MEANS.items() if key != ("19997", "sklearn_all")}
-    frame = runs.runs_frame(study_rows(means, None))
+    frame = reader.runs_frame(study_rows(means, None))
     (found,) = answer_module.compute_answer(frame, FACTORS, BLOG, USER).by_epochs
     assert not found.leak_measured and found.mechanism in ("dataset", "strip")
     assert "the label leak is not measured" in found.sentence and "explains" in found.sentence
@@ -99,13 +99,13 @@ def test_without_leak_fractions_the_leak_is_not_measured_and_the_shapley_wording
 
 
 def test_one_seed_names_the_leak_on_point_values_and_says_there_is_no_interval():
-    frame = runs.runs_frame(study_rows(LEAK_MEANS, {("19997", "none"): 0.99}, seeds=(0,)))
+    frame = reader.runs_frame(study_rows(LEAK_MEANS, {("19997", "none"): 0.99}, seeds=(0,)))
     (found,) = answer_module.compute_answer(frame, FACTORS, BLOG, USER).by_epochs
     assert math.isnan(found.leak_effect.low) and found.mechanism == "label_leak"
     assert "One seed per cell: no interval bounds these points" in found.sentence
     assert f"costs {found.leak_effect.points:.1f} points (" in found.sentence  # a number, no interval
     # Without the leak fractions' support, one seed names no leak.
-    unmarked = runs.runs_frame(study_rows(LEAK_MEANS, {}, seeds=(0,)))
+    unmarked = reader.runs_frame(study_rows(LEAK_MEANS, {}, seeds=(0,)))
     (plain,) = answer_module.compute_answer(unmarked, FACTORS, BLOG, USER).by_epochs
     assert plain.mechanism != "label_leak"
 
@@ -115,7 +115,7 @@ def test_prediction_interval_and_verdicts():
     for row, value in zip(rows, (0.70, 0.74, 0.78)):
         row["val_acc"] = value
     rows += study_rows({("bydate", "none"): 0.6}, {}, seeds=(0,))
-    frame = runs.runs_frame(rows)
+    frame = reader.runs_frame(rows)
     # mean 0.74, s 0.04, t(0.975, 2) = 4.302653: half width 4.302653 * 0.04 * sqrt(4 / 3) = 0.198731.
     assert claims_module.prediction_interval([0.70, 0.74, 0.78]) == pytest.approx((0.541269, 0.938731), abs=1e-6)
     claims = [{"source": "a", "cell": BLOG, "epoch": 2, "value": 0.95}, {"source": "b", "cell": BLOG, "epoch": 2,
@@ -131,10 +131,10 @@ def test_prediction_interval_and_verdicts():
 
 
 def write_folder(tmp_path, rows, sweep_text: str | None):
-    frame = runs.runs_frame(rows)
-    swept = runs.SweepFrame(runs=frame, history=runs.history_frame([]), sweep_name="planted", parent_run_id="0" * 32,
+    frame = reader.runs_frame(rows)
+    swept = reader.SweepFrame(runs=frame, history=reader.history_frame([]), sweep_name="planted", parent_run_id="0" * 32,
                             factors=FACTORS, source=str(tmp_path))
-    runs.write_frames(swept, tmp_path)
+    reader.write_frames(swept, tmp_path)
     if sweep_text:
         (tmp_path / "sweep.yaml").write_text(sweep_text)
     return tmp_path
@@ -199,10 +199,10 @@ def test_html_converts_the_markdown_report_elements(tmp_path):
 def test_a_main_effect_that_differs_from_its_gap_share_is_explained():
     import pathlib
 
-    from sweeps import stats
+    from sweeps.report import stats
 
     # The first study (a frozen copy: tests/data/study-cpu-4e1f7cc), whose numbers the comments below quote.
-    study = runs.read_runs(pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "study-cpu-4e1f7cc")
+    study = reader.read_runs(pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "study-cpu-4e1f7cc")
     effects = stats.attribute(study.runs, study.factors, bootstrap_samples=1)
     gaps = gap_module.decompose_gap(study.runs, study.factors, BLOG, USER)
     note = answer_module.effects_note(effects, gaps[0])

@@ -170,10 +170,10 @@ def tiny_home(tmp_path_factory):
 @pytest.fixture(scope="module")
 def empty_store(tmp_path_factory):
     """An MLflow sqlite store with its tables (creating them costs seconds): each row starts from a copy."""
-    from sweeps import tracking
+    from sweeps.tracking import mlflow_runs
 
     path = tmp_path_factory.mktemp("bad-inputs-store") / "mlflow.db"
-    tracking.check_reachable(f"sqlite:///{path}")
+    mlflow_runs.check_reachable(f"sqlite:///{path}")
     return path
 
 

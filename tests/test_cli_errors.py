@@ -9,7 +9,7 @@ import re
 import pytest
 
 from sweeps import cli
-from sweeps import shared_data
+from sweeps.run import shared_data
 from sweeps import ui
 from trainer import config as config_module
 
@@ -118,8 +118,8 @@ class FailedTrial:
 
 
 def test_a_failed_trial_is_one_progress_line_saying_why(tmp_path, capsys, monkeypatch):
-    from sweeps import driver
-    from sweeps import progress
+    from sweeps.run import driver
+    from sweeps.run import progress
 
     error_file = tmp_path / "error.txt"
     error_file.write_text("\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=1, ip=127.0.0.1)\n" + "  File \"x.py\"\n" * 60

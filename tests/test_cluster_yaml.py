@@ -19,7 +19,7 @@ import yaml
 from packaging import requirements as requirements_module
 from ray.autoscaler._private import util as autoscaler_util
 
-from sweeps import cluster_checks
+from sweeps.checks import cluster_checks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"

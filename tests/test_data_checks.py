@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import build_tiny_corpus
 
-from sweeps import names
+from sweeps.tracking import names
 from trainer import config as config_module
 from trainer import data as data_module
 from trainer import prepare as prepare_module
@@ -90,8 +90,8 @@ def test_prepared_stats_hold_the_number_of_classes_and_it_is_logged(tmp_path):
     prepared = prepare_module.prepare(config, cache_dir=tmp_path / "cache")
     assert prepared.stats["num_classes"] == prepared.num_classes == 20
     assert names.NUM_CLASSES == "num_classes" and names.NUM_CLASSES in names.STATS_METRICS
-    # Every trial logs its prepared stats through this filter (sweeps.trial).
-    from sweeps import trial_run
+    # Every trial logs its prepared stats through this filter (sweeps.run.trial).
+    from sweeps.tracking import trial_run
 
     assert trial_run.stats_metrics(prepared.stats)["num_classes"] == 20.0
     # An entry written before the count existed is never reused: the cache key moved.

@@ -71,7 +71,7 @@ def ipaddress_of(address: str):
 def test_a_local_ray_listens_on_loopback_only():
     result = run_script("""
         import os, ray
-        from sweeps import shared_data
+        from sweeps.run import shared_data
         shared_data.start_ray(num_cpus=1)
         @ray.remote
         def pid():

@@ -9,9 +9,9 @@ import pytest
 from conftest import build_tiny_data_home
 from test_sweep import client, history, runs_of
 
-from sweeps import driver
-from sweeps import merging
-from sweeps import names
+from sweeps.run import driver
+from sweeps.run import merging
+from sweeps.tracking import names
 from sweeps import spec as spec_module
 from trainer import config as config_module
 from trainer import prepare as prepare_module

@@ -17,10 +17,10 @@ import pytest
 from conftest import build_tiny_data_home, free_port, start_mlflow_server, stop_mlflow_server
 from test_sweep import client, history, runs_of, write_sweep
 
-from sweeps import driver
-from sweeps import outbox
+from sweeps.run import driver
+from sweeps.tracking import outbox
 from sweeps import spec as spec_module
-from sweeps import trial_run
+from sweeps.tracking import trial_run
 
 HANG = 45.0  # seconds: far above a healthy call, far below MLflow's own minutes of retries
 

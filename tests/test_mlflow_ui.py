@@ -16,8 +16,8 @@ import pytest
 from conftest import build_tiny_data_home
 
 from sweeps import cli
-from sweeps import names
-from sweeps import tracking
+from sweeps.tracking import names
+from sweeps.tracking import mlflow_runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -72,8 +72,8 @@ def screenshot(page, name: str, tmp_path: pathlib.Path) -> pathlib.Path:
 
 
 def children(smoke_sweep) -> list:
-    parent = tracking.run_by_id(smoke_sweep["tracking_uri"], smoke_sweep["parent_id"])
-    return tracking.child_runs(smoke_sweep["tracking_uri"], parent.info.experiment_id, smoke_sweep["parent_id"])
+    parent = mlflow_runs.run_by_id(smoke_sweep["tracking_uri"], smoke_sweep["parent_id"])
+    return mlflow_runs.child_runs(smoke_sweep["tracking_uri"], parent.info.experiment_id, smoke_sweep["parent_id"])
 
 
 def test_the_printed_url_opens_the_runs_table_with_every_child_and_its_columns(smoke_sweep, browser, tmp_path):

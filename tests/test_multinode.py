@@ -26,7 +26,7 @@ import time
 import pytest
 from conftest import build_tiny_corpus, free_port
 
-from sweeps import cluster_checks
+from sweeps.checks import cluster_checks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
@@ -277,7 +277,7 @@ def most_at_once(intervals: list[tuple[float, float]]) -> int:
 def test_gpu_sweep_on_two_nodes_survives_losing_the_gpu_node(cluster):
     from mlflow import tracking as mlflow_tracking
 
-    from sweeps import tracking
+    from sweeps.tracking import mlflow_runs
 
     environment, tmp_path, shared = cluster["environment"], cluster["tmp_path"], cluster["folders"]["shared"]
     assert listening_addresses(cluster["mlflow_port"]) == {"127.0.0.1"}
@@ -286,7 +286,7 @@ def test_gpu_sweep_on_two_nodes_survives_losing_the_gpu_node(cluster):
     #    to each node); the head is recorded, to show that no trial ran there.
     probe = spawn_python(f"""
         import json, time, ray
-        from sweeps import cluster_checks
+        from sweeps.checks import cluster_checks
         ray.init(address="{cluster['address']}", log_to_driver=False)
         while cluster_checks.alive_node_count() < 2:
             time.sleep(0.25)
@@ -345,9 +345,9 @@ def test_gpu_sweep_on_two_nodes_survives_losing_the_gpu_node(cluster):
     client = mlflow_tracking.MlflowClient(tracking_uri=cluster["tracking_uri"])
     experiment = client.get_experiment_by_name("multinode")
     runs = client.search_runs([experiment.experiment_id])
-    children = [run for run in runs if run.data.tags.get(tracking.ROLE_TAG) == "trial"]
+    children = [run for run in runs if run.data.tags.get(mlflow_runs.ROLE_TAG) == "trial"]
     assert len(children) == 2 and len(runs) == 3
-    assert len({run.data.tags[tracking.TRIAL_ID_TAG] for run in children}) == 2
+    assert len({run.data.tags[mlflow_runs.TRIAL_ID_TAG] for run in children}) == 2
     assert {run.info.status for run in runs} == {"FINISHED"}
     for run in children:
         steps = [metric.step for metric in client.get_metric_history(run.info.run_id, "val_acc")]

@@ -20,7 +20,7 @@ from conftest import free_port
 from test_multinode import listening_addresses
 from test_service import assert_every_cell_once, service, submit, tiny_home, wait_for_state, write_sweep  # noqa: F401
 
-from sweeps import jobs
+from sweeps.service import jobs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

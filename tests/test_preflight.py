@@ -13,9 +13,9 @@ import pytest
 from conftest import build_tiny_data_home
 
 from sweeps import cli
-from sweeps import cluster_checks
-from sweeps import preflight
-from sweeps import tracking
+from sweeps.checks import cluster_checks
+from sweeps.checks import preflight
+from sweeps.tracking import mlflow_runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ def test_an_existing_sqlite_store_in_a_read_only_folder_is_refused_up_front(tmp_
     store_folder = tmp_path / "store"
     store_folder.mkdir()
     uri = f"sqlite:///{store_folder / 'mlflow.db'}"
-    tracking.ensure_experiment(uri, "preflight")
+    mlflow_runs.ensure_experiment(uri, "preflight")
     sweep = write_sweep(tmp_path, tracking_uri=uri)
     immutable(store_folder)
     capsys.readouterr()

@@ -6,7 +6,7 @@ import importlib.util
 import json
 import pathlib
 
-from sweeps import runs
+from sweeps.report import reader
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def test_cells_are_seed_means_with_t_intervals_and_missing_inputs_say_not_run(tm
             row("keras", 10, 0, 0.95), row("keras", 2, 0, 0.40, strip="blank_line"),
             row("linear_svm", None, 0, 0.941)]
     (tmp_path / "study-cpu").mkdir()
-    runs.runs_frame(rows).to_parquet(tmp_path / "study-cpu" / "runs.parquet")
+    reader.runs_frame(rows).to_parquet(tmp_path / "study-cpu" / "runs.parquet")
     (tmp_path / "kerasio2020-seed0.json").write_text(json.dumps({"val_acc": [0.30, 0.44, 0.5]}))
     lines = {line.split(" | ")[0]: line for line in script.build_table(tmp_path).splitlines()}
 

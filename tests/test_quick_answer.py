@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from sweeps import driver
+from sweeps.run import driver
 from sweeps import spec as spec_module
-from sweeps import tracking
+from sweeps.tracking import mlflow_runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BLOG_CELL = {"dataset": "19997", "strip": "none"}
@@ -30,7 +30,7 @@ def trial_runs(tracking_uri: str, experiment: str) -> list:
 
     client = mlflow_tracking.MlflowClient(tracking_uri=tracking_uri)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{tracking.ROLE_TAG}` = 'trial'")
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{mlflow_runs.ROLE_TAG}` = 'trial'")
     return list(runs)
 
 

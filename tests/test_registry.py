@@ -13,7 +13,7 @@ import pytest
 
 from sweeps import cli_train
 from sweeps import spec as spec_module
-from sweeps import trial as trial_module
+from sweeps.run import trial as trial_module
 from trainer import config as config_module
 from trainer import prepare as prepare_module
 

@@ -15,8 +15,9 @@ from pyarrow import parquet
 
 from sweeps import cli
 from sweeps import report
-from sweeps import runs
-from sweeps import stats
+from sweeps.report import reader
+from sweeps.tracking import search
+from sweeps.report import stats
 from trainer import config as config_module
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -204,24 +205,24 @@ def test_plots_are_written_and_logged_to_the_parent_run(schema_sweep):
 
 def test_sweep_is_found_by_run_id_and_unknown_names_list_the_known_sweeps(schema_sweep, mlflow_server):
     logged = schema_sweep["logged"]
-    assert runs.find_parent_run(logged["parent"], tracking_uri=mlflow_server).info.run_id == logged["parent"]
+    assert search.find_parent_run(logged["parent"], tracking_uri=mlflow_server).info.run_id == logged["parent"]
     with pytest.raises(ValueError, match=r"no sweep named 'nope' .*sweeps there: .*schema-sweep"):
-        runs.find_parent_run("nope", tracking_uri=mlflow_server)
+        search.find_parent_run("nope", tracking_uri=mlflow_server)
     child_id = next(iter(logged["keras"]))
     with pytest.raises(ValueError, match=f"run {child_id} is not a sweep's parent run"):
-        runs.find_parent_run(child_id, tracking_uri=mlflow_server)
+        search.find_parent_run(child_id, tracking_uri=mlflow_server)
 
 
 def test_parquet_files_read_back_into_the_identical_frames(schema_sweep, tmp_path):
     swept = schema_sweep["report"].sweep
-    again = runs.read_runs(schema_sweep["report"].out_dir)
+    again = reader.read_runs(schema_sweep["report"].out_dir)
     pd.testing.assert_frame_equal(again.runs, swept.runs)
     pd.testing.assert_frame_equal(again.history, swept.history)
     assert (again.sweep_name, again.parent_run_id, again.factors, again.skipped, again.tracking_uri) == (
         swept.sweep_name, swept.parent_run_id, swept.factors, swept.skipped, swept.tracking_uri)
     # Written again from the frames read back: the same files, so the round trip holds both ways.
-    runs.write_frames(again, tmp_path)
-    for name in (runs.RUNS_FILE, runs.HISTORY_FILE):
+    reader.write_frames(again, tmp_path)
+    for name in (reader.RUNS_FILE, reader.HISTORY_FILE):
         assert parquet.read_table(tmp_path / name).equals(parquet.read_table(schema_sweep["report"].out_dir / name))
     # The statistics on the frames read back (no MLflow) are the report's.
     tables = schema_sweep["report"].tables
@@ -295,7 +296,7 @@ def tiny_sweep(tmp_path_factory, mlflow_server, ray_local):
     """A real sweep (driver -> local Ray -> the trainer -> MLflow server) on tiny archives, and its report."""
     from conftest import build_tiny_data_home
 
-    from sweeps import driver
+    from sweeps.run import driver
     from sweeps import spec as spec_module
 
     root = tmp_path_factory.mktemp("report-tiny-sweep")
@@ -357,8 +358,8 @@ def test_real_sweep_report_plots_and_artifacts(tiny_sweep):
 
 
 def test_new_metric_names_are_logged_when_present_and_read_as_missing_when_absent(tmp_path):
-    from sweeps import names
-    from sweeps import trial_run
+    from sweeps.tracking import names
+    from sweeps.tracking import trial_run
 
     chosen = trial_run.stats_metrics({names.LEAK_FRACTION_VAL: 0.25, names.LEAKAGE: 0.5, "cache_key": "ab",
                                      "cache_hit": True})
@@ -366,14 +367,14 @@ def test_new_metric_names_are_logged_when_present_and_read_as_missing_when_absen
     # The committed study carries the leak fractions (scripts/add_leak_fractions.py); an older folder without
     # the columns reads them as missing.
     folder = pathlib.Path(__file__).resolve().parents[1] / "docs" / "results" / "study-cpu"
-    study = runs.read_runs(folder)
+    study = reader.read_runs(folder)
     assert study.runs[[names.LEAK_FRACTION_TRAIN, names.LEAK_FRACTION_VAL]].notna().all().all()
     assert study.runs["val_acc"].notna().all()
-    assert len(study.runs) == parquet.read_metadata(folder / runs.RUNS_FILE).num_rows
+    assert len(study.runs) == parquet.read_metadata(folder / reader.RUNS_FILE).num_rows
     # A folder written before the new columns and the metadata existed (as the study was at 4e1f7cc).
     older = study.runs.drop(columns=[names.LEAK_FRACTION_TRAIN, names.LEAK_FRACTION_VAL])
-    older.to_parquet(tmp_path / runs.RUNS_FILE, index=False)
-    again = runs.read_runs(tmp_path)
+    older.to_parquet(tmp_path / reader.RUNS_FILE, index=False)
+    again = reader.read_runs(tmp_path)
     assert again.runs[[names.LEAK_FRACTION_TRAIN, names.LEAK_FRACTION_VAL]].isna().all().all()
     pd.testing.assert_frame_equal(again.runs.drop(columns=[names.LEAK_FRACTION_TRAIN, names.LEAK_FRACTION_VAL]),
                                   study.runs.drop(columns=[names.LEAK_FRACTION_TRAIN, names.LEAK_FRACTION_VAL]))

@@ -15,8 +15,8 @@ import pytest
 from conftest import build_tiny_data_home
 from test_sweep import client, history, runs_of, write_sweep
 
-from sweeps import checkpoints
-from sweeps import driver
+from sweeps.run import checkpoints
+from sweeps.run import driver
 from sweeps import spec as spec_module
 from trainer import train as train_module
 

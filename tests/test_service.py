@@ -24,11 +24,11 @@ import yaml
 from conftest import build_tiny_data_home, free_port, head_start_flags, ray_environment, start_ray_head
 
 from sweeps import cli
-from sweeps import job_entry
-from sweeps import jobs
-from sweeps import resources_check
+from sweeps.run import job_entry
+from sweeps.service import jobs
+from sweeps.checks import resources_check
 from sweeps import spec as spec_module
-from sweeps import tracking
+from sweeps.tracking import mlflow_runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -111,21 +111,21 @@ def runs_of(uri: str, experiment: str) -> tuple[object, list]:
     client = mlflow_tracking.MlflowClient(tracking_uri=uri)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     runs = client.search_runs([experiment_id], run_view_type=ViewType.ACTIVE_ONLY)
-    (parent,) = [run for run in runs if run.data.tags.get(tracking.ROLE_TAG) == "sweep"]
-    children = [run for run in runs if run.data.tags.get(tracking.PARENT_TAG) == parent.info.run_id]
+    (parent,) = [run for run in runs if run.data.tags.get(mlflow_runs.ROLE_TAG) == "sweep"]
+    children = [run for run in runs if run.data.tags.get(mlflow_runs.PARENT_TAG) == parent.info.run_id]
     assert len(children) + 1 == len(runs)
     return parent, children
 
 
 def assert_every_cell_once(uri: str, experiment: str, *, seeds: int, epochs: int, sweep_id: str):
     parent, children = runs_of(uri, experiment)
-    assert parent.info.status == "FINISHED" and parent.data.tags[tracking.SWEEP_ID_TAG] == sweep_id
-    assert parent.data.tags[tracking.SWEEP_DIR_TAG].endswith("/" + sweep_id)
-    assert len({run.data.tags[tracking.TRIAL_ID_TAG] for run in children}) == len(children) == seeds
+    assert parent.info.status == "FINISHED" and parent.data.tags[mlflow_runs.SWEEP_ID_TAG] == sweep_id
+    assert parent.data.tags[mlflow_runs.SWEEP_DIR_TAG].endswith("/" + sweep_id)
+    assert len({run.data.tags[mlflow_runs.TRIAL_ID_TAG] for run in children}) == len(children) == seeds
     assert sorted(run.data.params["seed"] for run in children) == [str(seed) for seed in range(seeds)]
     for run in children:
         assert run.info.status == "FINISHED"
-        assert tracking.metric_steps(uri, run.info.run_id, "val_acc") == list(range(1, epochs + 1))
+        assert mlflow_runs.metric_steps(uri, run.info.run_id, "val_acc") == list(range(1, epochs + 1))
     return parent, children
 
 

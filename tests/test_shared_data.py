@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import build_tiny_data_home
 
-from sweeps import cluster_checks
-from sweeps import shared_data as shared_data_module
+from sweeps.checks import cluster_checks
+from sweeps.run import shared_data as shared_data_module
 from sweeps import spec as spec_module
 from trainer import config as config_module
 from trainer import data as data_module

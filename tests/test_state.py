@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sweeps import state as state_module
+from sweeps.run import state as state_module
 
 
 def make_state(tmp_path, **changes) -> state_module.SweepState:
@@ -46,7 +46,7 @@ def test_state_on_an_object_store_uri(tmp_path):
 
 
 def test_the_state_and_ui_modules_need_no_ray():
-    code = ("import sys; import sweeps.state, sweeps.ui; "
+    code = ("import sys; import sweeps.run.state, sweeps.ui; "
             "print(sorted(name for name in sys.modules if name == 'ray' or name.startswith('ray.')))")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"

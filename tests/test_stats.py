@@ -1,4 +1,4 @@
-"""The report's statistics (sweeps.stats, sweeps.gap) on hand-made frames, against statsmodels on the committed
+"""The report's statistics (sweeps.report.stats, sweeps.report.gap) on hand-made frames, against statsmodels on the committed
 study, the interval coverage on synthetic designs with known effects, and the committed study regenerated from
 its Parquet files."""
 
@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 
 import tolerance
-from sweeps import gap as gap_module
-from sweeps import render
+from sweeps.report import gap as gap_module
+from sweeps.report import render
+from sweeps.report import wording
 from sweeps import report
-from sweeps import runs
-from sweeps import stats
+from sweeps.report import reader
+from sweeps.report import stats
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STUDY = ROOT / "docs" / "results" / "study-cpu"
@@ -43,7 +44,7 @@ def make_rows(accuracy, levels: dict[str, tuple], *, seeds=(0, 1, 2), epochs=(2,
 
 
 def frame(rows) -> pd.DataFrame:
-    return runs.runs_frame(rows)
+    return reader.runs_frame(rows)
 
 
 def test_t_interval_matches_hand_computed_values_and_clips():
@@ -142,7 +143,7 @@ def test_gap_is_split_by_shapley_values_that_add_up():
     assert contributions == {"strip": pytest.approx(42.5), "dataset": pytest.approx(7.5)}
     assert gap["gap_points"] == pytest.approx(50.0) and gap["modelled"] == []
     assert [item["factor"] for item in gap["contributions"]] == ["strip", "dataset"]
-    (sentence,) = render.answer_sentences([gap], blog, user)
+    (sentence,) = wording.answer_sentences([gap], blog, user)
     assert "a gap of 50.0 points; strip (none -> blank_line) explains 42.5 of them" in sentence
     assert sentence.startswith("At 2 epochs the blog's cell (dataset=19997, strip=none) reaches 0.950")
 
@@ -168,7 +169,7 @@ def test_gap_holds_other_factors_fixed_and_models_a_missing_corner():
     rows = [row for row in rows if row["dataset"] != "bydate"]
     (gap,) = gap_module.decompose_gap(frame(rows), factors, blog, user)
     assert gap["missing"] == "no runs with dataset=bydate (the runs have 19997)"
-    assert "cannot be measured: no runs with dataset=bydate" in render.answer_sentences([gap], blog, user)[0]
+    assert "cannot be measured: no runs with dataset=bydate" in wording.answer_sentences([gap], blog, user)[0]
 
 
 @pytest.mark.parametrize("text, message", [
@@ -237,7 +238,7 @@ def test_bootstrap_is_seeded():
 
 @pytest.fixture(scope="module")
 def study():
-    return runs.read_runs(STUDY)
+    return reader.read_runs(STUDY)
 
 
 def test_variance_shares_equal_statsmodels_anova_type_2(study):

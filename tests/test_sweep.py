@@ -21,10 +21,10 @@ import pytest
 from conftest import build_tiny_data_home, free_port
 
 from sweeps import cli
-from sweeps import driver
+from sweeps.run import driver
 from sweeps import spec as spec_module
-from sweeps import state as state_module
-from sweeps import tracking
+from sweeps.run import state as state_module
+from sweeps.tracking import mlflow_runs
 from trainer import config as config_module
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -82,9 +82,9 @@ def runs_of(uri: str, experiment: str) -> tuple[object, list]:
 
     experiment_id = client(uri).get_experiment_by_name(experiment).experiment_id
     runs = client(uri).search_runs([experiment_id], run_view_type=ViewType.ALL)
-    parents = [run for run in runs if run.data.tags.get(tracking.ROLE_TAG) == "sweep"]
+    parents = [run for run in runs if run.data.tags.get(mlflow_runs.ROLE_TAG) == "sweep"]
     assert len(parents) == 1, [run.data.tags for run in parents]
-    children = [run for run in runs if run.data.tags.get(tracking.PARENT_TAG) == parents[0].info.run_id]
+    children = [run for run in runs if run.data.tags.get(mlflow_runs.PARENT_TAG) == parents[0].info.run_id]
     assert len(children) + 1 == len(runs), "every run but the parent is one of its children"
     return parents[0], children
 
@@ -115,7 +115,7 @@ def test_child_runs_are_cells_times_seeds_plus_baselines(main_sweep):
     assert sorted((run.data.params["dataset"], run.data.params["seed"]) for run in network) == [
         ("19997", "0"), ("19997", "1"), ("bydate", "0"), ("bydate", "1")]
     assert sorted(run.data.params["baseline"] for run in baselines) == ["multinomial_nb"] * 2
-    trial_ids = [run.data.tags[tracking.TRIAL_ID_TAG] for run in main_sweep["children"]]
+    trial_ids = [run.data.tags[mlflow_runs.TRIAL_ID_TAG] for run in main_sweep["children"]]
     assert len(set(trial_ids)) == 6
     assert {run.info.status for run in main_sweep["children"]} == {"FINISHED"}
     assert main_sweep["parent"].info.status == "FINISHED"
@@ -124,14 +124,14 @@ def test_child_runs_are_cells_times_seeds_plus_baselines(main_sweep):
 def test_parent_run_carries_the_sweep_file_and_its_hash(main_sweep, mlflow_server):
     parent = main_sweep["parent"]
     text = main_sweep["path"].read_text()
-    assert parent.data.tags[tracking.ROLE_TAG] == "sweep"
-    assert parent.data.tags[tracking.SWEEP_NAME_TAG] == "main"
-    assert parent.data.tags[tracking.SWEEP_HASH_TAG] == hashlib.sha256(text.encode()).hexdigest()
+    assert parent.data.tags[mlflow_runs.ROLE_TAG] == "sweep"
+    assert parent.data.tags[mlflow_runs.SWEEP_NAME_TAG] == "main"
+    assert parent.data.tags[mlflow_runs.SWEEP_HASH_TAG] == hashlib.sha256(text.encode()).hexdigest()
     local = client(mlflow_server).download_artifacts(parent.info.run_id, "sweep.yaml")
     assert pathlib.Path(local).read_text() == text
     for child in main_sweep["children"]:
-        assert child.data.tags[tracking.PARENT_TAG] == parent.info.run_id
-        assert child.data.tags[tracking.ROLE_TAG] == "trial"
+        assert child.data.tags[mlflow_runs.PARENT_TAG] == parent.info.run_id
+        assert child.data.tags[mlflow_runs.ROLE_TAG] == "trial"
 
 
 def test_params_are_every_trainer_field_plus_factors(main_sweep):
@@ -142,7 +142,7 @@ def test_params_are_every_trainer_field_plus_factors(main_sweep):
         assert params["factors"] == "dataset,epochs"
         assert params["epochs"] == "4"  # one trial trains to max(epochs)
         assert params["max_sequence_length"] == "160" and params["architecture"] == "global_max"
-        assert run.data.tags[tracking.CELL_TAG] == f"dataset={params['dataset']}"
+        assert run.data.tags[mlflow_runs.CELL_TAG] == f"dataset={params['dataset']}"
 
 
 def test_step_metrics_per_epoch_and_summaries_per_requested_epoch_count(main_sweep, mlflow_server):
@@ -172,7 +172,7 @@ def test_baseline_runs_log_accuracy_and_leakage(main_sweep):
             continue
         assert 0.0 <= run.data.metrics["val_acc"] <= 1.0
         assert 0.0 <= run.data.metrics["leakage"] <= 1.0
-        assert run.data.tags[tracking.CELL_TAG] == f"dataset={run.data.params['dataset']}"
+        assert run.data.tags[mlflow_runs.CELL_TAG] == f"dataset={run.data.params['dataset']}"
 
 
 def test_two_epoch_run_equals_epoch_two_of_the_four_epoch_trial(main_sweep, mlflow_server, tiny_home, tmp_path):
@@ -260,7 +260,7 @@ def test_killed_driver_then_resume_runs_every_cell_exactly_once(mlflow_server, t
             done = [run for run in children if run.info.status == "FINISHED"]
             running = [run for run in children if run.info.status == "RUNNING"]
             if done and running:
-                finished_before = {run.data.tags[tracking.TRIAL_ID_TAG]: run.info.end_time for run in done}
+                finished_before = {run.data.tags[mlflow_runs.TRIAL_ID_TAG]: run.info.end_time for run in done}
                 break
             time.sleep(0.1)
     finally:
@@ -279,15 +279,15 @@ def test_killed_driver_then_resume_runs_every_cell_exactly_once(mlflow_server, t
     assert "3/3 trials done, 0 failed" in resumed.stdout
     parent, children = runs_of(mlflow_server, "killed-driver")
     assert parent.info.status == "FINISHED"
-    trial_ids = [run.data.tags[tracking.TRIAL_ID_TAG] for run in children]
+    trial_ids = [run.data.tags[mlflow_runs.TRIAL_ID_TAG] for run in children]
     assert len(children) == 3 and len(set(trial_ids)) == 3, "every cell x seed exactly once"
     assert sorted(run.data.params["seed"] for run in children) == ["0", "1", "2"]
     for run in children:
         assert run.info.status == "FINISHED"
         assert [step for step, _ in history(mlflow_server, run.info.run_id, "val_acc")] == [1, 2, 3]
-        if run.data.tags[tracking.TRIAL_ID_TAG] in finished_before:
+        if run.data.tags[mlflow_runs.TRIAL_ID_TAG] in finished_before:
             # Finished before the kill: not run again.
-            assert run.info.end_time == finished_before[run.data.tags[tracking.TRIAL_ID_TAG]]
+            assert run.info.end_time == finished_before[run.data.tags[mlflow_runs.TRIAL_ID_TAG]]
 
 
 @pytest.mark.parametrize("name", sorted(path.name for path in (ROOT / "sweeps").glob("*.yaml")))
@@ -310,7 +310,7 @@ def test_smoke_mode_of_every_shipped_sweep_file(name, ray_local, tiny_home, tmp_
 
 def test_ui_smoke_test_serves_the_sweep_store(tmp_path):
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracking.ensure_experiment(tracking_uri, "ui")
+    mlflow_runs.ensure_experiment(tracking_uri, "ui")
     assert cli.main(["ui", "--tracking-uri", tracking_uri, "--port", str(free_port()), "--smoke-test"]) == 0
 
 

@@ -13,14 +13,14 @@ import pytest
 from conftest import free_port
 
 from sweeps import cli
-from sweeps import tracking
+from sweeps.tracking import mlflow_runs
 from sweeps import ui
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     uri = f"sqlite:///{tmp_path_factory.mktemp('ui-store') / 'mlflow.db'}"
-    tracking.ensure_experiment(uri, "ui-safety")
+    mlflow_runs.ensure_experiment(uri, "ui-safety")
     return uri
 
 

@@ -1,0 +1,166 @@
+"""The sweep's parent run carries the answer, and one URL opens its runs in MLflow's runs table.
+
+At the start (``parent_params``): the sweep's factors, values, seeds, epochs and search mode as params. At the
+end of a sweep (``summarize``, after the report): the answer in Markdown as the run's description (MLflow's
+note), per-cell mean validation accuracy at each reported epoch count, the gap and each factor's share as
+metrics, the devices and data checksums as tags; the report itself (HTML with its images inside, Markdown,
+PNGs, Parquet) is logged by ``sweeps.report.make`` under ``report/``.
+
+``runs_table_url`` saves a view of the experiment (MLflow's shared view state: an experiment tag holding the
+UI state) that shows the sweep's child runs with their factor and accuracy columns, best first, and returns
+the ``#/experiments/<id>/runs?viewStateShareKey=...`` URL of MLflow's classic runs table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import urllib.parse
+from typing import Any
+
+from sweeps.tracking import names
+from sweeps import spec as spec_module
+from sweeps.tracking import mlflow_runs
+
+NOTE_TAG = "mlflow.note.content"  # MLflow's own: the run's description, rendered as Markdown.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # MLflow 3: which UI an experiment opens in.
+CLASSIC_KIND = "custom_model_development"  # the runs table, not the GenAI overview
+SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
+DIGITS = 4
+
+
+def parent_params(spec: spec_module.SweepSpec) -> dict[str, str]:
+    """The sweep's design as params: ``factor.<name>`` = values, seeds, epochs, search mode, trial count."""
+    params = {f"factor.{name}": "|".join(map(str, values)) for name, values in spec.factors.items()}
+    params.update({f"fixed.{name}": str(value) for name, value in spec.fixed.items()})
+    params.update(seeds=",".join(map(str, spec.seeds)), epochs=",".join(map(str, spec.epochs)),
+                  search=spec.search["mode"], trials=str(spec.total_trials))
+    if spec.answer:
+        params.update({role: spec_module.cell_label(cell) for role, cell in spec.answer.items()})
+    return params
+
+
+def cell_metric_name(epochs: int, values: list[Any]) -> str:
+    """``mean_val_acc_at_2/19997/none``: MLflow metric names allow letters, digits, ``_-./`` and spaces."""
+    return f"mean_{names.val_acc_at(epochs)}/" + "/".join(str(value) for value in values)
+
+
+def summary_metrics(report) -> dict[str, float]:
+    """Per-cell means, the gap and the factors' shares from a ``sweeps.report.make.Report``, rounded."""
+    metrics: dict[str, float] = {}
+    tables = report.tables
+    for cell in tables.cells:
+        if cell.get("model") == names.TRAINER_KERAS and cell.get("epochs") is not None:
+            metrics[cell_metric_name(int(cell["epochs"]), [cell[name] for name in tables.factors])] = cell["mean"]
+    for gap in tables.gaps:
+        if "gap_points" in gap and not math.isnan(gap["gap_points"]):
+            metrics[f"gap_points_at_{gap['epochs']}"] = gap["gap_points"]
+            for part in gap.get("contributions", []):
+                metrics[f"gap_points_at_{gap['epochs']}/{part['factor']}"] = part["points"]
+    for effect in tables.effects:
+        if effect.get("kind") == "main":
+            metrics[f"share_at_{effect['epochs']}/{effect['term']}"] = effect["share"]
+    for item in getattr(report.answer, "by_epochs", []):
+        for name in ("leak_effect", "remainder"):
+            contrast = getattr(item, name)
+            if contrast is not None:
+                metrics[f"answer_at_{item.epochs}/{name}_points"] = contrast.points
+        metrics[f"answer_at_{item.epochs}/leak_share"] = item.leak_share
+    for verdict in getattr(report, "verdicts", []):
+        slug = "".join(character if character.isalnum() else "_" for character in verdict.source)[:60].strip("_")
+        metrics[f"claim/{slug}/at_{verdict.epoch}/measured"] = verdict.mean
+        metrics[f"claim/{slug}/at_{verdict.epoch}/published"] = verdict.published
+    return {key: round(float(value), DIGITS) for key, value in metrics.items()
+            if isinstance(value, (int, float)) and math.isfinite(value)}
+
+
+def answer_markdown(spec: spec_module.SweepSpec, report, *, report_url: str = "") -> str:
+    """The parent run's description: the question, the answer sentences, where the full report is."""
+    lines = [f"## {spec.name}: why does the Keras GloVe example score differently?", ""]
+    if spec.description:
+        lines += [spec.description.strip(), ""]
+    lines += ["**The answer** (computed by `glovesweep report` from the cell means and the logged leak fractions):", ""]
+    lines += [f"- {sentence}" for sentence in report.answers]
+    verdicts = getattr(report, "verdicts", [])
+    if verdicts:
+        lines += ["", "**Published claims** (measured mean [95% interval]; inside the 95% prediction interval of one "
+                      "run?):", ""]
+        lines += [f"- {verdict.source}, {spec_module.cell_label(verdict.cell)} @{verdict.epoch}: published "
+                  f"{verdict.published:.2f}, {verdict.verdict}" for verdict in verdicts]
+    lines += ["", f"Full report: the `report/` artifacts (report.html renders here){report_url}.",
+              f"Design: {len(spec.cells())} cells x {len(spec.seeds)} seeds, epochs {spec.epochs}."]
+    return "\n".join(lines)
+
+
+def summarize(tracking_uri: str, experiment_id: str, parent_run_id: str, spec: spec_module.SweepSpec, report, *,
+              data_checksums: dict[str, str]) -> None:
+    """Write the answer onto the parent run: description, summary metrics, device and data tags."""
+    devices = sorted({run.data.tags.get(names.DEVICE_TAG, "") for run in
+                      mlflow_runs.child_runs(tracking_uri, experiment_id, parent_run_id)
+                      if run.data.tags.get(names.DEVICE_TAG)})
+    tags = {NOTE_TAG: answer_markdown(spec, report), names.DEVICE_TAG: "; ".join(devices),
+            "glovesweep.data_sha256": ";".join(f"{name}={digest}" for name, digest in sorted(data_checksums.items()))}
+    mlflow_runs.log_to_run(tracking_uri, parent_run_id, tags=tags, metrics=summary_metrics(report))
+
+
+def view_state(spec: spec_module.SweepSpec, parent_run_id: str) -> dict[str, Any]:
+    """MLflow UI state for the sweep's runs: its children only, factor and accuracy columns, best first."""
+    last = spec.max_epochs
+    columns = ["attributes.`Run Name`", "attributes.`Dataset`"]
+    columns += [f"params.`{name}`" for name in spec.factor_names if name != "epochs"]
+    columns += [f"metrics.`{names.val_acc_at(epochs)}`" for epochs in spec.epochs]
+    columns += [f"metrics.`{name}`" for name in ("best_epoch", names.LEAK_FRACTION_VAL, "epoch_seconds_median")]
+    return {
+        "searchFilter": f"tags.`{names.PARENT_TAG}` = '{parent_run_id}'",
+        "orderByKey": f"metrics.`{names.val_acc_at(last)}`", "orderByAsc": False, "startTime": "ALL",
+        "lifecycleFilter": "Active", "modelVersionFilter": "All Runs", "datasetsFilter": [],
+        "selectedColumns": columns, "columnOrder": columns, "runsHiddenMode": "SHOW_ALL", "runsExpanded": {},
+        "runsPinned": [], "runsHidden": [], "runsVisibilityMap": {}, "viewMaximized": False, "runListHidden": False,
+        "groupBy": None, "groupsExpanded": {}, "useGroupedValuesInCharts": True, "hideEmptyCharts": True,
+        "isAccordionReordered": False, "autoRefreshEnabled": True,
+    }
+
+
+def runs_table_url(tracking_uri: str, experiment_id: str, spec: spec_module.SweepSpec, parent_run_id: str,
+                   *, ui_address: str) -> str:
+    """Save the sweep's view on its experiment and return the URL of MLflow's classic runs table showing it."""
+    state = view_state(spec, parent_run_id)
+    key = hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
+    mlflow_runs.set_experiment_tags(tracking_uri, experiment_id, {EXPERIMENT_KIND_TAG: CLASSIC_KIND,
+                                                               SHARED_VIEW_PREFIX + key: json.dumps(state)})
+    # The view carries the filter, order and columns; workflowType opens the model-training runs table.
+    query = urllib.parse.urlencode({"workflowType": "machine_learning", "viewStateShareKey": key})
+    return f"{ui_address.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def ui_address(tracking_uri: str, port: int = 5000) -> tuple[str, str]:
+    """(UI address, command that serves it): a tracking server serves its own UI; a store needs ``glovesweep ui``."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/"), f"(served by the tracking server {tracking_uri})"
+    return f"http://127.0.0.1:{port}", f"glovesweep ui --tracking-uri {tracking_uri} --port {port}"
+
+
+def conclude(spec: spec_module.SweepSpec, result, *, data_checksums: dict[str, str], write_report: bool = True,
+             out_dir: str | None = None) -> None:
+    """After a sweep: write its report, put the answer on the parent run, print the answer and where to look."""
+    address, serve = ui_address(result.tracking_uri)
+    url = runs_table_url(result.tracking_uri, result.experiment_id, spec, result.parent_run_id, ui_address=address)
+    if write_report and result.done:
+        from sweeps import report as report_module
+
+        cells = {role: {name: str(value) for name, value in cell.items()} for role, cell in (spec.answer or {}).items()}
+        report = report_module.make_report(result.parent_run_id, tracking_uri=result.tracking_uri, out_dir=out_dir,
+                                           blog_cell=cells.get("blog_cell"), user_cell=cells.get("user_cell"))
+        summarize(result.tracking_uri, result.experiment_id, result.parent_run_id, spec, report,
+                  data_checksums=data_checksums)
+        print("glovesweep: the answer:", flush=True)
+        for sentence in report.answers or ["(none: the sweep lacks the blog's or the user's cell; see the report)"]:
+            print(f"  {sentence}", flush=True)
+        for verdict in getattr(report, "verdicts", []):
+            print(f"  claim: {verdict.source} @{verdict.epoch} = {verdict.published:.2f}: {verdict.verdict}", flush=True)
+        print(f"glovesweep: report: {report.files['markdown']} (also on the parent run under report/)", flush=True)
+    elif write_report:
+        print("glovesweep: no trial finished, so no report", flush=True)
+    print(f"glovesweep: runs in MLflow: {url}", flush=True)
+    print(f"glovesweep: serve that page with: {serve}", flush=True)

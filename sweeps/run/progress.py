@@ -1,0 +1,93 @@
+"""Driver-side progress: one concise line per trial event, and MLflow status a dead worker could not set."""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import time
+
+from ray import tune
+
+from sweeps import console
+from sweeps import spec as spec_module
+from sweeps.tracking import mlflow_runs
+
+logger = logging.getLogger(__name__)
+
+
+class SweepCallback(tune.Callback):
+    """Driver-side: one concise progress line per event, and MLflow status a dead worker could not set.
+
+    Holds only strings, so Tune can pickle it into the experiment state and ``Tuner.restore`` brings it back.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.reported_outage = False
+
+    @staticmethod
+    def _counts(trials) -> str:
+        statuses = [trial.status for trial in trials]
+        return (f"{statuses.count('TERMINATED')} done, {statuses.count('RUNNING')} running, "
+                f"{statuses.count('ERROR')} failed, {statuses.count('PENDING')} pending")
+
+    @staticmethod
+    def _trial(tune_trial) -> spec_module.Trial:
+        return spec_module.Trial.from_dict(tune_trial.config["task"]["trial"])
+
+    def _name(self, tune_trial) -> str:
+        trial = self._trial(tune_trial)
+        return f"{trial.baseline or ''} {trial.label}".strip() + f" seed={trial.seed}"
+
+    def _print(self, trials, message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {self._counts(trials)} | {message}", flush=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        pending = int(result.get("mlflow_pending") or 0)
+        if pending and not self.reported_outage:
+            self._print(trials, f"MLflow at {self.tracking_uri} is unreachable: {pending} metric values of "
+                                f"{self._name(trial)} wait in its buffer; training goes on, they are sent when it "
+                                f"answers")
+        elif not pending and self.reported_outage:
+            self._print(trials, f"MLflow at {self.tracking_uri} answers again; buffered values sent")
+        self.reported_outage = bool(pending)
+        if "val_acc" in result:
+            epoch = result.get("epoch", result.get("training_iteration"))
+            self._print(trials, f"{self._name(trial)}: epoch {epoch} val_acc {result['val_acc']:.3f}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        # A scheduler-stopped trial (ASHA) never reaches its own end; its run is finished here.
+        self._mark(trial, "FINISHED")
+        self._print(trials, f"{self._name(trial)}: done")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._print(trials, f"{self._name(trial)}: worker failed; retrying from its last epoch checkpoint")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._mark(trial, "FAILED")
+        reason = error_summary(trial)
+        self._print(trials, f"{self._name(trial)}: FAILED{': ' + reason if reason else ''} "
+                            f"(see {trial.local_path or trial.path})")
+
+    def _mark(self, trial, status: str) -> None:
+        try:
+            mlflow_runs.mark_trial(self.tracking_uri, self.experiment_id, self.parent_run_id, self._trial(trial).key,
+                                status)
+        except Exception as error:  # noqa: BLE001 - progress must not stop the sweep
+            logger.warning("could not set MLflow status of trial %s: %s", trial.trial_id, error)
+
+
+def error_summary(tune_trial) -> str:
+    """The last line of a failed trial's error file (e.g. ``ValueError: ...``), no colour codes; "" if none.
+
+    Tune's own traceback per failure is off (``TUNE_PRINT_ALL_TRIAL_ERRORS=0``, ``driver.quiet_tune_output``):
+    this line says why, the error file holds the traceback.
+    """
+    try:
+        text = pathlib.Path(tune_trial.error_file).read_text(errors="replace")
+    except (OSError, TypeError):
+        return ""
+    lines = console.plain_lines(text)
+    return lines[-1][:300] if lines else ""

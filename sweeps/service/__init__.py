@@ -1,0 +1,10 @@
+"""The sweep service on a cluster's Ray job server: ``submit``, ``status``, ``list``, ``logs`` and ``cancel``
+(``commands``), the job server as they use it (``jobs``) and a sweep's progress read from MLflow
+(``progress_read``)."""
+
+from sweeps import lazy
+
+_HOMES = {"SUBMIT": "commands", "STATUS": "commands", "LIST": "commands", "LOGS": "commands",
+          "CANCEL": "commands", "Progress": "progress_read", "read_progress": "progress_read"}
+__all__ = sorted(_HOMES)
+__getattr__ = lazy.public_names(__name__, _HOMES)

@@ -1,0 +1,108 @@
+"""A sweep's progress, read from what its trials record in MLflow (never from log text).
+
+Each trial has one child run under the sweep's parent run (``sweeps.tracking.mlflow_runs``): its status says whether the
+trial finished, failed, runs or was killed; its ``val_acc`` history has one step per epoch trained; its latest
+``val_acc`` scores its cell. Trials without a child run yet are pending.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import statistics
+import time
+
+from sweeps.tracking import mlflow_runs
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """Where a sweep stands.
+
+    Attributes
+    ----------
+    total, done, running, pending, failed, killed : int
+        Trials: all of them, then by state (``pending``: no child run yet).
+    epochs_done, epochs_total : int
+        Network epochs trained so far, and in all (network trials x max epochs; ASHA may stop some early).
+    best_cell : str or None
+        The cell (``glovesweep.cell``) with the highest mean latest ``val_acc`` over its network runs.
+    best_val_acc : float or None
+    best_runs : int
+        Runs averaged into ``best_val_acc``.
+    first_start : float or None
+        When the first trial started (seconds since the epoch).
+    """
+
+    total: int
+    done: int
+    running: int
+    pending: int
+    failed: int
+    killed: int
+    epochs_done: int
+    epochs_total: int
+    best_cell: str | None
+    best_val_acc: float | None
+    best_runs: int
+    first_start: float | None
+
+    def seconds_left(self, now: float | None = None) -> float | None:
+        """Estimated seconds to the end, from the epoch rate so far; None before the first epoch."""
+        if not self.epochs_done or self.first_start is None:
+            return None
+        rate = self.epochs_done / max(1e-3, (now or time.time()) - self.first_start)
+        return max(0, self.epochs_total - self.epochs_done) / rate
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def read_progress(tracking_uri: str, experiment_id: str, parent_run_id: str, *, total: int, network_trials: int,
+                  max_epochs: int) -> Progress:
+    """Count a sweep's trials by state and its epochs from its child runs.
+
+    Parameters
+    ----------
+    tracking_uri, experiment_id, parent_run_id : str
+        Where the sweep logs.
+    total, network_trials, max_epochs : int
+        Trials of the sweep, those that train a network, and the epochs each of those trains.
+    """
+    children = mlflow_runs.child_runs(tracking_uri, experiment_id, parent_run_id)
+    statuses = [run.info.status for run in children]
+    networks = [run for run in children if run.data.tags.get("trainer") == "keras"]
+
+    def epochs(run) -> int:
+        return len(mlflow_runs.metric_steps(tracking_uri, run.info.run_id, "val_acc"))
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        epochs_done = sum(pool.map(epochs, networks))
+    scores: dict[str, list[float]] = {}
+    for run in networks:
+        if "val_acc" in run.data.metrics:
+            scores.setdefault(run.data.tags.get(mlflow_runs.CELL_TAG, "?"), []).append(run.data.metrics["val_acc"])
+    best = max(scores, key=lambda cell: statistics.fmean(scores[cell]), default=None)
+    return Progress(
+        total=total, done=statuses.count("FINISHED"), running=statuses.count("RUNNING"),
+        pending=max(0, total - len(children)), failed=statuses.count("FAILED"), killed=statuses.count("KILLED"),
+        epochs_done=epochs_done, epochs_total=network_trials * max_epochs, best_cell=best,
+        best_val_acc=statistics.fmean(scores[best]) if best else None, best_runs=len(scores[best]) if best else 0,
+        first_start=min((run.info.start_time for run in children), default=None) / 1000 if children else None)
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The MLflow UI page of a run (an ``http(s)://`` store), else the command that opens the UI on the store."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"glovesweep ui --tracking-uri {tracking_uri}"
+
+
+def duration(seconds: float | None) -> str:
+    """``1h02m``, ``3m05s``, ``12s``; ``?`` when unknown."""
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"

@@ -1,0 +1,83 @@
+"""Every MLflow tag, param and metric name glovesweep writes (docs/DESIGN.md, "MLflow schema").
+
+The driver and ``sweeps.tracking.mlflow_runs`` write these names, ``sweeps.report.reader`` reads them back for the report, and the UI's
+columns use them: one spelling, defined here. Names marked "new" may be absent from runs logged before they
+existed; readers treat a missing one as missing data, never as an error.
+"""
+
+from __future__ import annotations
+
+import re
+
+# ----------------------------------------------------------------------------------------------------- tags
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: a child run names its parent run.
+ROLE_TAG = "glovesweep.role"  # "sweep" on the parent run, "trial" on each child run.
+ROLE_SWEEP = "sweep"
+ROLE_TRIAL = "trial"
+SWEEP_NAME_TAG = "glovesweep.sweep_name"
+SWEEP_HASH_TAG = "glovesweep.sweep_hash"  # SHA-256 of the sweep file's text.
+SWEEP_DIR_TAG = "glovesweep.sweep_dir"
+SWEEP_FILE_TAG = "glovesweep.sweep_file"
+EPOCHS_TAG = "glovesweep.epochs"  # requested epoch counts, comma-separated
+FACTORS_TAG = "glovesweep.factors"  # factor names, comma-separated
+SMOKE_TEST_TAG = "glovesweep.smoke_test"
+TRIAL_ID_TAG = "glovesweep.trial_id"  # the trial's key (spec.Trial.key): stable across retries and resumes
+TUNE_TRIAL_ID_TAG = "glovesweep.tune_trial_id"  # Ray Tune's id of the latest Tune trial that ran it
+CELL_TAG = "glovesweep.cell"  # the trial's factor values, "name=value" joined by commas
+TRAINER_TAG = "trainer"  # TRAINER_KERAS or TRAINER_BASELINE
+TRAINER_KERAS = "keras"
+TRAINER_BASELINE = "baseline"
+RESUMED_FROM_EPOCH_TAG = "glovesweep.resumed_from_epoch"
+WORKER_PID_TAG = "glovesweep.worker_pid"
+NODE_TAG = "glovesweep.node"
+DATA_KEY_TAG = "glovesweep.data_key"  # the prepare cache key of the trial's data
+SHARES_TRIAL_TAG = "glovesweep.shares_trial"  # new: this trial was merged with an identical one (its trial id)
+GIT_COMMIT_TAG = "git_commit"
+GIT_DIRTY_TAG = "git_dirty"
+VERSIONS_TAG = "versions"  # "name=version;..." of the packages that shape a result
+DEVICE_TAG = "device"
+ARCHIVE_SHA256_TAG = "archive_sha256"
+GLOVE_SOURCE_TAG = "glove_source"
+
+# ------------------------------------------------------------------------------------------------- params
+# Every TrainerConfig field is a param under its own name; these two are added beside them.
+FACTORS_PARAM = "factors"  # the sweep's factor names, comma-separated
+BASELINE_PARAM = "baseline"  # a baseline run's model: "multinomial_nb" or "linear_svm"
+
+# ------------------------------------------------------------------------------------------------ metrics
+# Step metrics, one value per 1-based epoch.
+LOSS = "loss"
+ACC = "acc"
+VAL_LOSS = "val_loss"
+VAL_ACC = "val_acc"
+EPOCH_SECONDS = "epoch_seconds"
+STEP_METRICS = (LOSS, ACC, VAL_LOSS, VAL_ACC, EPOCH_SECONDS)
+# Summary metrics from ``Prepared.stats`` (step 0).
+LEAKAGE = "leakage"  # fraction of validation documents whose stripped body occurs in train
+GLOVE_COVERAGE = "glove_coverage"
+OUT_OF_RANGE_IDS = "out_of_range_ids"
+VOCABULARY_SIZE = "vocabulary_size"
+NUM_TRAIN = "num_train"
+NUM_VAL = "num_val"
+DROPPED_DUPLICATES = "dropped_duplicates"
+GLOVE_FOUND = "glove_found"
+# New: fraction of documents still carrying a label-bearing header line after stripping.
+LEAK_FRACTION_TRAIN = "leak_fraction_train"
+LEAK_FRACTION_VAL = "leak_fraction_val"
+# New: number of groups (classes) the trial trained on; 20 unless the data was wrong.
+NUM_CLASSES = "num_classes"
+STATS_METRICS = (LEAKAGE, GLOVE_COVERAGE, OUT_OF_RANGE_IDS, VOCABULARY_SIZE, NUM_TRAIN, NUM_VAL, DROPPED_DUPLICATES,
+                 GLOVE_FOUND, LEAK_FRACTION_TRAIN, LEAK_FRACTION_VAL, NUM_CLASSES)
+VAL_ACC_AT = "val_acc_at_{epochs}"  # validation accuracy after E epochs, one per requested epoch count E
+VAL_LOSS_AT = "val_loss_at_{epochs}"
+VAL_ACC_AT_PATTERN = re.compile(r"val_acc_at_(\d+)")
+
+
+def val_acc_at(epochs: int) -> str:
+    """The summary metric name of validation accuracy after ``epochs`` epochs, e.g. ``val_acc_at_10``."""
+    return VAL_ACC_AT.format(epochs=epochs)
+
+
+def val_loss_at(epochs: int) -> str:
+    """The summary metric name of validation loss after ``epochs`` epochs, e.g. ``val_loss_at_10``."""
+    return VAL_LOSS_AT.format(epochs=epochs)
