@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import tarfile
-from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -12,28 +11,32 @@ import pytest
 from trainer import config as config_module
 from trainer import vectorizer
 
-
-# A line-by-line port of keras_preprocessing/text.py (Keras 2.x) with the defaults, as the oracle.
-def reference_words(text):
-    text = text.lower().translate(str.maketrans({c: " " for c in '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'}))
-    return [word for word in text.split(" ") if word]
-
-
-def reference_fit(texts):
-    word_counts = OrderedDict()
-    for text in texts:
-        for word in reference_words(text):
-            word_counts[word] = word_counts.get(word, 0) + 1
-    ranked = sorted(word_counts.items(), key=lambda item: item[1], reverse=True)
-    return word_counts, {word: index for index, (word, _) in enumerate(ranked, start=1)}
+# The oracle is Keras' own Tokenizer (keras_preprocessing/text.py, kept in Keras 3 as
+# keras/src/legacy/preprocessing/text.py). Keras 3 dropped it from its public API (keras-team/keras#19517) and
+# exports it only under this private path, so tests that need it skip where a Keras release removes it.
+KERAS_TEXT_MODULE = "keras._tf_keras.keras.preprocessing.text"
 
 
-def reference_sequences(word_index, texts, num_words):
-    sequences = []
-    for text in texts:
-        ids = [word_index.get(word) for word in reference_words(text)]
-        sequences.append([i for i in ids if i is not None and not (num_words and i >= num_words)])
-    return sequences
+def keras_text():
+    """The real Keras 2 text module (``Tokenizer``, ``text_to_word_sequence``), or skip."""
+    return pytest.importorskip(KERAS_TEXT_MODULE, reason=f"{KERAS_TEXT_MODULE} (the Keras 2 Tokenizer) is gone")
+
+
+def keras_pad_sequences():
+    """``keras.utils.pad_sequences`` (public in Keras 3, the same code as Keras 2's), or skip."""
+    return pytest.importorskip("keras").utils.pad_sequences
+
+
+def random_texts(seed, count, alphabet, longest=60):
+    generator = random.Random(seed)
+    return ["".join(generator.choice(alphabet) for _ in range(generator.randint(0, longest))) for _ in range(count)]
+
+
+# Every kind of character the keras2 fast path treats specially: all whitespace (Python's str.split() splits
+# on it, Keras on " " only), the punctuation used as placeholders and document separator, Latin-1 and
+# private-use characters, uppercase, and "İ", which str.lower() turns into two characters.
+KERAS2_ALPHABET = list("abcAB'!#-.") + [" ", " ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0",
+                                        "\u2003", "\u2028", "\u3000", "É", "ß", "İ", "\ue000", "\ue0ff"]
 
 
 LENGTH = 149  # The shortest sequence the model's conv stack accepts.
@@ -57,18 +60,20 @@ def post(sequence):
 
 def test_keras2_words_punctuation_apostrophe_tabs_newlines_and_case():
     text = "Hello, World! it's\tTAB\nnew-line (x@y.com) [a]_b`c{d}~e"
-    assert vectorizer.keras2_words(text) == ["hello", "world", "it's", "tab", "new", "line", "x", "y", "com",
-                                             "a", "b", "c", "d", "e"]
+    expected = ["hello", "world", "it's", "tab", "new", "line", "x", "y", "com", "a", "b", "c", "d", "e"]
+    assert list(vectorizer.KerasTokenizer().fit_on_texts([text]).word_counts) == expected
+    assert keras_text().text_to_word_sequence(text) == expected  # The hand-worked tokens are Keras' own.
 
 
 def test_keras2_splits_on_space_only_so_other_whitespace_stays_in_tokens():
     # Keras splits on " " after translating the filters (tab, newline among them); \r, \v, \f, \xa0 stay.
     texts = ["a\rb c\xa0d  e\x0bf\x0cg", "É\x1ch"]
     expected = [["a\rb", "c\xa0d", "e\x0bf\x0cg"], ["é\x1ch"]]
-    assert [vectorizer.keras2_words(text) for text in texts] == expected
     tokenizer = vectorizer.KerasTokenizer().fit_on_texts(texts)
     assert list(tokenizer.word_counts) == ["a\rb", "c\xa0d", "e\x0bf\x0cg", "é\x1ch"]
     assert tokenizer.texts_to_sequences(texts) == [[1, 2, 3], [4]]
+    # The hand-worked tokens are Keras' own.
+    assert [keras_text().text_to_word_sequence(text) for text in texts] == expected
 
 
 # ---- KerasTokenizer ----
@@ -110,22 +115,29 @@ def test_tokenizer_rejects_bad_input():
         vectorizer.KerasTokenizer().fit_on_texts(["fine", b"bytes"])
 
 
-def test_fast_tokenizer_matches_reference_port_on_random_texts():
-    # Every kind of character the fast path treats specially: all whitespace, the punctuation used as
-    # placeholders and document separator, Latin-1 and private-use characters, uppercase.
-    alphabet = list("abcAB'!#-.") + [" ", " ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x85", "\xa0", "\u2003",
-                                     "É", "ß", "\ue000", "\ue0ff"]
-    generator = random.Random(0)
-    texts = ["".join(generator.choice(alphabet) for _ in range(generator.randint(0, 60))) for _ in range(300)]
-    texts += ["", "   ", "!!!"]
-    tokenizer = vectorizer.KerasTokenizer(num_words=25).fit_on_texts(texts)
-    word_counts, word_index = reference_fit(texts)
-    assert list(tokenizer.word_counts.items()) == list(word_counts.items())
-    assert list(tokenizer.word_index.items()) == list(word_index.items())
-    assert tokenizer.texts_to_sequences(texts) == reference_sequences(word_index, texts, 25)
+@pytest.mark.parametrize("num_words", [None, 25])
+def test_fast_tokenizer_matches_keras_tokenizer_on_random_texts(num_words):
+    texts = random_texts(0, 300, KERAS2_ALPHABET) + ["", "   ", "!!!"]
+    unseen = random_texts(1, 50, KERAS2_ALPHABET)
+    ours = vectorizer.KerasTokenizer(num_words=num_words).fit_on_texts(texts[:200]).fit_on_texts(texts[200:])
+    keras = keras_text().Tokenizer(num_words=num_words)
+    keras.fit_on_texts(texts[:200])
+    keras.fit_on_texts(texts[200:])
+    assert list(ours.word_counts.items()) == list(keras.word_counts.items())
+    assert list(ours.word_index.items()) == list(keras.word_index.items())
+    assert ours.index_word == keras.index_word
+    assert ours.document_count == keras.document_count == 303
+    # Unseen texts hold words outside the index: both drop them.
+    assert ours.texts_to_sequences(texts + unseen) == keras.texts_to_sequences(texts + unseen)
 
 
-# ---- pad_sequences ----
+# ---- pad_flat (Keras pad_sequences on concatenated sequences) ----
+
+def pad_lists(sequences, maxlen, **options):
+    lengths = np.asarray([len(sequence) for sequence in sequences], dtype=np.int64)
+    flat = np.asarray([token for sequence in sequences for token in sequence], dtype=np.int64)
+    return vectorizer.pad_flat(flat, lengths, maxlen, **options)
+
 
 @pytest.mark.parametrize(("padding", "truncating", "expected"), [
     ("pre", "pre", [[2, 3], [0, 4], [0, 0]]),
@@ -133,25 +145,34 @@ def test_fast_tokenizer_matches_reference_port_on_random_texts():
     ("pre", "post", [[1, 2], [0, 4], [0, 0]]),
     ("post", "post", [[1, 2], [4, 0], [0, 0]]),
 ])
-def test_pad_sequences_padding_and_truncating(padding, truncating, expected):
-    padded = vectorizer.pad_sequences([[1, 2, 3], [4], []], maxlen=2, padding=padding, truncating=truncating)
+def test_pad_flat_padding_and_truncating(padding, truncating, expected):
+    padded = pad_lists([[1, 2, 3], [4], []], 2, padding=padding, truncating=truncating)
     assert padded.dtype == np.int32
     assert padded.tolist() == expected
 
 
-def test_pad_sequences_defaults_are_keras_defaults():
-    padded = vectorizer.pad_sequences([[5, 6, 7, 8], [9]], maxlen=3)
-    assert padded.tolist() == [[6, 7, 8], [0, 0, 9]]  # pre-truncation and pre-padding
-    assert vectorizer.pad_sequences([[1, 2, 3], [4]]).tolist() == [[1, 2, 3], [0, 0, 4]]  # maxlen: longest
-    assert vectorizer.pad_sequences([[1]], maxlen=3, value=-1).tolist() == [[-1, -1, 1]]
-    assert vectorizer.pad_sequences([], maxlen=4).shape == (0, 4)
+def test_pad_flat_defaults_are_keras_defaults():
+    assert pad_lists([[5, 6, 7, 8], [9]], 3).tolist() == [[6, 7, 8], [0, 0, 9]]  # pre-truncation and pre-padding
+    assert pad_lists([[1]], 3, value=-1).tolist() == [[-1, -1, 1]]
+    assert pad_lists([], 4).shape == (0, 4)
 
 
-def test_pad_sequences_rejects_unknown_modes():
+@pytest.mark.parametrize("padding", ["pre", "post"])
+@pytest.mark.parametrize("truncating", ["pre", "post"])
+def test_pad_flat_matches_keras_pad_sequences_on_random_lengths(padding, truncating):
+    generator = random.Random(2)
+    sequences = [[generator.randint(1, 99) for _ in range(generator.randint(0, 12))] for _ in range(200)]
+    expected = keras_pad_sequences()(sequences, maxlen=7, padding=padding, truncating=truncating, value=-3)
+    padded = pad_lists(sequences, 7, padding=padding, truncating=truncating, value=-3)
+    assert padded.dtype == expected.dtype == np.int32
+    assert np.array_equal(padded, expected)
+
+
+def test_pad_flat_rejects_unknown_modes():
     with pytest.raises(ValueError, match="padding='middle'"):
-        vectorizer.pad_sequences([[1]], maxlen=2, padding="middle")
+        pad_lists([[1]], 2, padding="middle")
     with pytest.raises(ValueError, match="truncating='both'"):
-        vectorizer.pad_sequences([[1]], maxlen=2, truncating="both")
+        pad_lists([[1]], 2, truncating="both")
 
 
 # ---- TextVectorizer2020 ----
@@ -165,10 +186,11 @@ def test_text_vectorizer_2020_hand_worked():
 
 
 def test_text_vectorizer_2020_lowercases_ascii_only_and_splits_on_ascii_whitespace():
-    assert vectorizer.kerasio2020_words("ÉCOLE École x\xa0y z\x0bq\x1cw it's e-mail") == \
-        ["École", "École", "x\xa0y", "z", "q\x1cw", "its", "email"]
-    layer = vectorizer.TextVectorizer2020(max_tokens=None).adapt(["ÉCOLE École x\xa0y z\x0bq\x1cw"])
-    assert layer.get_vocabulary() == ["", "[UNK]", "École", "z", "x\xa0y", "q\x1cw"]
+    text = "ÉCOLE École x\xa0y z\x0bq\x1cw it's e-mail"
+    layer = vectorizer.TextVectorizer2020(max_tokens=None, output_sequence_length=8).adapt([text])
+    # "École" twice, then the tokens seen once, the larger first.
+    assert layer.get_vocabulary() == ["", "[UNK]", "École", "z", "x\xa0y", "q\x1cw", "its", "email"]
+    assert layer([text]).tolist() == [[2, 2, 4, 3, 5, 6, 7, 0]]
 
 
 def test_text_vectorizer_2020_matches_keras_text_vectorization():
@@ -187,6 +209,22 @@ def test_text_vectorizer_2020_matches_keras_text_vectorization():
 
 
 # ---- vectorize ----
+
+@pytest.mark.parametrize(("num_words", "length"), [(20, LENGTH), (100000, 160)])
+def test_vectorize_keras2_matches_keras_tokenizer_and_pad_sequences(num_words, length):
+    # Long texts with more spaces, so that both cuts leave some rows over the length and some under it.
+    texts = random_texts(3, 240, KERAS2_ALPHABET + [" "] * 4, longest=2000)
+    result = vectorizer.vectorize(small_config(max_num_words=num_words, max_sequence_length=length),
+                                  texts[:180], texts[180:])
+    # The blog: Tokenizer(num_words=MAX_NB_WORDS).fit_on_texts(texts), texts_to_sequences, pad_sequences.
+    tokenizer = keras_text().Tokenizer(num_words=num_words)
+    tokenizer.fit_on_texts(texts)
+    sequences = tokenizer.texts_to_sequences(texts)
+    assert max(map(len, sequences)) > length and min(map(len, sequences)) < length  # truncated and padded rows
+    expected = keras_pad_sequences()(sequences, maxlen=length)
+    assert list(result.word_index.items()) == list(tokenizer.word_index.items())
+    assert np.array_equal(np.concatenate([result.x_train, result.x_val]), expected)
+
 
 def test_vectorize_keras2_fits_on_train_and_val():
     train = ["apple banana apple", "banana cherry"]
@@ -256,9 +294,11 @@ def test_vectorize_19997_equals_keras_reference(shared_data):
     assert len(texts) == 19997
     config = config_module.TrainerConfig(vectorizer="keras2")
     result = vectorizer.vectorize(config, texts[:15000], texts[15000:])
-    word_counts, word_index = reference_fit(texts)
-    assert list(result.word_index.items()) == list(word_index.items())
-    expected = vectorizer.pad_sequences(reference_sequences(word_index, texts, 20000), maxlen=1000)
+    # The blog's pipeline with Keras' own Tokenizer (MAX_NB_WORDS = 20000, MAX_SEQUENCE_LENGTH = 1000).
+    tokenizer = keras_text().Tokenizer(num_words=20000)
+    tokenizer.fit_on_texts(texts)
+    assert list(result.word_index.items()) == list(tokenizer.word_index.items())
+    expected = keras_pad_sequences()(tokenizer.texts_to_sequences(texts), maxlen=1000)
     assert np.array_equal(np.concatenate([result.x_train, result.x_val]), expected)
     assert result.x_train.shape == (15000, 1000)
     assert int(result.x_train.max()) == 19999

@@ -2,17 +2,20 @@
 
 ``keras2``
     The Keras blog (2016) and the Keras 2 examples: ``keras.preprocessing.text.Tokenizer`` fitted on every
-    text, ``texts_to_sequences``, then ``pad_sequences`` (pre-padding, pre-truncation). Keras 3 no longer
-    ships the Tokenizer, so ``KerasTokenizer`` and ``pad_sequences`` reimplement keras-preprocessing 1.1.x
-    (``keras_preprocessing/text.py`` and ``sequence.py``) exactly, only faster.
+    text, ``texts_to_sequences``, then ``pad_sequences`` (pre-padding, pre-truncation). ``KerasTokenizer`` and
+    ``pad_flat`` give the same ids as keras-preprocessing 1.1.x (``keras_preprocessing/text.py`` and
+    ``sequence.py``), only faster. Keras 3 dropped the Tokenizer from its public API (keras-team/keras#19517)
+    and keeps it only under the private ``keras._tf_keras.keras.preprocessing.text``, so the trainer does not
+    import it; the tests and ``scripts/bench_vectorizer.py`` use it, with ``keras.utils.pad_sequences``, as the
+    reference.
 ``kerasio2020``
     keras-io "Using pre-trained word embeddings" (fchollet, 2020-05-05): ``TextVectorization(max_tokens=20000,
     output_sequence_length=200)`` adapted on the training texts; ``TextVectorizer2020`` mimics that layer.
 
 Speed: both tokenise the whole corpus with a handful of C-level passes (one ``str.translate`` per text, one
 ``str.split`` over the joined corpus, one ``defaultdict`` pass that hands out first-seen ids), then count,
-rank and map with NumPy. ``scripts/bench_vectorizer.py`` checks the output against a line-by-line port of
-Keras' own loops and reports the speed ratio.
+rank and map with NumPy. ``scripts/bench_vectorizer.py`` checks the output against Keras' own Tokenizer and
+reports the speed ratio.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 import numpy as np
 
 # keras_preprocessing/text.py (Keras 2.x) Tokenizer and text_to_word_sequence defaults: all ASCII punctuation
-# except the apostrophe, plus tab and newline; lower=True; split=" ".
+# except the apostrophe, plus tab and newline; lower=True; split=" " (Keras 3: keras/src/legacy/preprocessing/text.py).
 KERAS2_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
 KERAS2_SPLIT = " "
 
@@ -82,10 +85,6 @@ def _kerasio_tables() -> tuple[dict[int, Any], dict[int, str], re.Pattern]:
 
 _KERAS2_FORWARD, _KERAS2_REVERSE, _KERAS2_PLACEHOLDERS = _keras2_tables()
 _KERASIO_FORWARD, _KERASIO_REVERSE, _KERASIO_PLACEHOLDERS = _kerasio_tables()
-# The plain per-text tables of the one-text helpers (no placeholders).
-_KERAS2_FILTER_TABLE = {ord(character): KERAS2_SPLIT for character in KERAS2_FILTERS}
-_KERASIO_STANDARDIZE_TABLE = {ord(upper): lower for upper, lower in zip(string.ascii_uppercase, string.ascii_lowercase)}
-_KERASIO_STANDARDIZE_TABLE.update({ord(character): None for character in KERASIO_STRIP})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,18 +146,6 @@ def _tokenize(texts: Sequence[str], *, keras2: bool) -> Tokenized:
     return Tokenized(words=words, ids=ids[ids != 0] - 1, lengths=lengths)
 
 
-def keras2_words(text: str) -> list[str]:
-    """``keras.preprocessing.text.text_to_word_sequence`` with the Tokenizer defaults, for one text."""
-    translated = text.lower().translate(_KERAS2_FILTER_TABLE)
-    return [word for word in translated.split(KERAS2_SPLIT) if word]
-
-
-def kerasio2020_words(text: str) -> list[str]:
-    """TextVectorization's ``lower_and_strip_punctuation`` standardisation and whitespace split, for one text."""
-    standardized = text.translate(_KERASIO_STANDARDIZE_TABLE)
-    return [word for word in re.split(f"[{re.escape(ASCII_WHITESPACE)}]", standardized) if word]
-
-
 def _split_flat(flat: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
     if len(lengths) == 0:
         return []
@@ -167,6 +154,9 @@ def _split_flat(flat: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
 
 class KerasTokenizer:
     """Keras 2 ``keras.preprocessing.text.Tokenizer`` with its default settings, reimplemented exactly.
+
+    tests/test_vectorizer.py checks it against the real Tokenizer, which Keras 3 keeps only under the
+    private ``keras._tf_keras.keras.preprocessing.text``.
 
     Parameters
     ----------
@@ -264,7 +254,22 @@ def pad_flat(
     value: int | float = 0,
     dtype: Any = "int32",
 ) -> np.ndarray:
-    """``pad_sequences`` for sequences stored concatenated in ``flat`` with per-sequence ``lengths``.
+    """Keras ``pad_sequences`` for sequences stored concatenated in ``flat`` with per-sequence ``lengths``.
+
+    Parameters
+    ----------
+    flat : np.ndarray of int, shape (sum(lengths),)
+        Token ids of every sequence, concatenated.
+    lengths : np.ndarray of int, shape (num_sequences,)
+        Tokens per sequence.
+    maxlen : int
+        Output length in steps.
+    padding, truncating : {'pre', 'post'}
+        Where padding is added and where overlong sequences are cut (Keras default 'pre' for both).
+    value : number
+        Padding value.
+    dtype : numpy dtype
+        Output dtype (Keras default 'int32').
 
     Returns
     -------
@@ -286,43 +291,6 @@ def pad_flat(
         else:
             output[row, :count] = flat[start:start + count]
     return output
-
-
-def pad_sequences(
-    sequences: Sequence[Sequence[int]],
-    maxlen: int | None = None,
-    dtype: Any = "int32",
-    padding: str = "pre",
-    truncating: str = "pre",
-    value: int | float = 0,
-) -> np.ndarray:
-    """Keras 2 ``pad_sequences``: pad (and truncate) 1-D integer sequences to ``maxlen`` steps.
-
-    Parameters
-    ----------
-    sequences : sequence of sequences of int
-        One list (or 1-D array) of token ids per sample.
-    maxlen : int or None
-        Output length in steps; None uses the longest sequence.
-    dtype : numpy dtype
-        Output dtype (Keras default 'int32').
-    padding, truncating : {'pre', 'post'}
-        Where padding is added and where overlong sequences are cut (Keras default 'pre' for both).
-    value : number
-        Padding value.
-
-    Returns
-    -------
-    np.ndarray, shape (len(sequences), maxlen)
-    """
-    _check_padding(padding, truncating)
-    lengths = np.fromiter((len(sequence) for sequence in sequences), dtype=np.int64, count=len(sequences))
-    if maxlen is None:
-        maxlen = int(lengths.max()) if len(lengths) else 0
-    if isinstance(maxlen, bool) or not isinstance(maxlen, (int, np.integer)) or maxlen < 0:
-        raise ValueError(f"maxlen={maxlen!r}: must be None or an integer >= 0, e.g. 1000")
-    flat = np.fromiter(itertools.chain.from_iterable(sequences), dtype=np.int64, count=int(lengths.sum()))
-    return pad_flat(flat, lengths, int(maxlen), padding=padding, truncating=truncating, value=value, dtype=dtype)
 
 
 class TextVectorizer2020:
