@@ -21,6 +21,7 @@ the committed study.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from typing import Any, Iterable, Sequence
@@ -38,6 +39,36 @@ DEFAULT_BOOTSTRAP_SAMPLES = 1000
 # An interaction is listed when it explains at least this share of the variance of validation accuracy.
 INTERACTION_MIN_SHARE = 0.02
 CHOICES = {name: config_module.choices(name) for name in config_module.FACTORS if config_module.choices(name)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Effect:
+    """One term of ``attribute`` at one epoch count: its share of the variance and its effect in points.
+
+    ``kind``: ``main``, ``interaction`` or ``residual`` (seed noise within cells, no rank and no effect);
+    ``levels``: best vs worst level of a main effect; shares are fractions of the variance of validation
+    accuracy (bootstrap interval), effects are points of accuracy, 100 x fraction (t-interval); NaN where
+    there is no interval (one seed per cell).
+    """
+
+    epochs: int
+    rank: int | None
+    term: str
+    kind: str
+    levels: str
+    share: float
+    share_low: float
+    share_high: float
+    effect_points: float
+    effect_low: float
+    effect_high: float
+    cells: int
+    runs: int
+    single_seed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a dict: the columns of effects.csv."""
+        return dataclasses.asdict(self)
 
 
 def t_interval(values: Iterable[float], confidence: float = CONFIDENCE, *,
@@ -243,7 +274,7 @@ class Design:
 
 
 def attribute(runs: pd.DataFrame, factors: Sequence[str], *, bootstrap_samples: int = DEFAULT_BOOTSTRAP_SAMPLES,
-              seed: int = 0, interaction_min_share: float = INTERACTION_MIN_SHARE) -> list[dict]:
+              seed: int = 0, interaction_min_share: float = INTERACTION_MIN_SHARE) -> list[Effect]:
     """Rank the factors (and the two-way interactions that matter) by their effect on validation accuracy.
 
     For each requested epoch count, on the network rows: the share of the variance of validation accuracy that
@@ -256,11 +287,11 @@ def attribute(runs: pd.DataFrame, factors: Sequence[str], *, bootstrap_samples: 
 
     Returns
     -------
-    list of dict
-        ``epochs``, ``rank`` (1 = largest share, per epoch count), ``term``, ``kind`` (main / interaction /
-        residual), ``levels`` (e.g. ``"none vs sklearn_all"``: best vs worst), ``share``, ``share_low``,
-        ``share_high`` (fractions of variance), ``effect_points``, ``effect_low``, ``effect_high`` (points of
-        accuracy, 100 x fraction), ``cells``, ``runs``, ``single_seed``.
+    list of Effect
+        Per epoch count, largest share first (``rank`` 1), the residual last: ``term``, ``kind`` (main /
+        interaction / residual), ``levels`` (e.g. ``"none vs sklearn_all"``: best vs worst), ``share``,
+        ``share_low``, ``share_high`` (fractions of variance), ``effect_points``, ``effect_low``, ``effect_high``
+        (points of accuracy, 100 x fraction), ``cells``, ``runs``, ``single_seed``.
     """
     records = []
     network = network_runs(runs)
@@ -311,7 +342,7 @@ def attribute(runs: pd.DataFrame, factors: Sequence[str], *, bootstrap_samples: 
         for rank, term in enumerate(terms, start=1):
             share, share_low, share_high = design.bootstrap_interval(term.pop("share"))
             points, points_low, points_high = term.pop("points")
-            records.append(dict(term, rank=rank if term["kind"] != "residual" else None, share=share,
-                                share_low=share_low, share_high=share_high, effect_points=points,
-                                effect_low=points_low, effect_high=points_high))
+            records.append(Effect(**term, rank=rank if term["kind"] != "residual" else None, share=share,
+                                  share_low=share_low, share_high=share_high, effect_points=points,
+                                  effect_low=points_low, effect_high=points_high))
     return records
