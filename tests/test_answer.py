@@ -3,6 +3,7 @@ them: answer.json, claims.json, report.html, and no plot without data. Hand-made
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -17,6 +18,8 @@ from sweeps.report import html_report
 from sweeps.tracking import names
 from sweeps import report
 from sweeps.report import reader
+from sweeps.report import wording
+from sweeps.run import parent_run
 
 BLOG = {"dataset": "19997", "strip": "none"}
 USER = {"dataset": "bydate", "strip": "sklearn_all"}
@@ -60,12 +63,12 @@ def test_a_planted_label_leak_is_named_with_its_computed_share():
     assert 0 < found.leak_effect.low < 45 < found.leak_effect.high
     # The gap's interval is the gap split's: the same pooled-seed-noise t contrast.
     (gap,) = gap_module.decompose_gap(frame, FACTORS, BLOG, USER)
-    assert (found.gap.low, found.gap.high) == pytest.approx((gap["gap_low"], gap["gap_high"]), rel=1e-12)
+    assert (found.gap.low, found.gap.high) == pytest.approx((gap.gap_low, gap.gap_high), rel=1e-12)
     assert found.blog.leak_fraction_val == pytest.approx(0.99) and found.headers_cut.leak_fraction_train == 0.0
     assert "label leak through the Newsgroups: header" in found.sentence
     assert f"costs {found.leak_effect.points:.1f} points" in found.sentence
     # Blank-line cut on the same data is reported beside the chosen one.
-    assert [item["cell"]["strip"] for item in found.alternatives] == ["sklearn_all", "blank_line"]
+    assert [item.cell["strip"] for item in found.alternatives] == ["sklearn_all", "blank_line"]
 
 
 def test_no_leak_names_the_dataset_and_says_why_not_the_leak():
@@ -108,6 +111,49 @@ def test_one_seed_names_the_leak_on_point_values_and_says_there_is_no_interval()
     unmarked = reader.runs_frame(study_rows(LEAK_MEANS, {}, seeds=(0,)))
     (plain,) = answer_module.compute_answer(unmarked, FACTORS, BLOG, USER).by_epochs
     assert plain.mechanism != "label_leak"
+
+
+@pytest.mark.parametrize("user_mean, gap_text", [(0.60, "a gap of 0.0 points"), (0.63, "a gap of -3.0 points")])
+def test_without_a_positive_gap_no_mechanism_is_named_and_no_nan_is_printed(user_mean, gap_text):
+    # A smoke sweep's case: the user's cell scores as well as the blog's (or better), while cutting the headers on
+    # the blog's data costs 5 points. There is no gap for the leak or a factor to explain, and no share of it.
+    means = {("19997", "none"): 0.60, ("19997", "sklearn_all"): 0.55, ("bydate", "sklearn_all"): user_mean}
+    frame = reader.runs_frame(study_rows(means, {("19997", "none"): 0.99}, noise=0.0))
+    answer = answer_module.compute_answer(frame, FACTORS, BLOG, USER)
+    (found,) = answer.by_epochs
+    assert found.mechanism == "no_gap" and math.isnan(found.leak_share)
+    assert found.leak_effect.points == pytest.approx(5.0) and found.gap.points == pytest.approx(100 * (0.60 - user_mean))
+    sentence = found.sentence
+    assert gap_text in sentence and "there is no gap for a factor to explain" in sentence, sentence
+    assert "nan" not in sentence.lower() and "cause" not in sentence and "explains" not in sentence, sentence
+    assert "% of the gap" not in sentence and "costs 5.0 points [5.0, 5.0]; the other" in sentence, sentence
+    assert json.dumps(answer.to_dict(), allow_nan=False)
+    # The gap split's own sentence names no factor either.
+    (split,) = gap_module.decompose_gap(frame, FACTORS, BLOG, USER)
+    (plain,) = wording.answer_sentences([split], BLOG, USER)
+    assert "explains" not in plain and "nan" not in plain.lower(), plain
+
+
+def test_a_factor_is_named_only_for_its_positive_part_of_a_positive_gap():
+    # A 2-point gap of three parts: dataset 6 and strip 4 for the blog, embedding 8 for the user. The largest part
+    # (embedding, -8) does not explain the gap; dataset, the largest positive part, does.
+    rows = []
+    for dataset, strip, embedding, seed in itertools.product(("19997", "bydate"), ("none", "sklearn_all"),
+                                                             ("frozen", "trainable"), (0, 1)):
+        accuracy = (0.60 - 0.06 * (dataset == "bydate") - 0.04 * (strip == "sklearn_all")
+                    + 0.08 * (embedding == "trainable"))
+        rows.append({"dataset": dataset, "strip": strip, "embedding": embedding, "trainer": "keras", "model": "keras",
+                     "seed": seed, "run_id": f"{dataset}-{strip}-{embedding}-{seed}", "epochs": 2, "val_acc": accuracy,
+                     "leakage": 0.0})
+    frame = reader.runs_frame(rows)
+    factors, blog = ["dataset", "strip", "embedding"], dict(BLOG, embedding="frozen")
+    user = dict(USER, embedding="trainable")
+    (split,) = gap_module.decompose_gap(frame, factors, blog, user)
+    assert [item.factor for item in split.contributions] == ["embedding", "dataset", "strip"]
+    (found,) = answer_module.compute_answer(frame, factors, blog, user).by_epochs
+    assert found.mechanism == "dataset"
+    assert "a gap of 2.0 points; dataset (19997 -> bydate) explains 6.0 of them" in found.sentence, found.sentence
+    assert "embedding -8.0; strip 4.0." in found.sentence and "nan" not in found.sentence.lower()
 
 
 def test_prediction_interval_and_verdicts():
@@ -168,6 +214,12 @@ def test_report_writes_the_answer_and_claims_as_json_and_html(tmp_path):
     markdown = result.files["markdown"].read_text()
     assert "GloVe 6B 50d; the publications used 100d" in markdown and "Keras PR #5585 (2017): 0.47 @2" in markdown
     assert "| Keras blog 2016 | dataset=19997, strip=none | 2 | 0.95 |" in markdown
+    # The parent run's metrics read the same typed records (sweeps.run.parent_run).
+    metrics = parent_run.summary_metrics(result)
+    assert metrics["gap_points_at_2"] == pytest.approx(59, abs=1.5)
+    assert metrics["gap_points_at_2/dataset"] + metrics["gap_points_at_2/strip"] == pytest.approx(
+        metrics["gap_points_at_2"], abs=2e-4)
+    assert {"share_at_2/dataset", "share_at_2/strip", "answer_at_2/leak_share"} <= set(metrics)
     # Flags win over the sweep file.
     again = report.make_report(folder, out_dir=tmp_path / "flags", bootstrap_samples=20,
                                user_cell={"dataset": "bydate", "strip": "none"})
@@ -210,6 +262,7 @@ def test_a_main_effect_that_differs_from_its_gap_share_is_explained():
     assert "(dataset 23.6 as a main effect, 30.9 in the gap)" in note and "dataset x strip: up to 15.1" in note
     assert "strip" not in note.split("differ (")[1].split(")")[0]
     # A factor whose two numbers agree gets no sentence.
-    mains = {item["term"]: item["effect_points"] for item in effects if item["epochs"] == 2 and item["kind"] == "main"}
-    same = dict(gaps[0], contributions=[dict(item, points=mains[item["factor"]]) for item in gaps[0]["contributions"]])
+    mains = {item.term: item.effect_points for item in effects if item.epochs == 2 and item.kind == "main"}
+    same = dataclasses.replace(gaps[0], contributions=tuple(dataclasses.replace(item, points=mains[item.factor])
+                                                            for item in gaps[0].contributions))
     assert answer_module.effects_note(effects, same) == ""

@@ -172,11 +172,11 @@ def test_cell_table_csv_and_markdown_give_seed_means(schema_sweep):
 
 def test_answer_names_the_planted_factor_and_its_points(schema_sweep):
     result = schema_sweep["report"]
-    assert [record["term"] for record in result.tables.effects if record["rank"] == 1] == ["strip", "strip"]
-    gap_at_3 = next(gap for gap in result.tables.gaps if gap["epochs"] == 3)
-    top = gap_at_3["contributions"][0]
-    assert top["factor"] == "strip" and top["points"] == pytest.approx(30.0, abs=0.01)
-    assert gap_at_3["contributions"][1]["points"] == pytest.approx(2.0, abs=0.01)
+    assert [record.term for record in result.tables.effects if record.rank == 1] == ["strip", "strip"]
+    gap_at_3 = next(gap for gap in result.tables.gaps if gap.epochs == 3)
+    top = gap_at_3.contributions[0]
+    assert top.factor == "strip" and top.points == pytest.approx(30.0, abs=0.01)
+    assert gap_at_3.contributions[1].points == pytest.approx(2.0, abs=0.01)
     assert any("a gap of 32.0 points; strip (none -> blank_line) explains 30.0 of them" in sentence
                for sentence in result.answers), result.answers
     assert "## Answer" in result.files["markdown"].read_text()
@@ -351,7 +351,7 @@ def test_real_sweep_report_plots_and_artifacts(tiny_sweep):
                                                                                        "report")}
     assert {"runs.parquet", "report.md", "val_acc_by_epoch.png", "factor_effects.png", "gap.png"} <= logged
     # Both factors vary, so both are ranked at each epoch count; the answer covers both epoch counts.
-    ranked = {(record["epochs"], record["term"]) for record in result.tables.effects if record["kind"] == "main"}
+    ranked = {(record.epochs, record.term) for record in result.tables.effects if record.kind == "main"}
     assert ranked == {(count, term) for count in (1, 2) for term in ("dataset", "strip")}
     assert len(result.answers) == 2 and all("the blog's cell (dataset=19997, strip=none)" in sentence
                                             for sentence in result.answers)

@@ -17,7 +17,8 @@ is a linear contrast of the runs' accuracies with the Student-t interval of ``De
 noise pooled within cells). The mechanism is ``label_leak`` when the blog's documents carry the header (leak
 fraction > 0.5), the headers-cut cell's do not (< 0.05) and the leak effect is the larger part of the gap with its
 interval above 0 (with one seed per cell, which has no interval: its point value above 0, said in the sentence);
-otherwise it is the factor with the largest Shapley share of the gap (``dataset``, ``strip``).
+otherwise it is the factor with the largest positive Shapley part of the gap (``dataset``, ``strip``). A mechanism
+is named only for a positive gap (the blog's cell scores higher): otherwise it is ``no_gap``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ LEAK_HIGH = 0.5  # a cell "carries the leak" when more than half of its document
 LEAK_LOW = 0.05  # a cell "has the headers cut" when fewer than 5% do
 LABEL_LEAK = "label_leak"
 NOT_MEASURED = "not_measured"
+NO_GAP = "no_gap"  # the blog's cell does not score higher than the user's: nothing to explain
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +69,21 @@ class Contrast:
 
 
 @dataclasses.dataclass(frozen=True)
+class Alternative:
+    """A cell of the blog's data with the headers cut: its mean over seeds (fraction), its runs, its leak fractions,
+    and what cutting the headers there costs against the blog's cell (points, 95% t-interval; NaN: one seed)."""
+
+    cell: dict[str, str]
+    mean: float
+    n: int
+    leak_fraction_train: float
+    leak_fraction_val: float
+    points: float
+    low: float
+    high: float
+
+
+@dataclasses.dataclass(frozen=True)
 class EpochAnswer:
     """The answer at one epoch count (see the module docstring); ``missing`` says why there is none."""
 
@@ -82,9 +99,9 @@ class EpochAnswer:
     remainder: Contrast | None = None
     leak_share: float = math.nan
     leak_measured: bool = False
-    alternatives: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    alternatives: tuple[Alternative, ...] = ()
     held: dict[str, str] = dataclasses.field(default_factory=dict)
-    shapley: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    shapley: tuple[gap_module.Contribution, ...] = ()
     missing: str = ""
 
 
@@ -107,11 +124,19 @@ class Answer:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (NaN as None): what ``answer.json`` holds."""
-        return json_safe(dataclasses.asdict(self))
+        return json_safe({field.name: getattr(self, field.name) for field in dataclasses.fields(self)})
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` with NaN floats as None and numpy scalars as Python numbers, recursively."""
+    """``value`` with NaN floats as None, numpy scalars as Python numbers and records as dicts, recursively.
+
+    A record (dataclass) is written by its ``to_dict()`` where it has one (``gap.Contribution`` spells its fields
+    ``from`` and ``to``), else field by field: the one place where answer.json's records become JSON.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if hasattr(value, "to_dict"):
+            return json_safe(value.to_dict())
+        return json_safe({field.name: getattr(value, field.name) for field in dataclasses.fields(value)})
     if isinstance(value, dict):
         return {str(key): json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -125,7 +150,7 @@ def json_safe(value: Any) -> Any:
 
 def compute_answer(runs: pd.DataFrame, factors: Sequence[str], blog_cell: dict[str, str],
                    user_cell: dict[str, str], epochs: Sequence[int] | None = None, *, cells_from: str = "",
-                   gaps: list[dict] | None = None, confidence: float = stats.CONFIDENCE) -> Answer:
+                   gaps: list[gap_module.GapSplit] | None = None, confidence: float = stats.CONFIDENCE) -> Answer:
     """Attribute the blog-user gap to the label leak or to the factors, per epoch count.
 
     Parameters
@@ -141,8 +166,8 @@ def compute_answer(runs: pd.DataFrame, factors: Sequence[str], blog_cell: dict[s
         Epoch counts to answer (default: every count in the runs).
     cells_from : str
         Where the two cells came from (``flags``, ``sweep file``, ``defaults``), stated in the answer.
-    gaps : list of dict, optional
-        ``sweeps.report.gap.decompose_gap``'s records, if already computed.
+    gaps : list of GapSplit, optional
+        ``sweeps.report.gap.decompose_gap``'s splits, if already computed.
     """
     blog_cell = {key: str(value) for key, value in blog_cell.items()}
     user_cell = {key: str(value) for key, value in user_cell.items()}
@@ -152,14 +177,14 @@ def compute_answer(runs: pd.DataFrame, factors: Sequence[str], blog_cell: dict[s
     network = stats.network_runs(runs)
     answers = []
     for record in gaps:
-        if record["epochs"] not in wanted:
+        if record.epochs not in wanted:
             continue
-        if "missing" in record:
+        if record.missing is not None:
             sentence = wording.answer_sentences([record], blog_cell, user_cell)[0]
-            answers.append(EpochAnswer(epochs=record["epochs"], mechanism=NOT_MEASURED, sentence=sentence,
-                                       missing=record["missing"]))
+            answers.append(EpochAnswer(epochs=record.epochs, mechanism=NOT_MEASURED, sentence=sentence,
+                                       missing=record.missing))
             continue
-        at_count = network[network["epochs"] == record["epochs"]].reset_index(drop=True)
+        at_count = network[network["epochs"] == record.epochs].reset_index(drop=True)
         answers.append(_answer_at(at_count, factors, blog_cell, user_cell, record, confidence))
     glove_dims = sorted({int(value) for value in network["glove_dim"].dropna()})
     return Answer(blog_cell=blog_cell, user_cell=user_cell, cells_from=cells_from, by_epochs=answers,
@@ -189,9 +214,9 @@ def summarize(frame: pd.DataFrame, cell: dict[str, str], confidence: float = sta
 
 
 def _answer_at(at_count: pd.DataFrame, factors: Sequence[str], blog_cell: dict[str, str], user_cell: dict[str, str],
-               record: dict, confidence: float) -> EpochAnswer:
-    """The ``EpochAnswer`` of one epoch count whose gap record has both cells."""
-    held = dict(record.get("held", {}))
+               record: gap_module.GapSplit, confidence: float) -> EpochAnswer:
+    """The ``EpochAnswer`` of one epoch count whose gap split has both cells."""
+    held = dict(record.held)
     blog_full, user_full = dict(held, **blog_cell), dict(held, **user_cell)
     design = stats.Design(at_count, list(dict.fromkeys(list(factors) + list(blog_full))), bootstrap_samples=0,
                           seed=0, confidence=confidence)
@@ -202,17 +227,18 @@ def _answer_at(at_count: pd.DataFrame, factors: Sequence[str], blog_cell: dict[s
         return Contrast(*design.contrast_interval(statistic))
 
     blog, user = summarize(at_count, blog_full, confidence), summarize(at_count, user_full, confidence)
-    common = dict(epochs=record["epochs"], blog=blog, user=user, held=held, shapley=record["contributions"])
+    common = dict(epochs=record.epochs, blog=blog, user=user, held=held, shapley=record.contributions)
     if blog.n == 0 or user.n == 0:
         # A corner the gap split had to model: no observed cell to contrast.
         return EpochAnswer(mechanism=_top_factor(record), sentence=wording.answer_sentences(
             [record], blog_cell, user_cell)[0], **common)
     gap = contrast(blog_full, user_full)
     candidates = _headers_cut_candidates(at_count, blog_full, user_full, confidence)
-    alternatives = [{"cell": candidate.cell, "mean": candidate.mean, "n": candidate.n,
-                     "leak_fraction_train": candidate.leak_fraction_train,
-                     "leak_fraction_val": candidate.leak_fraction_val,
-                     **dataclasses.asdict(contrast(blog_full, candidate.cell))} for candidate, _ in candidates]
+    alternatives = tuple(Alternative(cell=candidate.cell, mean=candidate.mean, n=candidate.n,
+                                     leak_fraction_train=candidate.leak_fraction_train,
+                                     leak_fraction_val=candidate.leak_fraction_val,
+                                     **dataclasses.asdict(contrast(blog_full, candidate.cell)))
+                         for candidate, _ in candidates)
     if not candidates:
         sentence = wording.answer_sentences([record], blog_cell, user_cell)[0]
         sentence += (" The sweep has no run of the blog's dataset with its headers cut, so the label leak cannot be "
@@ -220,9 +246,10 @@ def _answer_at(at_count: pd.DataFrame, factors: Sequence[str], blog_cell: dict[s
         return EpochAnswer(mechanism=_top_factor(record), sentence=sentence, gap=gap, **common)
     cut, choice = candidates[0]
     leak_effect, remainder = contrast(blog_full, cut.cell), contrast(cut.cell, user_full)
-    share = leak_effect.points / gap.points if gap.points else math.nan
+    # A share of a gap exists only for a positive gap: of zero it is undefined, of a negative one meaningless.
+    share = leak_effect.points / gap.points if gap.points > 0 else math.nan
     measured = blog.leak_measured and cut.leak_measured
-    is_leak = (measured and min(blog.leak_fraction_train, blog.leak_fraction_val) > LEAK_HIGH
+    is_leak = (gap.points > 0 and measured and min(blog.leak_fraction_train, blog.leak_fraction_val) > LEAK_HIGH
                and max(cut.leak_fraction_train, cut.leak_fraction_val) < LEAK_LOW
                and leak_effect.points > remainder.points
                # One seed per cell has no interval: the leak is named on the point values, and the sentence says so.
@@ -234,8 +261,12 @@ def _answer_at(at_count: pd.DataFrame, factors: Sequence[str], blog_cell: dict[s
     return dataclasses.replace(result, sentence=answer_sentence(result, record, blog_cell, user_cell))
 
 
-def _top_factor(record: dict) -> str:
-    return record["contributions"][0]["factor"] if record.get("contributions") else "none"
+def _top_factor(record: gap_module.GapSplit) -> str:
+    """The factor with the largest positive Shapley part of a positive gap; ``no_gap`` when there is no gap."""
+    if not record.contributions:
+        return "none"
+    top = wording.top_contribution(record)
+    return NO_GAP if top is None else top.factor
 
 
 def _headers_cut_candidates(at_count: pd.DataFrame, blog: dict[str, str], user: dict[str, str],
@@ -275,21 +306,23 @@ def _percent(value: float) -> str:
     return f"{100 * value:.0f}%"
 
 
-def answer_sentence(result: EpochAnswer, record: dict, blog_cell: dict[str, str], user_cell: dict[str, str]) -> str:
+def answer_sentence(result: EpochAnswer, record: gap_module.GapSplit, blog_cell: dict[str, str],
+                    user_cell: dict[str, str]) -> str:
     """The plain-language answer of one epoch count, every number in it computed (see ``compute_answer``)."""
     blog, user, cut = result.blog, result.user, result.headers_cut
     gap, leak, rest = result.gap, result.leak_effect, result.remainder
     assert blog is not None and user is not None and cut is not None and gap and leak and rest
     moved = [key for key in cut.cell if str(cut.cell[key]) != str(user.cell.get(key))]
     rest_what = " and ".join(moved) or "nothing"
+    share_text = "" if math.isnan(result.leak_share) else f" ({_percent(result.leak_share)} of the gap)"
     cut_text = (f"cutting the headers on the blog's own data ({wording.describe(cut.cell)}, "
-                f"{cut.mean:.3f}) costs {leak.points:.1f} points{_interval(leak)} ({_percent(result.leak_share)} of "
-                f"the gap); the other {rest.points:.1f}{_interval(rest)} are the {rest_what} "
+                f"{cut.mean:.3f}) costs {leak.points:.1f} points{_interval(leak)}{share_text}; the other "
+                f"{rest.points:.1f}{_interval(rest)} are the {rest_what} "
                 f"({wording.describe(cut.cell)} -> {wording.describe(user.cell)})")
-    others = [item for item in result.alternatives if item["cell"] != cut.cell]
+    others = [item for item in result.alternatives if item.cell != cut.cell]
     if others:
         cut_text += "; cut another way, the headers cost " + ", ".join(
-            f"{item['points']:.1f} (strip={item['cell'].get('strip')})" for item in others)
+            f"{item.points:.1f} (strip={item.cell.get('strip')})" for item in others)
     if result.mechanism == LABEL_LEAK:
         return (f"At {wording.epochs_text(result.epochs)} the blog's cell ({wording.describe(blog.cell)}) reaches "
                 f"{blog.mean:.3f} and the user's cell ({wording.describe(user.cell)}) {user.mean:.3f}, a gap of "
@@ -301,6 +334,9 @@ def answer_sentence(result: EpochAnswer, record: dict, blog_cell: dict[str, str]
                 + (" One seed per cell: no interval bounds these points (give the sweep seeds: 3 for one)."
                    if math.isnan(result.leak_effect.low) else ""))
     sentence = wording.answer_sentences([record], blog_cell, user_cell)[0]
+    if result.mechanism == NO_GAP:
+        # The split's sentence says there is no gap; the headers' cost is still measured, for the reader.
+        return f"{sentence} Measured all the same: {cut_text}."
     if not result.leak_measured:
         return (f"{sentence} The runs do not record how many documents keep a label-bearing header "
                 f"(leak_fraction_train/val), so the label leak is not measured; {cut_text}.")
@@ -318,21 +354,21 @@ def answer_sentence(result: EpochAnswer, record: dict, blog_cell: dict[str, str]
     return f"{sentence} The label leak cannot be confirmed: {why}; {cut_text}."
 
 
-def effects_note(effects: list[dict], record: dict) -> str:
+def effects_note(effects: Sequence[stats.Effect], record: gap_module.GapSplit) -> str:
     """One sentence on why a factor's main effect and its Shapley share of the gap differ (empty if they agree)."""
-    if "missing" in record or not record.get("contributions"):
+    if record.missing is not None or not record.contributions:
         return ""
-    count = record["epochs"]
-    mains = {item["term"]: item for item in effects if item["epochs"] == count and item["kind"] == "main"}
-    differing = [(item, mains[item["factor"]]) for item in record["contributions"] if item["factor"] in mains
-                 and abs(item["points"] - mains[item["factor"]]["effect_points"]) >= 1.0]
+    count = record.epochs
+    mains = {item.term: item for item in effects if item.epochs == count and item.kind == "main"}
+    differing = [(item, mains[item.factor]) for item in record.contributions if item.factor in mains
+                 and abs(item.points - mains[item.factor].effect_points) >= 1.0]
     if not differing:
         return ""
-    interactions = [item for item in effects if item["epochs"] == count and item["kind"] == "interaction"]
-    pairs = "; ".join(f"{item['factor']} {main['effect_points']:.1f} as a main effect, {item['points']:.1f} in the "
+    interactions = [item for item in effects if item.epochs == count and item.kind == "interaction"]
+    pairs = "; ".join(f"{item.factor} {main.effect_points:.1f} as a main effect, {item.points:.1f} in the "
                       f"gap" for item, main in differing)
-    interaction = (f", and the factors interact ({interactions[0]['term']}: up to "
-                   f"{interactions[0]['effect_points']:.1f} points off additivity), which the main effects average "
+    interaction = (f", and the factors interact ({interactions[0].term}: up to "
+                   f"{interactions[0].effect_points:.1f} points off additivity), which the main effects average "
                    f"away and the split shares between the factors" if interactions else "")
     return (f"At {wording.epochs_text(count)} the factor-effects table and the gap split differ ({pairs}): a main "
             f"effect is the best-minus-worst level of a model fitted to every cell, averaged over the other factors' "

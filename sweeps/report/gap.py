@@ -7,8 +7,10 @@ interval of that contrast (``Design.contrast_interval``).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from typing import Sequence
+import math
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,8 +19,48 @@ from sweeps.report import stats
 from trainer import config as config_module
 
 
+@dataclasses.dataclass(frozen=True)
+class Contribution:
+    """One differing factor's Shapley part of the gap: points (100 x fraction) with its 95% t-interval (NaN: one
+    seed per cell), and the factor's value in the blog's cell (``from_value``) and in the user's (``to_value``)."""
+
+    factor: str
+    points: float
+    low: float
+    high: float
+    from_value: str
+    to_value: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """``factor``, ``points``, ``low``, ``high``, ``from``, ``to``: the columns of gap.csv and answer.json."""
+        return {"factor": self.factor, "points": self.points, "low": self.low, "high": self.high,
+                "from": self.from_value, "to": self.to_value}
+
+
+@dataclasses.dataclass(frozen=True)
+class GapSplit:
+    """The gap between the blog's cell and the user's cell at one epoch count (see ``decompose_gap``).
+
+    ``missing`` says why there is no gap (a cell was not run); then only ``epochs`` is set.
+    """
+
+    epochs: int
+    missing: str | None = None
+    blog: float = math.nan
+    user: float = math.nan
+    gap_points: float = math.nan
+    gap_low: float = math.nan
+    gap_high: float = math.nan
+    contributions: tuple[Contribution, ...] = ()
+    stratum: str = ""
+    held: dict[str, str] = dataclasses.field(default_factory=dict)
+    modelled: tuple[str, ...] = ()
+    blog_runs: int = 0
+    user_runs: int = 0
+
+
 def decompose_gap(runs: pd.DataFrame, factors: Sequence[str], blog_cell: dict[str, str], user_cell: dict[str, str],
-                  *, confidence: float = stats.CONFIDENCE) -> list[dict]:
+                  *, confidence: float = stats.CONFIDENCE) -> list[GapSplit]:
     """Split the accuracy gap between the blog's cell and the user's cell among the factors that differ.
 
     At each requested epoch count, the two cells are compared with every other factor held at one setting
@@ -31,12 +73,11 @@ def decompose_gap(runs: pd.DataFrame, factors: Sequence[str], blog_cell: dict[st
 
     Returns
     -------
-    list of dict
-        Per epoch count: ``epochs``, ``blog``, ``user`` (mean accuracy, fractions), ``gap_points``,
-        ``gap_low``, ``gap_high``, ``contributions`` (list of dicts ``factor``, ``points``, ``low``, ``high``,
-        ``from``, ``to``, largest first), ``stratum`` (the other factors' settings as text), ``held`` (the
-        same as a dict of factor name to value text), ``modelled`` (corner cells
-        predicted, not run), ``blog_runs``, ``user_runs``; or ``epochs`` and ``missing`` (why there is no answer).
+    list of GapSplit
+        One per epoch count: ``blog``, ``user`` (mean accuracy, fractions), ``gap_points``, ``gap_low``,
+        ``gap_high``, ``contributions`` (``Contribution``, largest first), ``stratum`` (the other factors'
+        settings as text), ``held`` (the same as a dict of factor name to value text), ``modelled`` (corner cells
+        predicted, not run), ``blog_runs``, ``user_runs``; or only ``missing`` (why there is no answer).
     """
     keys = list(dict.fromkeys(list(blog_cell) + list(user_cell)))
     blog = {key: blog_cell.get(key, user_cell.get(key)) for key in keys}
@@ -54,7 +95,7 @@ def decompose_gap(runs: pd.DataFrame, factors: Sequence[str], blog_cell: dict[st
                 # Name what the sweep has, so a wrong --blog-cell / --user-cell is plain to see.
                 missing.append(f"{key}={' or '.join(absent)} (the runs have {', '.join(sorted(present)) or 'none'})")
         if missing:
-            results.append({"epochs": count, "missing": f"no runs with {'; '.join(missing)}"})
+            results.append(GapSplit(epochs=count, missing=f"no runs with {'; '.join(missing)}"))
             continue
         design = stats.Design(at_count, list(dict.fromkeys(list(factors) + keys)), bootstrap_samples=0, seed=0,
                               confidence=confidence)
@@ -63,8 +104,8 @@ def decompose_gap(runs: pd.DataFrame, factors: Sequence[str], blog_cell: dict[st
 
 
 def _split(design: stats.Design, at_count: pd.DataFrame, keys: list[str], differing: list[str],
-           blog: dict[str, str], user: dict[str, str], count: int) -> dict:
-    """The gap record of one epoch count (see ``decompose_gap``)."""
+           blog: dict[str, str], user: dict[str, str], count: int) -> GapSplit:
+    """The gap split of one epoch count (see ``decompose_gap``)."""
     others = [name for name in design.factors if name not in keys]
     coefficients = np.linalg.pinv(design.matrix(design.factors)) @ design.columns
 
@@ -110,16 +151,15 @@ def _split(design: stats.Design, at_count: pd.DataFrame, keys: list[str], differ
     contributions = []
     for key in differing:
         points, low, high = design.contrast_interval(100 * shapley[key] / len(orders))
-        contributions.append({"factor": key, "points": points, "low": low, "high": high,
-                              "from": blog[key], "to": user[key]})
-    contributions.sort(key=lambda item: -abs(item["points"]))
+        contributions.append(Contribution(factor=key, points=points, low=low, high=high, from_value=blog[key],
+                                          to_value=user[key]))
+    contributions.sort(key=lambda item: -abs(item.points))
     gap, gap_low, gap_high = design.contrast_interval(100 * (blog_values - user_values))
     blog_key = corner_key(dict(fixed, **{key: blog[key] for key in differing}), stratum)
     user_key = corner_key(dict(fixed, **{key: user[key] for key in differing}), stratum)
-    return {"epochs": count, "blog": float(blog_values[0]), "user": float(user_values[0]),
-            "gap_points": gap, "gap_low": gap_low, "gap_high": gap_high, "contributions": contributions,
-            "stratum": ", ".join(f"{name}={value}" for name, value in zip(others, stratum)),
-            "held": {name: str(value) for name, value in zip(others, stratum)},
-            "modelled": modelled,
-            "blog_runs": int(design.cells[blog_key].size) if blog_key in design.cells else 0,
-            "user_runs": int(design.cells[user_key].size) if user_key in design.cells else 0}
+    return GapSplit(epochs=count, blog=float(blog_values[0]), user=float(user_values[0]), gap_points=gap,
+                    gap_low=gap_low, gap_high=gap_high, contributions=tuple(contributions),
+                    stratum=", ".join(f"{name}={value}" for name, value in zip(others, stratum)),
+                    held={name: str(value) for name, value in zip(others, stratum)}, modelled=tuple(modelled),
+                    blog_runs=int(design.cells[blog_key].size) if blog_key in design.cells else 0,
+                    user_runs=int(design.cells[user_key].size) if user_key in design.cells else 0)

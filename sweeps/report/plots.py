@@ -18,6 +18,7 @@ from matplotlib import figure as matplotlib_figure
 from matplotlib import lines as matplotlib_lines
 from matplotlib import ticker as matplotlib_ticker
 
+from sweeps.report import gap as gap_module
 from sweeps.tracking import names
 from sweeps.report import wording
 from sweeps.report import stats
@@ -41,14 +42,14 @@ def draw_all(out_dir: pathlib.Path, swept, tables, blog_cell: dict, user_cell: d
     else:
         drawn["epoch_plot"] = (None, "validation accuracy vs epoch: no network run finished an epoch.")
     path = out_dir / "factor_effects.png"
-    if any(record["kind"] != "residual" for record in tables.effects):
+    if any(record.kind != "residual" for record in tables.effects):
         plot_effects(path, tables.effects)
         drawn["effects_plot"] = (path, "factor effects")
     else:
         drawn["effects_plot"] = (None, "factor effects: no factor varies between the network runs of this sweep, so "
                                        "there is nothing to attribute.")
     path = out_dir / "gap.png"
-    if any("missing" not in gap and gap["contributions"] for gap in tables.gaps):
+    if any(gap.missing is None and gap.contributions for gap in tables.gaps):
         plot_gap(path, tables.gaps, blog_cell, user_cell, answer=tables.answer)
         drawn["gap_plot"] = (path, "the gap between the blog's and the user's cell")
     else:
@@ -192,22 +193,22 @@ def plot_epoch_curves(path: pathlib.Path, history: pd.DataFrame, runs: pd.DataFr
     figure.savefig(path, dpi=DPI)
 
 
-def plot_effects(path: pathlib.Path, effects: list[dict]) -> None:
+def plot_effects(path: pathlib.Path, effects: Sequence[stats.Effect]) -> None:
     """Ranked factor effects in accuracy points with 95% t-intervals, one panel per epoch count."""
-    counts = sorted({record["epochs"] for record in effects if record["kind"] != "residual"})
+    counts = sorted({record.epochs for record in effects if record.kind != "residual"})
     figure = matplotlib_figure.Figure(figsize=(max(7.0, 5.0 * len(counts)), 3.6), layout="constrained")
     axes = figure.subplots(1, max(1, len(counts)), squeeze=False)[0]
     for axis, count in zip(axes, counts):
-        ranked = [record for record in effects if record["epochs"] == count and record["kind"] != "residual"]
+        ranked = [record for record in effects if record.epochs == count and record.kind != "residual"]
         positions = np.arange(len(ranked))[::-1]
-        values = np.array([record["effect_points"] for record in ranked])
-        low = np.array([record["effect_low"] for record in ranked])
-        high = np.array([record["effect_high"] for record in ranked])
+        values = np.array([record.effect_points for record in ranked])
+        low = np.array([record.effect_low for record in ranked])
+        high = np.array([record.effect_high for record in ranked])
         axis.barh(positions, values, xerr=error_bars(values, low, high), capsize=3, height=0.6,
-                  color=["tab:blue" if record["kind"] == "main" else "tab:orange" for record in ranked])
+                  color=["tab:blue" if record.kind == "main" else "tab:orange" for record in ranked])
         for position, value in zip(positions, values):
             axis.text(value, position + 0.36, f"{value:.1f}", fontsize=8, ha="center", va="bottom")
-        axis.set_yticks(positions, [f"{record['term']}\n{record['levels']} ({100 * record['share']:.0f}% of var.)"
+        axis.set_yticks(positions, [f"{record.term}\n{record.levels} ({100 * record.share:.0f}% of var.)"
                                     for record in ranked], fontsize=8)
         axis.set_ylim(-0.6, len(ranked) - 0.2)
         axis.axvline(0, color="black", linewidth=0.8)
@@ -217,23 +218,24 @@ def plot_effects(path: pathlib.Path, effects: list[dict]) -> None:
     figure.legend([matplotlib_lines.Line2D([], [], color=color, linewidth=8) for color in ("tab:blue", "tab:orange")],
                   ["main effect: best minus worst level", "interaction: largest departure from additivity"],
                   loc="outside lower center", ncol=2, fontsize=9, frameon=False)
-    single = all(record["single_seed"] for record in effects)
+    single = all(record.single_seed for record in effects)
     intervals = "no intervals: one seed per cell" if single else "with 95% t-intervals"
     figure.suptitle(f"Factor effects, points, {intervals}", fontsize=10)
     figure.savefig(path, dpi=DPI)
 
 
-def plot_gap(path: pathlib.Path, gaps: list[dict], blog_cell: dict, user_cell: dict, *, answer=None) -> None:
+def plot_gap(path: pathlib.Path, gaps: Sequence[gap_module.GapSplit], blog_cell: dict, user_cell: dict, *,
+             answer=None) -> None:
     """The blog-user gap in points, its Shapley split and (from ``answer``) the headers-cut split, per epoch count."""
-    answered = [gap for gap in gaps if "missing" not in gap and gap["contributions"]]
+    answered = [gap for gap in gaps if gap.missing is None and gap.contributions]
     by_epochs = {item.epochs: item for item in (answer.by_epochs if answer is not None else [])}
     figure = matplotlib_figure.Figure(figsize=(max(7.0, 5.2 * len(answered)), 3.8), layout="constrained")
     axes = figure.subplots(1, max(1, len(answered)), squeeze=False)[0]
     for axis, gap in zip(axes, answered):
-        bars = [("total gap", gap["gap_points"], gap["gap_low"], gap["gap_high"], "0.35")]
-        bars += [(f"Shapley: {item['factor']}\n{item['from']} -> {item['to']}", item["points"], item["low"],
-                  item["high"], "tab:orange") for item in gap["contributions"]]
-        found = by_epochs.get(gap["epochs"])
+        bars = [("total gap", gap.gap_points, gap.gap_low, gap.gap_high, "0.35")]
+        bars += [(f"Shapley: {item.factor}\n{item.from_value} -> {item.to_value}", item.points, item.low,
+                  item.high, "tab:orange") for item in gap.contributions]
+        found = by_epochs.get(gap.epochs)
         if found is not None and found.leak_effect is not None:
             cut = found.headers_cut.cell.get("strip", "")
             bars += [(f"headers cut on blog's data\n(strip={cut})", found.leak_effect.points, found.leak_effect.low,
@@ -251,8 +253,8 @@ def plot_gap(path: pathlib.Path, gaps: list[dict], blog_cell: dict, user_cell: d
         axis.axvline(0, color="black", linewidth=0.8)
         axis.set_xlabel("accuracy points lost, blog's cell -> user's cell", fontsize=9)
         axis.tick_params(axis="x", labelsize=8)
-        axis.set_title(wording.epochs_text(gap["epochs"]), fontsize=10)
-    intervals = ("95% t-intervals" if any(math.isfinite(gap["gap_low"]) for gap in answered)
+        axis.set_title(wording.epochs_text(gap.epochs), fontsize=10)
+    intervals = ("95% t-intervals" if any(math.isfinite(gap.gap_low) for gap in answered)
                  else "no intervals: one seed per cell")
     title = (f"Blog's cell ({wording.describe(blog_cell)}) vs user's cell ({wording.describe(user_cell)}), "
              f"points, {intervals}")

@@ -12,6 +12,7 @@ import pathlib
 from typing import Any, Sequence
 
 from sweeps.report import claims as claims_module
+from sweeps.report import gap as gap_module
 from sweeps.tracking import names
 from sweeps.report import reader
 from sweeps.report import stats
@@ -27,7 +28,7 @@ GAP_COLUMNS = ("epochs", "blog", "user", "gap_points", "factor", "from", "to", "
 
 @dataclasses.dataclass
 class Tables:
-    """What the statistics gave, ready to render: cell records, effect records, gap records, answer sentences.
+    """What the statistics gave, ready to render: cell records, effects, gap splits, answer sentences.
 
     ``notes``: sentences on why main effects and the gap split differ; ``answer``: the ``sweeps.report.answer.Answer``;
     ``verdicts``: the claims' ``sweeps.report.claims.Verdict`` list.
@@ -35,8 +36,8 @@ class Tables:
 
     factors: list[str]
     cells: list[dict]
-    effects: list[dict]
-    gaps: list[dict]
+    effects: list[stats.Effect]
+    gaps: list[gap_module.GapSplit]
     answers: list[str]
     bootstrap_samples: int
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -44,11 +45,14 @@ class Tables:
     verdicts: list = dataclasses.field(default_factory=list)
 
 
-def gap_rows(gaps: list[dict]) -> list[dict]:
-    """One flat record per gap contribution (per epoch count one record without contributions if missing)."""
-    return [dict(contribution, epochs=gap["epochs"], gap_points=gap.get("gap_points"), blog=gap.get("blog"),
-                 user=gap.get("user"), stratum=gap.get("stratum"), missing=gap.get("missing", ""))
-            for gap in gaps for contribution in (gap.get("contributions") or [{}])]
+def gap_rows(gaps: Sequence[gap_module.GapSplit]) -> list[dict]:
+    """One flat row of gap.csv per gap contribution (per epoch count one row without contributions if missing)."""
+    rows = []
+    for gap in gaps:
+        common = {"epochs": gap.epochs, "gap_points": gap.gap_points, "blog": gap.blog, "user": gap.user,
+                  "stratum": gap.stratum, "missing": gap.missing or ""}
+        rows += [dict(contribution.to_dict(), **common) for contribution in gap.contributions] or [common]
+    return rows
 
 
 def write_tables(folder: pathlib.Path, tables: Tables) -> dict[str, pathlib.Path]:
@@ -57,7 +61,7 @@ def write_tables(folder: pathlib.Path, tables: Tables) -> dict[str, pathlib.Path
     cell_columns = [column for name in CELL_COLUMNS
                     for column in (tables.factors if name == "{factors}" else [name])]
     write_csv(paths["cells"], tables.cells, cell_columns)
-    write_csv(paths["effects"], tables.effects, EFFECT_COLUMNS)
+    write_csv(paths["effects"], [effect.to_dict() for effect in tables.effects], EFFECT_COLUMNS)
     write_csv(paths["gap"], gap_rows(tables.gaps), GAP_COLUMNS)
     return paths
 
@@ -128,26 +132,26 @@ def _share_text(value: float, low: float, high: float) -> str:
     return f"{100 * value:.0f}%{interval}"
 
 
-def effects_markdown(effects: list[dict]) -> list[str]:
-    lines = [[record["epochs"], record["rank"] or "", record["term"], record["levels"],
-              _share_text(record["share"], record["share_low"], record["share_high"]),
-              _effect_text(record["effect_points"], record["effect_low"], record["effect_high"])]
+def effects_markdown(effects: Sequence[stats.Effect]) -> list[str]:
+    lines = [[record.epochs, record.rank or "", record.term, record.levels,
+              _share_text(record.share, record.share_low, record.share_high),
+              _effect_text(record.effect_points, record.effect_low, record.effect_high)]
              for record in effects]
     return _markdown_table(["epochs", "rank", "term", "best vs worst level", "share of variance [95% bootstrap]",
                             "effect, points [95% t-interval]"], lines)
 
 
-def gap_markdown(gaps: list[dict]) -> list[str]:
+def gap_markdown(gaps: Sequence[gap_module.GapSplit]) -> list[str]:
     lines = []
     for gap in gaps:
-        if "missing" in gap:
-            lines.append([gap["epochs"], "", "", "", gap["missing"], ""])
+        if gap.missing is not None:
+            lines.append([gap.epochs, "", "", "", gap.missing, ""])
             continue
-        lines.append([gap["epochs"], f"{gap['blog']:.3f}", f"{gap['user']:.3f}",
-                      _effect_text(gap["gap_points"], gap["gap_low"], gap["gap_high"]),
-                      "; ".join(f"{item['factor']} {_effect_text(item['points'], item['low'], item['high'])}"
-                                for item in gap["contributions"]),
-                      gap["stratum"]])
+        lines.append([gap.epochs, f"{gap.blog:.3f}", f"{gap.user:.3f}",
+                      _effect_text(gap.gap_points, gap.gap_low, gap.gap_high),
+                      "; ".join(f"{item.factor} {_effect_text(item.points, item.low, item.high)}"
+                                for item in gap.contributions),
+                      gap.stratum])
     return _markdown_table(["epochs", "blog cell", "user cell", "gap, points [95% t-interval]",
                             "explained by, points [95% t-interval]", "others held at"], lines)
 
@@ -226,7 +230,7 @@ def report_markdown(swept: reader.SweepFrame, tables: Tables, *, reproduce: str,
               f"about 81%). Share intervals: {tables.bootstrap_samples} seeded residual-bootstrap resamples of seeds "
               f"within cells, a rough guide (about 88% coverage on those designs).", ""]
     lines += effects_markdown(tables.effects) if tables.effects else ["No factor varies between network runs."]
-    if any(record["single_seed"] for record in tables.effects):
+    if any(record.single_seed for record in tables.effects):
         lines += ["", "Some epoch counts have one seed per cell: seed noise cannot be estimated, so they have no "
                       "intervals."]
     lines += ["", "## The gap between the blog's cell and the user's cell", "",

@@ -12,12 +12,16 @@ Intervals (docs/DESIGN.md, "report"):
   resampling keeps the seed noise's variance), percentile interval; still narrow with 3 seeds (about 88% on a
   gap), so the report calls it a rough guide.
 
-The variance decomposition is Type II sums of squares, checked against statsmodels' ``anova_lm(typ=2)`` in
-tests/test_stats.py on the committed study.
+The variance decomposition is Type II sums of squares of the model with every main effect and every two-way
+interaction: a term's sum of squares is what it adds to the model of every term that does not contain it (a main
+effect is conditioned on the other main effects and on the interactions among them, not on its own interactions).
+tests/test_stats.py checks it against statsmodels' ``anova_lm(typ=2)`` on an unbalanced three-factor design and on
+the committed study.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from typing import Any, Iterable, Sequence
@@ -35,6 +39,36 @@ DEFAULT_BOOTSTRAP_SAMPLES = 1000
 # An interaction is listed when it explains at least this share of the variance of validation accuracy.
 INTERACTION_MIN_SHARE = 0.02
 CHOICES = {name: config_module.choices(name) for name in config_module.FACTORS if config_module.choices(name)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Effect:
+    """One term of ``attribute`` at one epoch count: its share of the variance and its effect in points.
+
+    ``kind``: ``main``, ``interaction`` or ``residual`` (seed noise within cells, no rank and no effect);
+    ``levels``: best vs worst level of a main effect; shares are fractions of the variance of validation
+    accuracy (bootstrap interval), effects are points of accuracy, 100 x fraction (t-interval); NaN where
+    there is no interval (one seed per cell).
+    """
+
+    epochs: int
+    rank: int | None
+    term: str
+    kind: str
+    levels: str
+    share: float
+    share_low: float
+    share_high: float
+    effect_points: float
+    effect_low: float
+    effect_high: float
+    cells: int
+    runs: int
+    single_seed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a dict: the columns of effects.csv."""
+        return dataclasses.asdict(self)
 
 
 def t_interval(values: Iterable[float], confidence: float = CONFIDENCE, *,
@@ -198,6 +232,19 @@ class Design:
         rank = int(np.sum(singular > singular[0] * 1e-10))
         return np.sum((left[:, :rank].T @ self.columns) ** 2, axis=0), rank
 
+    def type_two(self, term, model_terms: Sequence) -> tuple[np.ndarray, int]:
+        """Type II sum of squares of ``term`` in the model ``model_terms`` (factor names and (a, b) pairs).
+
+        ``SS(term | every term of the model that does not contain it)``: the explained sum of squares that
+        ``term`` adds, on every column (shape (1 + n + B,)), and its degrees of freedom (0: not estimable there).
+        """
+        parts = set(term if isinstance(term, tuple) else (term,))
+        base = [other for other in model_terms
+                if not parts <= set(other if isinstance(other, tuple) else (other,))]
+        with_term, rank_with = self.explained(base + [term])
+        without_term, rank_without = self.explained(base)
+        return with_term - without_term, rank_with - rank_without
+
     def fitted(self, terms: Sequence) -> np.ndarray:
         matrix = self.matrix(terms)
         return matrix @ (np.linalg.pinv(matrix) @ self.columns)
@@ -227,23 +274,24 @@ class Design:
 
 
 def attribute(runs: pd.DataFrame, factors: Sequence[str], *, bootstrap_samples: int = DEFAULT_BOOTSTRAP_SAMPLES,
-              seed: int = 0, interaction_min_share: float = INTERACTION_MIN_SHARE) -> list[dict]:
+              seed: int = 0, interaction_min_share: float = INTERACTION_MIN_SHARE) -> list[Effect]:
     """Rank the factors (and the two-way interactions that matter) by their effect on validation accuracy.
 
     For each requested epoch count, on the network rows: the share of the variance of validation accuracy that
-    each main effect explains (Type II sums of squares: what the factor adds to a main-effects model of the
-    others) and each two-way interaction (what it adds to the main-effects model); the main effect in accuracy
+    each main effect and each two-way interaction explains (Type II sums of squares of the model with every main
+    effect and two-way interaction: what the term adds to every term that does not contain it, as statsmodels'
+    ``anova_lm(typ=2)``); the main effect in accuracy
     points (the fitted difference between the factor's best and worst level, others held fixed); for an
     interaction, its largest departure from additivity in points. Share intervals: residual bootstrap; effect
     intervals: Student-t of the contrast (module docstring). Seed-to-seed variance is a ``residual`` record.
 
     Returns
     -------
-    list of dict
-        ``epochs``, ``rank`` (1 = largest share, per epoch count), ``term``, ``kind`` (main / interaction /
-        residual), ``levels`` (e.g. ``"none vs sklearn_all"``: best vs worst), ``share``, ``share_low``,
-        ``share_high`` (fractions of variance), ``effect_points``, ``effect_low``, ``effect_high`` (points of
-        accuracy, 100 x fraction), ``cells``, ``runs``, ``single_seed``.
+    list of Effect
+        Per epoch count, largest share first (``rank`` 1), the residual last: ``term``, ``kind`` (main /
+        interaction / residual), ``levels`` (e.g. ``"none vs sklearn_all"``: best vs worst), ``share``,
+        ``share_low``, ``share_high`` (fractions of variance), ``effect_points``, ``effect_low``, ``effect_high``
+        (points of accuracy, 100 x fraction), ``cells``, ``runs``, ``single_seed``.
     """
     records = []
     network = network_runs(runs)
@@ -256,16 +304,17 @@ def attribute(runs: pd.DataFrame, factors: Sequence[str], *, bootstrap_samples: 
         total = np.sum((columns - columns.mean(axis=0)) ** 2, axis=0)
         # A column with no variance has nothing to attribute; its shares are undefined, not zero.
         safe_total = np.where(total > 0, total, np.nan)
-        main_explained, main_rank = design.explained(design.factors)
         main_fit = design.fitted(design.factors)
         coefficients = np.linalg.pinv(design.matrix(design.factors)) @ columns
+        # The model whose Type II sums of squares are the shares: every main effect and two-way interaction.
+        pairs = list(itertools.combinations(design.factors, 2))
+        model_terms = list(design.factors) + pairs
         common = {"epochs": count, "cells": len(design.cells), "runs": len(at_count),
                   "single_seed": design.single_seed}
         terms = []
         offset = 1
         for name in design.factors:
-            others = [other for other in design.factors if other != name]
-            share = (main_explained - design.explained(others)[0]) / safe_total
+            share = design.type_two(name, model_terms)[0] / safe_total
             width = len(design.levels[name]) - 1
             effects = np.vstack([np.zeros((1, columns.shape[1])), coefficients[offset:offset + width]])
             offset += width
@@ -273,11 +322,11 @@ def attribute(runs: pd.DataFrame, factors: Sequence[str], *, bootstrap_samples: 
             terms.append(dict(common, term=name, kind="main",
                               levels=f"{design.levels[name][best]} vs {design.levels[name][worst]}",
                               share=share, points=design.contrast_interval(100 * (effects[best] - effects[worst]))))
-        for left, right in itertools.combinations(design.factors, 2):
-            explained, rank = design.explained(list(design.factors) + [(left, right)])
-            if rank == main_rank:
-                continue  # Not estimable: the design never crosses these two factors beyond the main effects.
-            share = (explained - main_explained) / safe_total
+        for left, right in pairs:
+            explained, degrees_of_freedom = design.type_two((left, right), model_terms)
+            if degrees_of_freedom == 0:
+                continue  # Not estimable: the design never crosses these two factors beyond the other terms.
+            share = explained / safe_total
             if not share[0] >= interaction_min_share:
                 continue  # Too small to matter (or undefined: no variance at all).
             departures = 100 * (design.fitted(list(design.factors) + [(left, right)]) - main_fit)
@@ -293,7 +342,7 @@ def attribute(runs: pd.DataFrame, factors: Sequence[str], *, bootstrap_samples: 
         for rank, term in enumerate(terms, start=1):
             share, share_low, share_high = design.bootstrap_interval(term.pop("share"))
             points, points_low, points_high = term.pop("points")
-            records.append(dict(term, rank=rank if term["kind"] != "residual" else None, share=share,
-                                share_low=share_low, share_high=share_high, effect_points=points,
-                                effect_low=points_low, effect_high=points_high))
+            records.append(Effect(**term, rank=rank if term["kind"] != "residual" else None, share=share,
+                                  share_low=share_low, share_high=share_high, effect_points=points,
+                                  effect_low=points_low, effect_high=points_high))
     return records

@@ -7,6 +7,9 @@ lives here, below both, so that neither imports the other.
 from __future__ import annotations
 
 import math
+from typing import Sequence
+
+from sweeps.report import gap as gap_module
 
 
 def epochs_text(count: int) -> str:
@@ -19,28 +22,43 @@ def describe(cell: dict[str, str]) -> str:
     return ", ".join(f"{key}={value}" for key, value in cell.items())
 
 
-def answer_sentences(gaps: list[dict], blog_cell: dict[str, str], user_cell: dict[str, str]) -> list[str]:
-    """One plain sentence per epoch count naming the factor that explains most of the gap, in points."""
+def answer_sentences(gaps: Sequence[gap_module.GapSplit], blog_cell: dict[str, str],
+                     user_cell: dict[str, str]) -> list[str]:
+    """One plain sentence per epoch count: the gap in points and, when the blog's cell scores higher, the factor
+    whose Shapley part explains most of it (a factor is named only for a positive gap and a positive part)."""
     sentences = []
     for gap in gaps:
-        count = gap["epochs"]
-        if "missing" in gap:
-            sentences.append(f"At {epochs_text(count)} the gap cannot be measured: {gap['missing']}.")
+        count = gap.epochs
+        if gap.missing is not None:
+            sentences.append(f"At {epochs_text(count)} the gap cannot be measured: {gap.missing}.")
             continue
-        if not gap["contributions"]:
+        if not gap.contributions:
             sentences.append(f"At {epochs_text(count)} the blog's and the user's cells are the same cell.")
             continue
-        top = gap["contributions"][0]
-        held = f" (with {gap['stratum']})" if gap["stratum"] else ""
-        interval = ("no interval: one seed per cell" if math.isnan(top["low"])
-                    else f"95% t-interval {top['low']:.1f} to {top['high']:.1f}")
+        held = f" (with {gap.stratum})" if gap.stratum else ""
         sentence = (f"At {epochs_text(count)} the blog's cell ({describe(blog_cell)}) reaches "
-                    f"{gap['blog']:.3f} and the user's cell ({describe(user_cell)}) {gap['user']:.3f}{held}, "
-                    f"a gap of {gap['gap_points']:.1f} points; {top['factor']} ({top['from']} -> {top['to']}) "
-                    f"explains {top['points']:.1f} of them ({interval})")
-        rest = [f"{item['factor']} {item['points']:.1f}" for item in gap["contributions"][1:]]
-        sentence += (f", {'; '.join(rest)}." if rest else ".")
-        if gap["modelled"]:
-            sentence += f" Not run, predicted by the main-effects model: {'; '.join(gap['modelled'])}."
+                    f"{gap.blog:.3f} and the user's cell ({describe(user_cell)}) {gap.user:.3f}{held}, "
+                    f"a gap of {gap.gap_points:.1f} points")
+        top = top_contribution(gap)
+        if top is None:
+            sentence += ": the blog's cell does not score higher, so there is no gap for a factor to explain."
+        else:
+            interval = ("no interval: one seed per cell" if math.isnan(top.low)
+                        else f"95% t-interval {top.low:.1f} to {top.high:.1f}")
+            sentence += (f"; {top.factor} ({top.from_value} -> {top.to_value}) explains {top.points:.1f} of them "
+                         f"({interval})")
+            rest = [f"{item.factor} {item.points:.1f}" for item in gap.contributions if item is not top]
+            sentence += (f", {'; '.join(rest)}." if rest else ".")
+        if gap.modelled:
+            sentence += f" Not run, predicted by the main-effects model: {'; '.join(gap.modelled)}."
         sentences.append(sentence)
     return sentences
+
+
+def top_contribution(gap: gap_module.GapSplit) -> gap_module.Contribution | None:
+    """The factor that explains most of a positive gap: the largest positive Shapley part; None when the blog's
+    cell does not score higher than the user's (no gap to explain) or no part is positive."""
+    if gap.missing is not None or not gap.gap_points > 0:
+        return None
+    positive = [item for item in gap.contributions if item.points > 0]
+    return max(positive, key=lambda item: item.points) if positive else None

@@ -54,13 +54,13 @@ def summary_metrics(report) -> dict[str, float]:
         if cell.get("model") == names.TRAINER_KERAS and cell.get("epochs") is not None:
             metrics[cell_metric_name(int(cell["epochs"]), [cell[name] for name in tables.factors])] = cell["mean"]
     for gap in tables.gaps:
-        if "gap_points" in gap and not math.isnan(gap["gap_points"]):
-            metrics[f"gap_points_at_{gap['epochs']}"] = gap["gap_points"]
-            for part in gap.get("contributions", []):
-                metrics[f"gap_points_at_{gap['epochs']}/{part['factor']}"] = part["points"]
+        if not math.isnan(gap.gap_points):
+            metrics[f"gap_points_at_{gap.epochs}"] = gap.gap_points
+            for part in gap.contributions:
+                metrics[f"gap_points_at_{gap.epochs}/{part.factor}"] = part.points
     for effect in tables.effects:
-        if effect.get("kind") == "main":
-            metrics[f"share_at_{effect['epochs']}/{effect['term']}"] = effect["share"]
+        if effect.kind == "main":
+            metrics[f"share_at_{effect.epochs}/{effect.term}"] = effect.share
     for item in getattr(report.answer, "by_epochs", []):
         for name in ("leak_effect", "remainder"):
             contrast = getattr(item, name)
