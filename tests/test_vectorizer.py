@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from trainer import config as config_module
+from trainer import padding
 from trainer import vectorizer
 
 # The oracle is Keras' own Tokenizer (keras_preprocessing/text.py, kept in Keras 3 as
@@ -136,7 +137,7 @@ def test_fast_tokenizer_matches_keras_tokenizer_on_random_texts(num_words):
 def pad_lists(sequences, maxlen, **options):
     lengths = np.asarray([len(sequence) for sequence in sequences], dtype=np.int64)
     flat = np.asarray([token for sequence in sequences for token in sequence], dtype=np.int64)
-    return vectorizer.pad_flat(flat, lengths, maxlen, **options)
+    return padding.pad_flat(flat, lengths, maxlen, **options)
 
 
 @pytest.mark.parametrize(("padding", "truncating", "expected"), [

@@ -3,7 +3,7 @@
 ``keras2``
     The Keras blog (2016) and the Keras 2 examples: ``keras.preprocessing.text.Tokenizer`` fitted on every
     text, ``texts_to_sequences``, then ``pad_sequences`` (pre-padding, pre-truncation). ``KerasTokenizer`` and
-    ``pad_flat`` give the same ids as keras-preprocessing 1.1.x (``keras_preprocessing/text.py`` and
+    ``padding.pad_flat`` give the same ids as keras-preprocessing 1.1.x (``keras_preprocessing/text.py`` and
     ``sequence.py``), only faster. Keras 3 dropped the Tokenizer from its public API (keras-team/keras#19517)
     and keeps it only under the private ``keras._tf_keras.keras.preprocessing.text``, so the trainer does not
     import it; the tests and ``scripts/bench_vectorizer.py`` use it, with ``keras.utils.pad_sequences``, as the
@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from trainer import padding
+
 # keras_preprocessing/text.py (Keras 2.x) Tokenizer and text_to_word_sequence defaults: all ASCII punctuation
 # except the apostrophe, plus tab and newline; lower=True; split=" " (Keras 3: keras/src/legacy/preprocessing/text.py).
 KERAS2_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
@@ -43,8 +45,6 @@ ASCII_WHITESPACE = " \t\n\v\f\r"
 # TextVectorization reserves index 0 for padding ('') and index 1 for out-of-vocabulary tokens ('[UNK]').
 PADDING_TOKEN = ""
 OOV_TOKEN = "[UNK]"
-
-PADDING_CHOICES = ("pre", "post")
 
 # Python's str.split() with no argument splits on every Unicode whitespace character, but neither pipeline
 # does. Whitespace that must stay inside a token is swapped, in the same translate pass, for a punctuation
@@ -237,62 +237,6 @@ class KerasTokenizer:
         return _split_flat(flat, lengths)
 
 
-def _check_padding(padding: str, truncating: str) -> None:
-    if padding not in PADDING_CHOICES:
-        raise ValueError(f"padding={padding!r} is not allowed; allowed values: 'pre', 'post'")
-    if truncating not in PADDING_CHOICES:
-        raise ValueError(f"truncating={truncating!r} is not allowed; allowed values: 'pre', 'post'")
-
-
-def pad_flat(
-    flat: np.ndarray,
-    lengths: np.ndarray,
-    maxlen: int,
-    *,
-    padding: str = "pre",
-    truncating: str = "pre",
-    value: int | float = 0,
-    dtype: Any = "int32",
-) -> np.ndarray:
-    """Keras ``pad_sequences`` for sequences stored concatenated in ``flat`` with per-sequence ``lengths``.
-
-    Parameters
-    ----------
-    flat : np.ndarray of int, shape (sum(lengths),)
-        Token ids of every sequence, concatenated.
-    lengths : np.ndarray of int, shape (num_sequences,)
-        Tokens per sequence.
-    maxlen : int
-        Output length in steps.
-    padding, truncating : {'pre', 'post'}
-        Where padding is added and where overlong sequences are cut (Keras default 'pre' for both).
-    value : number
-        Padding value.
-    dtype : numpy dtype
-        Output dtype (Keras default 'int32').
-
-    Returns
-    -------
-    np.ndarray, shape (len(lengths), maxlen)
-    """
-    _check_padding(padding, truncating)
-    lengths = np.asarray(lengths, dtype=np.int64)
-    output = np.full((len(lengths), maxlen), value, dtype=dtype)
-    kept = np.minimum(lengths, maxlen)
-    ends = np.cumsum(lengths)
-    # keras_preprocessing/sequence.py: 'pre' truncation keeps s[-maxlen:], 'post' keeps s[:maxlen].
-    starts = ends - kept if truncating == "pre" else ends - lengths
-    flat = np.asarray(flat)
-    for row, (start, count) in enumerate(zip(starts.tolist(), kept.tolist())):
-        if not count:
-            continue  # Keras: an empty sequence stays all padding.
-        if padding == "pre":
-            output[row, maxlen - count:] = flat[start:start + count]
-        else:
-            output[row, :count] = flat[start:start + count]
-    return output
-
-
 class TextVectorizer2020:
     """keras-io 2020 ``TextVectorization(max_tokens, output_sequence_length)`` with its defaults, mimicked.
 
@@ -348,8 +292,8 @@ class TextVectorizer2020:
         lookup = np.fromiter(map(self.word_index.get, tokenized.words, itertools.repeat(1)), dtype=np.int64,
                              count=len(tokenized.words))
         # '' and '[UNK]' never come out of the standardisation, but a token equal to either is still OOV-safe.
-        return pad_flat(lookup[tokenized.ids], tokenized.lengths, self.output_sequence_length,
-                        padding="post", truncating="post", dtype="int32")
+        return padding.pad_flat(lookup[tokenized.ids], tokenized.lengths, self.output_sequence_length,
+                                padding="post", truncating="post", dtype="int32")
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         """Vectorize ``texts``: int32 array of shape (len(texts), output_sequence_length)."""
@@ -414,7 +358,7 @@ def vectorize(
         tokenized = _tokenize([all_texts[position] for position in order.tolist()], keras2=True)
         tokenizer = KerasTokenizer(num_words=config.num_words).fit_on_tokenized(tokenized)
         flat, lengths = tokenizer.tokenized_to_ids(tokenized)
-        padded = pad_flat(flat, lengths, config.sequence_length, padding="pre", truncating="pre")
+        padded = padding.pad_flat(flat, lengths, config.sequence_length, padding="pre", truncating="pre")
         # Rows come out in fit order; put them back in train + val order.
         restored = np.empty_like(padded)
         restored[order] = padded
