@@ -26,6 +26,8 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# What an outcome says in place of the drill's scratch folder: the results get committed (docs/results/fault-drill).
+DRILL_FOLDER = "DRILL_FOLDER"
 SWEEP = """\
 name: {name}
 factors:
@@ -353,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = fault(drill)
             except Exception as error:  # noqa: BLE001 - a drill reports, it does not stop at the first failure
                 row = Row(fault.__name__, "", outcome=f"drill error: {type(error).__name__}: {error}"[:200])
+            row.outcome = row.outcome.replace(str(workdir), DRILL_FOLDER)
             print(f"{row.fault}: {'survived' if row.survived else 'NOT survived'} ({row.outcome}) "
                   f"[{time.perf_counter() - started:.0f} s]", flush=True)
             rows.append(row)

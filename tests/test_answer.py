@@ -244,7 +244,7 @@ def test_html_converts_the_markdown_report_elements(tmp_path):
                                "![missing plot](absent.png)\n", tmp_path, title="T")
     assert "<h1>T</h1>" in page and "<code>code</code> &amp; more" in page
     assert "<ul>\n<li>one</li>\n<li>two</li>\n</ul>" in page
-    assert "<tr><th>a</th><th>b</th></tr>" in page and "<td>&lt;2&gt;</td>" in page
+    assert "<tr>\n<th>a</th>\n<th>b</th>\n</tr>" in page and "<td>&lt;2&gt;</td>" in page
     assert "image absent.png not found" in page
 
 

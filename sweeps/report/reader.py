@@ -14,6 +14,8 @@ import logging
 import math
 import os
 import pathlib
+import re
+import urllib.parse
 from typing import Any
 
 import pandas as pd
@@ -56,7 +58,8 @@ class SweepFrame:
     ``runs``: one row per trial x requested epoch count (columns ``RUNS_SCHEMA``; a baseline without
     ``val_acc_at_<E>`` gives one row with ``epochs`` missing); ``history``: one row per network trial x
     finished epoch (``HISTORY_SCHEMA``); ``factors``: the cell factors, without seed and epochs; ``skipped``:
-    child run ids with no finished epoch; ``source``: the tracking URI or folder read.
+    child run ids with no finished epoch; ``source``: the tracking URI or folder read; ``tracking_uri``: the
+    store the runs were read from, empty when they were read from a folder (the folder's files never name it).
     """
 
     runs: pd.DataFrame
@@ -124,16 +127,19 @@ def read_folder(folder: str | os.PathLike) -> SweepFrame:
                       sweep_name=metadata.get("sweep_name") or str(first.get("sweep_name", folder.name)),
                       parent_run_id=metadata.get("parent_run_id") or str(first.get("parent_run_id", "")),
                       factors=metadata.get("factors") or cell_factors(runs), source=str(folder),
-                      tracking_uri=metadata.get("tracking_uri", ""), experiment_id=metadata.get("experiment_id", ""),
-                      skipped=metadata.get("skipped", []))
+                      experiment_id=metadata.get("experiment_id", ""), skipped=metadata.get("skipped", []))
 
 
 def write_frames(swept: SweepFrame, folder: str | os.PathLike) -> dict[str, pathlib.Path]:
-    """Write ``runs.parquet`` (with the sweep's ids and factors as schema metadata) and ``history.parquet``."""
+    """Write ``runs.parquet`` (with the sweep's ids and factors as schema metadata) and ``history.parquet``.
+
+    The tracking URI is not written: a report folder gets committed and shared, and a store's URI names a path
+    on one machine (``sqlite:////home/...``) or carries a password (``postgresql://user:secret@...``).
+    """
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     metadata = {"sweep_name": swept.sweep_name, "parent_run_id": swept.parent_run_id, "factors": swept.factors,
-                "tracking_uri": swept.tracking_uri, "experiment_id": swept.experiment_id, "skipped": swept.skipped}
+                "experiment_id": swept.experiment_id, "skipped": swept.skipped}
     runs = pyarrow.Table.from_pandas(swept.runs, schema=RUNS_SCHEMA, preserve_index=False)
     runs = runs.replace_schema_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
     paths = {"runs": folder / RUNS_FILE, "history": folder / HISTORY_FILE}
@@ -141,6 +147,41 @@ def write_frames(swept: SweepFrame, folder: str | os.PathLike) -> dict[str, path
     parquet.write_table(pyarrow.Table.from_pandas(swept.history, schema=HISTORY_SCHEMA, preserve_index=False),
                         paths["history"])
     return paths
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A file or folder as written into a report: relative to the working directory, never absolute.
+
+    A relative path stays as given; an absolute one inside the working directory becomes relative to it; one
+    outside it is shown by its name alone, so no file a report writes names a folder of one machine.
+    """
+    path = pathlib.Path(path)
+    if not path.is_absolute():
+        return path.as_posix()
+    try:
+        return path.resolve().relative_to(pathlib.Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def shown_store(uri: str) -> str:
+    """A tracking URI as written into a report: a file store's path as ``shown_path`` shows it, no credentials.
+
+    A ``file:`` store is shown as its path (MLflow takes a path as a tracking URI).
+
+    ``sqlite:////home/me/study/mlflow.db`` run from ``/home/me/study`` -> ``sqlite:///mlflow.db``;
+    ``postgresql://user:secret@db:5432/mlflow?sslmode=require`` -> ``postgresql://db:5432/mlflow``.
+    """
+    if not uri:
+        return ""
+    if match := re.fullmatch(r"(sqlite[+\w]*:///)(.+)", uri):
+        return match.group(1) + shown_path(match.group(2))
+    parsed = urllib.parse.urlsplit(uri)
+    if not parsed.scheme or parsed.scheme == "file":
+        return shown_path(urllib.parse.unquote(parsed.path))
+    if not parsed.netloc:
+        return uri
+    return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc.rpartition("@")[2], parsed.path, "", ""))
 
 
 def cell_factors(runs: pd.DataFrame) -> list[str]:

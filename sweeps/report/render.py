@@ -196,10 +196,11 @@ def report_markdown(swept: reader.SweepFrame, tables: Tables, *, reproduce: str,
     """
     network = swept.runs[swept.runs["trainer"] != names.TRAINER_BASELINE]
     baseline_count = swept.runs.loc[swept.runs["trainer"] == names.TRAINER_BASELINE, "run_id"].nunique()
-    logged = f" at `{swept.tracking_uri}`" if swept.tracking_uri else ""
-    origin = (f"Read from `{swept.source}` (runs.parquet, history.parquet); the runs were logged to MLflow parent "
-              f"run `{swept.parent_run_id}`{logged}" if swept.source != swept.tracking_uri
-              else f"Parent run `{swept.parent_run_id}` at `{swept.tracking_uri}`")
+    # Paths relative to the working directory and store URIs without credentials: a report folder gets committed.
+    origin = (f"Parent run `{swept.parent_run_id}` at `{reader.shown_store(swept.tracking_uri)}`"
+              if swept.tracking_uri else
+              f"Read from `{reader.shown_path(swept.source)}` (runs.parquet, history.parquet); the runs were logged "
+              f"to MLflow parent run `{swept.parent_run_id}`")
     lines = [f"# Sweep report: {swept.sweep_name}", "",
              f"{origin}: {network['run_id'].nunique()} network runs, {baseline_count} baseline runs, epoch counts "
              f"{stats.epoch_counts(swept.runs) or 'none'}, cell factors {', '.join(tables.factors) or 'none'}.", "",
