@@ -169,7 +169,7 @@ def run_sweep(
     """
     started = time.perf_counter()
     preflight.check_store_writable(spec.tracking_uri)
-    outbox.quick_client_settings()
+    outbox.driver_client_settings()
     mlflow_runs.check_reachable(spec.tracking_uri)
     sources = shared_data.resolve_sources(spec, data_home=data_home, cache_dir=cache_dir,
                                           download_if_missing=download_if_missing)

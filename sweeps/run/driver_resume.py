@@ -74,7 +74,7 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
                              if key in ("data_home", "cache_dir", "download_if_missing")})
     spec = state.spec()
     preflight.check_store_writable(spec.tracking_uri)
-    outbox.quick_client_settings()
+    outbox.driver_client_settings()
     mlflow_runs.check_reachable(spec.tracking_uri)
     # Statuses and metric values kept while the server was down land first.
     outbox.replay(spec.tracking_uri, state.experiment_id, sweep_dir)
