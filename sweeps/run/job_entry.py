@@ -119,7 +119,7 @@ def run_submitted(args: argparse.Namespace) -> int:
             raise
         mlflow_runs.set_run_tags(spec.tracking_uri, args.parent_run_id, {mlflow_runs.RESOURCES_TAG: "ok"})
         result = driver.run_sweep(spec, experiment_name=args.experiment_name, parent_run_id=args.parent_run_id,
-                                  **options)
+                                  check_resources=False, **options)
         outcome = ""
         parent_run.conclude(spec, result, data_checksums=result.data_checksums, write_report=not args.no_report)
         return 0 if result.ok else 1
