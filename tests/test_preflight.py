@@ -170,3 +170,34 @@ def test_the_dashboard_dependencies_are_declared_and_installed():
     assert any(item.replace(" ", "").startswith(("ray[default]", "ray[default,")) for item in dependencies), \
         dependencies
     assert importlib.util.find_spec("aiohttp_cors") is not None  # What `--dashboard` crashed on.
+
+
+def test_a_storage_path_that_cannot_be_created_stops_the_sweep_before_any_run(tmp_path, ray_local, capsys):
+    home = build_tiny_data_home(tmp_path / "data", versions=("19997",))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep = write_sweep(tmp_path, tracking_uri=uri)
+    sweep.write_text(sweep.read_text().replace(f"storage_path: {tmp_path / 'results'}", "storage_path: /proc/glovesweep"))
+    code = cli.main(["run", str(sweep), "--no-download", "--data-dir", str(home), "--cache-dir", str(tmp_path / "c")])
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert "storage_path /proc/glovesweep" in lines[0] and "--storage-path" in lines[0], lines
+    if (tmp_path / "mlflow.db").exists():
+        from mlflow import tracking as mlflow_tracking
+
+        client = mlflow_tracking.MlflowClient(tracking_uri=uri)
+        experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+        assert not client.search_runs(experiments), "a parent run was created before the storage check"
+
+
+def test_a_writable_or_creatable_storage_path_and_uris_pass(tmp_path, immutable):
+    preflight.check_storage_path(str(tmp_path / "new" / "deeper"))
+    preflight.check_storage_path("s3://bucket/prefix")
+    assert list(tmp_path.iterdir()) == []  # Nothing is created by the check.
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError, match=f"storage_path {tmp_path / 'file' / 'sub'}: .*not a folder"):
+        preflight.check_storage_path(str(tmp_path / "file" / "sub"))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    immutable(locked)
+    with pytest.raises(OSError, match=f"storage_path {locked / 'results'}: the sweep's results cannot be written"):
+        preflight.check_storage_path(str(locked / "results"))

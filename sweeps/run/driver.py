@@ -173,6 +173,7 @@ def run_sweep(
     """
     started = time.perf_counter()
     preflight.check_store_writable(spec.tracking_uri)
+    preflight.check_storage_path(spec.storage_path)
     outbox.driver_client_settings()
     mlflow_runs.check_reachable(spec.tracking_uri)
     sources = shared_data.resolve_sources(spec, data_home=data_home, cache_dir=cache_dir,
