@@ -157,7 +157,7 @@ ROWS = [
         ray=True),
     Row("env-shared-storage-relative", RUN, r"GLOVESWEEP_SHARED_STORAGE='results'.*not an absolute folder",
         env=(("GLOVESWEEP_CLUSTER", "1"), ("GLOVESWEEP_SHARED_STORAGE", "results")), ray=True),
-    Row("resources-gpu-absent", RUN, r"each trial asks for CPU=1, GPU=2, but this machine's Ray.*gpu: 0",
+    Row("resources-gpu-absent", RUN, r"each trial asks for CPU=1, GPU=2, but none of the 1 node\(s\) of this Ray cluster.*gpu: 0",
         sweep=GOOD_SWEEP.replace("{{cpu: 1, gpu: 0}}", "{{cpu: 1, gpu: 2}}"), ray=True),
 ]
 

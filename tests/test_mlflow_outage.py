@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ from conftest import build_tiny_data_home, free_port, start_mlflow_server, stop_
 from test_sweep import client, history, runs_of, write_sweep
 
 from sweeps.run import driver
+from sweeps.tracking import mlflow_runs
 from sweeps.tracking import outbox
 from sweeps import spec as spec_module
 from sweeps.tracking import trial_run
@@ -38,9 +40,16 @@ def server(tmp_path):
 
 
 @pytest.fixture
-def trial(server, monkeypatch, tmp_path):
+def driver_settings(monkeypatch):
+    """This process's MLflow client as a driver's (``outbox.driver_client_settings``), put back afterwards."""
+    for name in (*outbox.DRIVER_SETTINGS, *outbox.TRIAL_SETTINGS):
+        monkeypatch.delenv(name, raising=False)
+    outbox.driver_client_settings()
+
+
+@pytest.fixture
+def trial(server, monkeypatch, tmp_path, driver_settings):
     monkeypatch.setattr(trial_run, "END_WAIT_SECONDS", 3.0)
-    outbox.quick_client_settings()
     experiment_id = client(server["uri"]).create_experiment("outage")
     parent = client(server["uri"]).create_run(experiment_id, run_name="parent").info.run_id
     run = trial_run.TrialRun(server["uri"], experiment_id, parent, "key-1", sweep_dir=str(tmp_path / "sweep"))
@@ -94,6 +103,51 @@ def test_closing_runs_while_the_server_is_down_keeps_their_status(server, trial,
     outbox.replay(server["uri"], trial.experiment_id, str(tmp_path / "sweep"))
     assert client(server["uri"]).get_run(trial.run_id).info.status == "KILLED"
     assert client(server["uri"]).get_run(trial.parent_run_id).info.status == "KILLED"
+
+
+def test_a_driver_call_waits_out_a_brief_outage_that_a_trial_call_does_not(server, driver_settings):
+    experiment_id = client(server["uri"]).create_experiment("brief-outage")
+    run_id = client(server["uri"]).create_run(experiment_id, run_name="parent").info.run_id
+    server["stop"]()
+    with outbox.trial_client_settings(), pytest.raises(Exception) as failed:
+        mlflow_runs.end_run(server["uri"], run_id, "FINISHED")
+    assert outbox.unreachable(failed.value)
+    restart = threading.Timer(1.0, server["start"])
+    restart.start()
+    started = time.monotonic()
+    mlflow_runs.end_run(server["uri"], run_id, "FINISHED")  # as the driver ends its parent run
+    restart.join()
+    assert time.monotonic() - started > 1.0  # it did meet the outage, and waited it out
+    assert client(server["uri"]).get_run(run_id).info.status == "FINISHED"
+    # Outside the block the driver's bounded settings are back.
+    assert os.environ[outbox.RETRIES_VARIABLE] == outbox.DRIVER_SETTINGS[outbox.RETRIES_VARIABLE]
+
+
+def test_an_outage_is_known_by_its_error_type_not_its_text(server, monkeypatch, driver_settings):
+    from mlflow import exceptions as mlflow_exceptions
+
+    # Refused: nothing listens on the port (requests' ConnectionError is the MlflowException's __context__).
+    with outbox.trial_client_settings(), pytest.raises(mlflow_exceptions.MlflowException) as refused:
+        client(f"http://127.0.0.1:{free_port()}").search_experiments(max_results=1)
+    assert outbox.unreachable(refused.value)
+    # Timed out: a socket that accepts but never answers.
+    monkeypatch.setitem(outbox.TRIAL_SETTINGS, outbox.TIMEOUT_VARIABLE, "1")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        with outbox.trial_client_settings(), pytest.raises(mlflow_exceptions.MlflowException) as timed_out:
+            client(f"http://127.0.0.1:{silent.getsockname()[1]}").search_experiments(max_results=1)
+    assert outbox.unreachable(timed_out.value)
+    # Answered: a missing run (404) and a duplicate name (400) are refusals, even in an outage's words.
+    with pytest.raises(mlflow_exceptions.MlflowException) as missing:
+        client(server["uri"]).get_run("0" * 32)
+    assert not outbox.unreachable(missing.value)
+    name = "Connection refused: Max retries exceeded, Read timed out"
+    client(server["uri"]).create_experiment(name)
+    with pytest.raises(mlflow_exceptions.MlflowException) as duplicate:
+        client(server["uri"]).create_experiment(name)
+    assert "Connection refused" in str(duplicate.value) and not outbox.unreachable(duplicate.value)
+    assert outbox.unreachable(ConnectionRefusedError()) and not outbox.unreachable(ValueError("timed out"))
 
 
 @pytest.fixture(scope="module")

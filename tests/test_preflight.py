@@ -10,11 +10,13 @@ import textwrap
 import tomllib
 
 import pytest
+import yaml
 from conftest import build_tiny_data_home
 
 from sweeps import cli
 from sweeps.checks import cluster_checks
 from sweeps.checks import preflight
+from sweeps.checks import resources_check
 from sweeps.tracking import mlflow_runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -89,30 +91,65 @@ def test_a_read_only_sqlite_file_is_named(tmp_path, immutable):
         preflight.check_store_writable(f"sqlite:///{path}")
 
 
-def test_resources_no_local_node_has_are_refused(ray_local):
-    cluster_checks.check_resources_feasible({"cpu": 1, "gpu": 0})
-    cluster_checks.check_resources_feasible({"cpu": 2})
-    for asked, named in (({"cpu": 1, "gpu": 2}, "GPU=2"), ({"cpu": 3, "gpu": 0}, "CPU=3")):
-        with pytest.raises(ValueError, match=f"each trial asks for .*{named}.* but this machine's Ray can provide"):
-            cluster_checks.check_resources_feasible(asked)
+def autoscaler_config(path: pathlib.Path, *, gpu_workers: int) -> pathlib.Path:
+    """An autoscaler config with a CPU head and a GPU worker type that may launch ``gpu_workers`` nodes."""
+    path.write_text(textwrap.dedent(f"""\
+        head_node_type: head
+        available_node_types:
+          head: {{resources: {{CPU: 2}}, max_workers: 0}}
+          gpu: {{resources: {{CPU: 4, GPU: 1}}, min_workers: 0, max_workers: {gpu_workers}}}
+        """))
+    return path
 
 
-def test_on_a_cluster_only_what_no_node_type_offers_is_refused(ray_local, monkeypatch):
+def sweep_asking(resources: str, tmp_path: pathlib.Path):
+    from sweeps import spec as spec_module
+
+    return spec_module.load_sweep(write_sweep(tmp_path, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                                              resources=resources))
+
+
+def test_without_an_autoscaler_config_only_the_alive_nodes_count(ray_local, monkeypatch, tmp_path):
+    monkeypatch.delenv(resources_check.AUTOSCALING_CONFIG_ENV, raising=False)
+    # The variable nothing set, and the file it fell back to, are not read any more: one variable.
+    monkeypatch.setenv("GLOVESWEEP_AUTOSCALER_CONFIG", str(autoscaler_config(tmp_path / "old.yaml", gpu_workers=2)))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    autoscaler_config(tmp_path / "ray_bootstrap_config.yaml", gpu_workers=2)
     monkeypatch.setenv(cluster_checks.CLUSTER_ENV, "1")
-    gpu_worker = [{"CPU": 4.0, "GPU": 1.0}]
-    cluster_checks.check_resources_feasible({"cpu": 2, "gpu": 0.5}, node_types=gpu_worker)
-    cluster_checks.check_resources_feasible({"cpu": 4, "gpu": 1}, node_types=gpu_worker)
-    with pytest.raises(ValueError, match="no node of this Ray cluster or its autoscaler can provide"):
-        cluster_checks.check_resources_feasible({"cpu": 1, "gpu": 2}, node_types=gpu_worker)
-    # Node types unknown (no autoscaler config here): an autoscaling cluster gets the benefit of the doubt.
-    monkeypatch.setenv(cluster_checks.AUTOSCALER_CONFIG_ENV, str(ROOT / "no-such-config.yaml"))
-    cluster_checks.check_resources_feasible({"cpu": 1, "gpu": 2})
+    resources_check.check_trial_resources(sweep_asking("{cpu: 1, gpu: 0}", tmp_path))
+    for asked, named in (("{cpu: 1, gpu: 2}", "GPU=2"), ("{cpu: 3, gpu: 0}", "CPU=3")):
+        with pytest.raises(ValueError, match=f"each trial asks for .*{named}.* but none of the 1 node.* no autoscaler "
+                                             r"config \(\$GLOVESWEEP_AUTOSCALING_CONFIG\).*gpu: 0"):
+            resources_check.check_trial_resources(sweep_asking(asked, tmp_path))
 
 
-def test_node_types_are_read_from_the_autoscaler_config():
-    types = cluster_checks.autoscaler_node_types(ROOT / "cluster" / "aws-gpu.yaml")
-    assert {"CPU": 4.0, "GPU": 1.0} in types and {"CPU": 2.0} in types
-    assert cluster_checks.autoscaler_node_types(ROOT / "missing.yaml") is None
+def test_a_node_type_the_autoscaler_may_launch_counts_and_one_with_max_workers_0_does_not(ray_local, monkeypatch,
+                                                                                          tmp_path):
+    gpu_trial = sweep_asking("{cpu: 2, gpu: 0.5}", tmp_path)
+    monkeypatch.setenv(resources_check.AUTOSCALING_CONFIG_ENV, str(autoscaler_config(tmp_path / "a.yaml",
+                                                                                      gpu_workers=2)))
+    resources_check.check_trial_resources(gpu_trial)
+    with pytest.raises(ValueError, match=r"no node type the autoscaler may launch offers it either \(head "
+                                         r"\{CPU: 2\}; gpu \{CPU: 4, GPU: 1\}\)"):
+        resources_check.check_trial_resources(sweep_asking("{cpu: 1, gpu: 2}", tmp_path))
+    # The same on a cluster (GLOVESWEEP_CLUSTER=1): one rule everywhere.
+    monkeypatch.setenv(cluster_checks.CLUSTER_ENV, "1")
+    monkeypatch.setenv(resources_check.AUTOSCALING_CONFIG_ENV, str(autoscaler_config(tmp_path / "b.yaml",
+                                                                                      gpu_workers=0)))
+    with pytest.raises(ValueError, match=r"GPU=0.5.*offers it either \(head \{CPU: 2\}\)"):
+        resources_check.check_trial_resources(gpu_trial)
+
+
+def test_an_unreadable_autoscaler_config_is_named(ray_local, monkeypatch, tmp_path):
+    monkeypatch.setenv(resources_check.AUTOSCALING_CONFIG_ENV, str(tmp_path / "no-such-config.yaml"))
+    with pytest.raises(OSError, match=r"\$GLOVESWEEP_AUTOSCALING_CONFIG=.*no-such-config.yaml: cannot read"):
+        resources_check.check_trial_resources(sweep_asking("{cpu: 1, gpu: 0}", tmp_path))
+
+
+def test_node_types_are_read_from_the_cluster_files():
+    config = yaml.safe_load((ROOT / "cluster" / "aws-gpu.yaml").read_text())
+    types = resources_check.node_types(config)
+    assert types["ray.head.cpu"] == {"CPU": 2.0} and {"CPU": 4.0, "GPU": 1.0} in types.values()
 
 
 def test_a_sweep_asking_for_gpus_this_machine_lacks_stops_before_preparing(tmp_path, ray_local, capsys):
@@ -133,3 +170,34 @@ def test_the_dashboard_dependencies_are_declared_and_installed():
     assert any(item.replace(" ", "").startswith(("ray[default]", "ray[default,")) for item in dependencies), \
         dependencies
     assert importlib.util.find_spec("aiohttp_cors") is not None  # What `--dashboard` crashed on.
+
+
+def test_a_storage_path_that_cannot_be_created_stops_the_sweep_before_any_run(tmp_path, ray_local, capsys):
+    home = build_tiny_data_home(tmp_path / "data", versions=("19997",))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep = write_sweep(tmp_path, tracking_uri=uri)
+    sweep.write_text(sweep.read_text().replace(f"storage_path: {tmp_path / 'results'}", "storage_path: /proc/glovesweep"))
+    code = cli.main(["run", str(sweep), "--no-download", "--data-dir", str(home), "--cache-dir", str(tmp_path / "c")])
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert "storage_path /proc/glovesweep" in lines[0] and "--storage-path" in lines[0], lines
+    if (tmp_path / "mlflow.db").exists():
+        from mlflow import tracking as mlflow_tracking
+
+        client = mlflow_tracking.MlflowClient(tracking_uri=uri)
+        experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+        assert not client.search_runs(experiments), "a parent run was created before the storage check"
+
+
+def test_a_writable_or_creatable_storage_path_and_uris_pass(tmp_path, immutable):
+    preflight.check_storage_path(str(tmp_path / "new" / "deeper"))
+    preflight.check_storage_path("s3://bucket/prefix")
+    assert list(tmp_path.iterdir()) == []  # Nothing is created by the check.
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError, match=f"storage_path {tmp_path / 'file' / 'sub'}: .*not a folder"):
+        preflight.check_storage_path(str(tmp_path / "file" / "sub"))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    immutable(locked)
+    with pytest.raises(OSError, match=f"storage_path {locked / 'results'}: the sweep's results cannot be written"):
+        preflight.check_storage_path(str(locked / "results"))

@@ -192,10 +192,10 @@ def test_feasibility_counts_nodes_and_the_autoscalers_node_types():
     # GPU workers that scale from 0 count; the CPU head alone does not hold a GPU trial.
     resources_check.check_fits(gpu_trial, cpu_head, aws_types)
     resources_check.check_fits(cpu_trial, cpu_head, None)
-    with pytest.raises(ValueError, match="no autoscaler to add one") as refused:
+    with pytest.raises(ValueError, match="no autoscaler config") as refused:
         resources_check.check_fits(gpu_trial, cpu_head, None)
-    assert "{cpu: 2, gpu: 0.5}" in str(refused.value) and "GPU 0" in str(refused.value)
-    with pytest.raises(ValueError, match="no autoscaler node type offers it"):
+    assert "CPU=2, GPU=0.5" in str(refused.value) and "GPU=0)" in str(refused.value)
+    with pytest.raises(ValueError, match="no node type the autoscaler may launch offers it"):
         resources_check.check_fits({"cpu": 8.0, "gpu": 1.0}, cpu_head, aws_types)
     # A node type that may never launch (max_workers 0) offers nothing.
     config = prepared_config("aws-gpu.yaml")

@@ -284,68 +284,6 @@ def verify_storage_on_nodes(storage_path: str, *, timeout_seconds: float = 60.0)
     return len(results)
 
 
-# Where the cluster launcher leaves the autoscaler's config on the head; the variable names another file.
-AUTOSCALER_CONFIG_ENV = "GLOVESWEEP_AUTOSCALER_CONFIG"
-BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
-
-
-def check_resources_feasible(resources: dict, *, node_types: list[dict] | None = None) -> None:
-    """Refuse per-trial resources that no node can ever provide, instead of a sweep that waits forever.
-
-    Call it after ``ray.init``. A trial fits a node when the node offers at least the trial's amount of each
-    resource. On a single machine (not ``GLOVESWEEP_CLUSTER``) the one node decides; on a cluster a trial is
-    refused only when neither an alive node nor any autoscaler node type (``node_types``; default read from
-    ``$GLOVESWEEP_AUTOSCALER_CONFIG`` or ``~/ray_bootstrap_config.yaml``) fits it; a cluster whose node types
-    cannot be read is given the benefit of the doubt.
-
-    Parameters
-    ----------
-    resources : dict
-        Per-trial amounts, e.g. ``{"cpu": 1, "gpu": 2}`` (keys case-insensitive for CPU/GPU; others as Ray names).
-    node_types : list of dict, optional
-        Each node type's Ray resources, e.g. ``[{"CPU": 4, "GPU": 1}]``.
-
-    Raises
-    ------
-    ValueError
-        One line naming the request, what the nodes offer and the fix.
-    """
-    import ray
-
-    wanted = {(key.upper() if key.lower() in ("cpu", "gpu") else key): float(value)
-              for key, value in resources.items() if float(value) > 0}
-    alive = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
-    cluster = len(alive) > 1 or _env_flag(CLUSTER_ENV)
-    if cluster and node_types is None:
-        node_types = autoscaler_node_types()
-        if node_types is None and _env_flag(CLUSTER_ENV):
-            return
-    candidates = [*alive, *(node_types or [])]
-    if any(all(node.get(key, 0) >= amount for key, amount in wanted.items()) for node in candidates):
-        return
-    asked = ", ".join(f"{key}={amount:g}" for key, amount in wanted.items())
-    offered = "; ".join(", ".join(f"{key}={node.get(key, 0):g}" for key in wanted) for node in candidates) or "none"
-    where = "no node of this Ray cluster or its autoscaler" if cluster else "this machine's Ray"
-    raise ValueError(f"each trial asks for {asked}, but {where} can provide that (offered: {offered}); lower "
-                     f"resources in the sweep file (e.g. gpu: 0 without GPUs), or run on a cluster that has them "
-                     f"(--address)")
-
-
-def autoscaler_node_types(path: str | os.PathLike | None = None) -> list[dict] | None:
-    """Resources of every node type in the autoscaler's config; None when it is absent or a type omits them."""
-    import yaml
-
-    path = pathlib.Path(path or os.environ.get(AUTOSCALER_CONFIG_ENV) or BOOTSTRAP_CONFIG).expanduser()
-    try:
-        types = (yaml.safe_load(path.read_text()) or {}).get("available_node_types") or {}
-    except (OSError, yaml.YAMLError, AttributeError):
-        return None
-    found = [node_type.get("resources") for node_type in types.values() if isinstance(node_type, dict)]
-    if not found or any(not isinstance(item, dict) for item in found):
-        return None  # The cloud provider fills in resources the YAML omits: nothing certain to refuse on.
-    return [{key: float(value) for key, value in item.items()} for item in found]
-
-
 def _declared_shared_folders() -> bool | list[pathlib.Path]:
     """``GLOVESWEEP_SHARED_STORAGE``: True (``1``), [] (unset / ``0``), or the absolute folders it lists."""
     value = os.environ.get(SHARED_STORAGE_ENV, "").strip()

@@ -41,3 +41,32 @@ def check_store_writable(tracking_uri: str) -> None:
         what = f"the MLflow store {path}" if path.exists() else f"the folder {folder} of the MLflow store"
         raise OSError(f"{what} is not writable ({error.strerror or error}): the sweep could not record its runs; "
                       f"{fix}") from None
+
+
+def check_storage_path(storage_path: str) -> None:
+    """Refuse a local ``storage_path`` that cannot be created or written, before any MLflow run exists.
+
+    The nearest folder that exists must be a folder where a scratch folder can be made and removed (that
+    holds for root too, as in ``check_store_writable``); nothing is created. A URI (``s3://``, ``gs://``...) is
+    left to pyarrow, which Tune asks when it starts.
+
+    Raises
+    ------
+    OSError
+        One line naming the key, the path and the fix.
+    """
+    if "://" in storage_path and not storage_path.startswith("file://"):
+        return
+    path = pathlib.Path(storage_path.removeprefix("file://")).expanduser()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    fix = "set storage_path in the sweep file (or --storage-path) to a writable folder"
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a folder")
+        with tempfile.TemporaryDirectory(dir=existing, prefix=".glovesweep-write-check-"):
+            pass
+    except OSError as error:
+        raise OSError(f"storage_path {storage_path}: the sweep's results cannot be written there "
+                      f"({error.strerror or error}); {fix}") from None

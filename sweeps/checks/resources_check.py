@@ -1,12 +1,14 @@
 """Can this cluster ever run one trial of a sweep? Refuse a sweep no node and no node type can hold.
 
 Tune queues trials by resources, so a sweep whose per-trial resources (``resources: {cpu, gpu}``, one
-placement-group bundle, so one node) fit nowhere would wait forever. A trial fits when one alive node offers
-them in total (it may be busy now: the trial queues), or when a node type of the autoscaler's config offers
-them and may be launched (``max_workers`` > 0): ``cluster/aws-gpu.yaml``'s GPU workers count although they scale
-from 0. The autoscaler's config is ``$GLOVESWEEP_AUTOSCALING_CONFIG`` (the cluster files point it at
-``~/ray_bootstrap_config.yaml``, which ``ray up`` writes on the head); a head started by hand
-(``ray start --head``) has none, and then only its current nodes count.
+placement-group bundle, so one node) fit nowhere would wait forever. One check, one rule, called once by
+``glovesweep run``, ``resume`` and a submitted sweep's job (whose verdict ``submit`` waits for): a trial fits
+when one alive node offers them in total (it may be busy now: the trial queues), or when a node type of the
+autoscaler's config offers them and may be launched (the head type, or ``max_workers`` > 0): ``cluster/aws-gpu.yaml``'s
+GPU workers count although they scale from 0; a type with ``max_workers: 0`` never launches and is skipped. The
+autoscaler's config is ``$GLOVESWEEP_AUTOSCALING_CONFIG`` (the cluster files point it at
+``~/ray_bootstrap_config.yaml``, which ``ray up`` writes on the head); without it (a single machine, a head
+started by hand with ``ray start --head``) only the current nodes count.
 """
 
 from __future__ import annotations
@@ -84,21 +86,31 @@ def check_fits(request: dict[str, float], nodes: list[dict[str, float]],
     nodes : list of dict
         Total resources of each alive node (Ray names: ``CPU``, ``GPU``).
     types : dict or None
-        Node type -> resources, from the autoscaler config; None when the cluster has no autoscaler.
+        Launchable node type -> resources (``node_types``); None when there is no autoscaler config.
     """
     if any(fits(request, node) for node in nodes) or any(fits(request, offer) for offer in (types or {}).values()):
         return
-    largest = {name: max((node.get(name, 0.0) for node in nodes), default=0.0) for name in RESOURCE_NAMES.values()}
+    asked = ", ".join(f"{RESOURCE_NAMES[key]}={amount:g}" for key, amount in request.items() if amount > 0)
+    largest = ", ".join(f"{name}={max((node.get(name, 0.0) for node in nodes), default=0.0):g}"
+                        for name in RESOURCE_NAMES.values())
     if types is None:
-        where = "and this cluster has no autoscaler to add one"
+        where = f"and there is no autoscaler config (${AUTOSCALING_CONFIG_ENV}) to add a bigger one"
     else:
-        offers = ", ".join(f"{name} {describe(offer)}" for name, offer in types.items()) or "none"
-        where = f"no autoscaler node type offers it either ({offers})"
-    raise ValueError(f"every trial asks resources {describe(request)}, but none of the {len(nodes)} node(s) of this "
-                     f"cluster has that much (the largest: CPU {largest['CPU']:g}, GPU {largest['GPU']:g}), {where}; "
-                     f"lower the sweep's resources or add such nodes")
+        offers = "; ".join(f"{name} {describe(offer)}" for name, offer in types.items()) or "none"
+        where = f"and no node type the autoscaler may launch offers it either ({offers})"
+    raise ValueError(f"each trial asks for {asked}, but none of the {len(nodes)} node(s) of this Ray cluster has "
+                     f"that much (the largest: {largest}) {where}; lower resources in the sweep file (e.g. gpu: 0 "
+                     f"without GPUs), or run on a cluster that has them (--address)")
 
 
 def check_trial_resources(spec) -> None:
-    """``check_fits`` for a ``SweepSpec`` on the cluster this process joined (call after ``ray.init``)."""
+    """``check_fits`` for a ``SweepSpec`` on the cluster this process joined (call after ``ray.init``).
+
+    Raises
+    ------
+    ValueError
+        No alive node and no launchable node type holds one trial.
+    OSError
+        ``$GLOVESWEEP_AUTOSCALING_CONFIG`` names a file that cannot be read.
+    """
     check_fits(dict(spec.resources), alive_node_resources(), load_node_types())

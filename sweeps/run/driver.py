@@ -41,6 +41,7 @@ from sweeps.tracking import names
 from sweeps.tracking import outbox
 from sweeps.run import parent_run
 from sweeps.checks import preflight
+from sweeps.checks import resources_check
 from sweeps.run import progress
 from sweeps.run import shared_data
 from sweeps import spec as spec_module
@@ -145,6 +146,7 @@ def run_sweep(
     include_dashboard: bool = False,
     experiment_name: str | None = None,
     parent_run_id: str | None = None,
+    check_resources: bool = True,
 ) -> SweepResult:
     """Run a validated sweep to the end; every trial is logged to MLflow under one parent run.
 
@@ -161,6 +163,8 @@ def run_sweep(
         Folder name under ``spec.storage_path``; default ``<name>-<UTC timestamp>``.
     parent_run_id : str, optional
         A parent run created before (``glovesweep submit``); default: a new one.
+    check_resources : bool
+        Whether to check that some node or node type holds one trial; a submitted sweep's job checked already.
 
     Raises
     ------
@@ -169,14 +173,16 @@ def run_sweep(
     """
     started = time.perf_counter()
     preflight.check_store_writable(spec.tracking_uri)
-    outbox.quick_client_settings()
+    preflight.check_storage_path(spec.storage_path)
+    outbox.driver_client_settings()
     mlflow_runs.check_reachable(spec.tracking_uri)
     sources = shared_data.resolve_sources(spec, data_home=data_home, cache_dir=cache_dir,
                                           download_if_missing=download_if_missing)
     shared_data.start_ray(address=address, num_cpus=num_cpus, include_dashboard=include_dashboard)
     # On several nodes, Tune's storage must be shared: refuse a local folder before any trial starts.
     cluster_checks.check_cluster_storage(spec.storage_path)
-    cluster_checks.check_resources_feasible(spec.resources)
+    if check_resources:
+        resources_check.check_trial_resources(spec)
     # Only a sweep that passed every check gets an experiment: a refused one leaves MLflow as it was.
     experiment_id = mlflow_runs.ensure_experiment(spec.tracking_uri, spec.experiment)
     commit, dirty = mlflow_runs.git_commit()

@@ -26,6 +26,7 @@ from sweeps.run import merging
 from sweeps.tracking import outbox
 from sweeps.run import parent_run
 from sweeps.checks import preflight
+from sweeps.checks import resources_check
 from sweeps.run import shared_data
 from sweeps.run import state as state_module
 from sweeps.tracking import mlflow_runs
@@ -74,7 +75,7 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
                              if key in ("data_home", "cache_dir", "download_if_missing")})
     spec = state.spec()
     preflight.check_store_writable(spec.tracking_uri)
-    outbox.quick_client_settings()
+    outbox.driver_client_settings()
     mlflow_runs.check_reachable(spec.tracking_uri)
     # Statuses and metric values kept while the server was down land first.
     outbox.replay(spec.tracking_uri, state.experiment_id, sweep_dir)
@@ -96,7 +97,7 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
     earlier = checkpoints.find_checkpoints(sweep_dir)
     shared_data.start_ray(address=address, num_cpus=num_cpus, include_dashboard=include_dashboard)
     cluster_checks.check_cluster_storage(spec.storage_path)
-    cluster_checks.check_resources_feasible(spec.resources)
+    resources_check.check_trial_resources(spec)
     shared = shared_data.prepare_shared_data(spec, sources, data_home=state.data_home, cache_dir=state.cache_dir,
                                              download_if_missing=state.download_if_missing)
     plan = merging.plan_trials(spec, shared.digests)

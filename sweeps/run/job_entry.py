@@ -28,6 +28,7 @@ import pydantic
 from sweeps.checks import cluster_checks
 from sweeps import spec as spec_module
 from sweeps.tracking import mlflow_runs
+from sweeps.tracking import outbox
 
 SWEEP_ENV = "GLOVESWEEP_SUBMITTED_SWEEP"
 SWEEP_ID_ENV = "GLOVESWEEP_SWEEP_ID"
@@ -100,6 +101,7 @@ def run_submitted(args: argparse.Namespace) -> int:
     spec = submitted.job_spec()
     if args.smoke_test and not spec.smoke_test:
         raise ValueError("--smoke-test: give it to 'glovesweep submit', which validates the sweep")
+    outbox.driver_client_settings()
     mlflow_runs.check_reachable(spec.tracking_uri)
     try:
         mlflow_runs.get_run(spec.tracking_uri, args.parent_run_id)
@@ -117,7 +119,7 @@ def run_submitted(args: argparse.Namespace) -> int:
             raise
         mlflow_runs.set_run_tags(spec.tracking_uri, args.parent_run_id, {mlflow_runs.RESOURCES_TAG: "ok"})
         result = driver.run_sweep(spec, experiment_name=args.experiment_name, parent_run_id=args.parent_run_id,
-                                  **options)
+                                  check_resources=False, **options)
         outcome = ""
         parent_run.conclude(spec, result, data_checksums=result.data_checksums, write_report=not args.no_report)
         return 0 if result.ok else 1

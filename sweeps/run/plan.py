@@ -23,6 +23,11 @@ from sweeps import spec as spec_module
 from trainer import paths
 
 CALIBRATION_DOCUMENTS = 1024
+# Documents of each public archive (http://qwone.com/~jason/20Newsgroups/: 19997 and 18828 in one set,
+# bydate 11314 train + 7532 test), for a plan whose archive is not on this machine.
+PUBLISHED_DOCUMENTS = {"19997": 19997, "18828": 18828, "bydate": 18846}
+PUBLISHED_TRAIN_DOCUMENTS = {"bydate": 11314}
+GROUPS = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smoke-test", action="store_true", help="Plan the file's smoke variant.")
     parser.add_argument("--data-dir", default=None, help="Data home (default: $GLOVESWEEP_DATA or ~/glovesweep_data).")
     parser.add_argument("--cache-dir", default=None, help="Cache home (default: $GLOVESWEEP_CACHE).")
-    parser.add_argument("--no-download", action="store_true", help="Never download; a missing file is an error.")
+    parser.add_argument("--no-download", action="store_true",
+                        help="Accepted for scripts: a plan never downloads (a missing file is named, not fetched).")
     parser.add_argument("--recalibrate", action="store_true", help="Time the network again, ignoring the cache.")
     parser.add_argument("--json", action="store_true", help="Print the plan as JSON.")
 
@@ -69,36 +75,136 @@ def seconds_per_document(config, prepared, *, cache_dir=None, recalibrate: bool 
     return value, False
 
 
-def make_plan(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=None, download_if_missing=True,
-              recalibrate: bool = False) -> dict[str, Any]:
-    """The plan as a JSON-able dict (trials, merges, epochs to train, estimated hours)."""
-    from sweeps.run import shared_data
+@dataclasses.dataclass(frozen=True)
+class DataSet:
+    """What the estimate of one data set needs: arrays to time the network on, and how many documents an
+    epoch reads (train plus validation); ``content_digest`` is empty for a stand-in (its merges are unchecked)."""
+
+    calibration: Any
+    documents: int
+    content_digest: str
+
+
+def published_documents(config) -> int:
+    """Documents an epoch reads (train plus validation) when the archive is not here: the published count."""
+    if config.dataset == "bydate" and config.validation == "split":
+        total = PUBLISHED_TRAIN_DOCUMENTS["bydate"]
+    else:
+        total = PUBLISHED_DOCUMENTS[config.dataset]
+    if config.documents_per_group:
+        total = min(total, GROUPS * config.documents_per_group * (2 if config.dataset == "bydate" else 1))
+    return total
+
+
+def stand_in(config, prepared=None):
+    """A ``Prepared`` of ``config``'s shape for timing only: ``prepared``'s token ids (built without GloVe) with
+    zero vectors, or random token ids when the archive is missing too."""
+    import numpy as np
+
     from trainer import data as data_module
     from trainer import prepare as prepare_module
 
-    sources = shared_data.resolve_sources(spec, data_home=data_home, cache_dir=cache_dir,
-                                          download_if_missing=download_if_missing)
-    prepared: dict[str, Any] = {}
-    digests: dict[str, str] = {}
+    glove_rows = None
+    if prepared is not None:
+        if config.embedding != "random":
+            glove_rows = np.zeros((prepared.matrix_rows, config.glove_dim), dtype=np.float32)
+        return dataclasses.replace(prepared, embedding_matrix=glove_rows)
+    rows = config.num_words + 1
+    generator = np.random.default_rng(0)
+    count = CALIBRATION_DOCUMENTS + CALIBRATION_DOCUMENTS // 4
+    tokens = generator.integers(1, rows, size=(count, config.sequence_length), dtype=np.int32)
+    labels = generator.integers(0, GROUPS, size=count).astype(np.int64)
+    if config.embedding != "random":
+        glove_rows = np.zeros((rows, config.glove_dim), dtype=np.float32)
+    return prepare_module.Prepared(x_train=tokens[:CALIBRATION_DOCUMENTS], y_train=labels[:CALIBRATION_DOCUMENTS],
+                                   x_val=tokens[CALIBRATION_DOCUMENTS:], y_val=labels[CALIBRATION_DOCUMENTS:],
+                                   embedding_matrix=glove_rows, matrix_rows=rows,
+                                   label_names=list(data_module.NEWSGROUPS), stats={})
+
+
+def make_plan(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=None,
+              recalibrate: bool = False) -> dict[str, Any]:
+    """The plan as a JSON-able dict (trials, merges, epochs to train, estimated hours); nothing is downloaded.
+
+    A file the sweep needs but this machine lacks is listed under ``missing``; the trials it shapes are timed
+    on stand-in arrays and ``unchecked`` counts them (their merges are unknown: they count as trained).
+    """
+    from sweeps.run import shared_data
+    from trainer import data as data_module
+    from trainer import embeddings as embeddings_module
+    from trainer import prepare as prepare_module
+
+    archives: dict[tuple[str, str], tuple[str, str]] = {}
+    glove: dict[tuple[int, str], str] = {}
+    missing: dict[str, str] = {}  # file -> the trainer's reason
+
+    def found(config) -> bool:
+        """Resolve (never download) the archive and GloVe of ``config``; False when one is not here."""
+        key = (config.dataset, config.data_path)
+        if key not in archives:
+            try:
+                source = data_module.resolve_dataset(config.dataset, data_path=config.data_path,
+                                                     data_home=data_home, download_if_missing=False)
+                archives[key] = (str(source), data_module.source_sha256(source))
+            except OSError as error:
+                name = config.data_path or data_module.ARCHIVES[config.dataset].filename
+                missing.setdefault(name, str(error))
+                archives[key] = ("", "")
+        glove_key = (config.glove_dim, config.glove_path)
+        if config.embedding != "random" and glove_key not in glove:
+            try:
+                glove[glove_key] = embeddings_module.load_glove(
+                    config.glove_dim, glove_path=config.glove_path, data_home=data_home, cache_dir=cache_dir,
+                    download_if_missing=False).sha256
+            except OSError as error:
+                name = config.glove_path or f"{embeddings_module.GLOVE_URL.rsplit('/', 1)[-1]} ({config.glove_dim}d)"
+                missing.setdefault(name, str(error))
+                glove[glove_key] = ""
+        return bool(archives[key][1]) and (config.embedding == "random" or bool(glove[glove_key]))
+
+    data_sets: dict[str, DataSet] = {}
+    keys: dict[str, str] = {}  # TrainerConfig.digest() -> data set key
     reader = data_module.ArchiveReader()
     for trial in spec.trials():
-        config = spec.trial_config(trial)
         if trial.kind != "keras":
             continue
-        key = sources.data_key(config)
-        if key not in prepared:
-            prepared[key] = prepare_module.prepare(config, data_home=data_home, cache_dir=cache_dir,
-                                                   download_if_missing=download_if_missing, reader=reader)
-        digests[config.digest()] = merging.content_digest(prepared[key])
+        config = spec.trial_config(trial)
+        complete = found(config)
+        archive_here = bool(archives[(config.dataset, config.data_path)][1])
+        sources = shared_data.Sources(archives=archives, glove=glove)
+        if complete:
+            key = sources.data_key(config)
+        elif archive_here:
+            key = (f"without-glove:{sources.data_key(config.replace(embedding='random'))}:{config.embedding}:"
+                   f"{config.glove_dim}")
+        else:
+            key = "stand-in:" + config.digest()
+        keys[config.digest()] = key
+        if key in data_sets:
+            continue
+        if archive_here:
+            prepared = prepare_module.prepare(config if complete else config.replace(embedding="random"),
+                                              data_home=data_home, cache_dir=cache_dir, download_if_missing=False,
+                                              reader=reader)
+            data_sets[key] = DataSet(prepared if complete else stand_in(config, prepared),
+                                     len(prepared.x_train) + len(prepared.x_val),
+                                     merging.content_digest(prepared) if complete else "")
+        else:
+            data_sets[key] = DataSet(stand_in(config), published_documents(config), "")
+    digests = {digest: data_sets[key].content_digest for digest, key in keys.items()
+               if data_sets[key].content_digest}
     plan = merging.plan_trials(spec, digests)
     networks = [trial for trial in plan.train if trial.kind == "keras"]
     cpu_seconds, cached = 0.0, True
     for trial in networks:
         config = spec.trial_config(trial)
-        data = prepared[sources.data_key(config)]
-        per_document, hit = seconds_per_document(config, data, cache_dir=cache_dir, recalibrate=recalibrate)
+        data = data_sets[keys[config.digest()]]
+        per_document, hit = seconds_per_document(config, data.calibration, cache_dir=cache_dir,
+                                                 recalibrate=recalibrate)
         cached = cached and hit
-        cpu_seconds += config.epochs * (len(data.x_train) + len(data.x_val)) * per_document * spec.resources["cpu"]
+        cpu_seconds += config.epochs * data.documents * per_document * spec.resources["cpu"]
+    unchecked = sum(1 for trial in spec.trials() if trial.kind == "keras"
+                    and not data_sets[keys[spec.trial_config(trial).digest()]].content_digest)
     return {
         "sweep": spec.name, "trials": spec.total_trials, "networks": sum(1 for t in spec.trials() if t.kind == "keras"),
         "baselines": sum(1 for t in spec.trials() if t.kind == "baseline"), "to_train": len(networks),
@@ -107,13 +213,13 @@ def make_plan(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=None, do
         "epochs_to_train": sum(spec.trial_config(trial).epochs for trial in networks),
         "cpu_seconds": round(cpu_seconds, 1), "cpu_hours": round(cpu_seconds / 3600, 3),
         "calibration_cached": cached, "cpu": cpu_model(),
+        "missing": sorted(missing), "unchecked": unchecked,
     }
 
 
 def main(args: argparse.Namespace) -> int:
     spec = spec_module.load_sweep(args.sweep_file, smoke_test=args.smoke_test)
-    plan = make_plan(spec, data_home=args.data_dir, cache_dir=args.cache_dir,
-                     download_if_missing=not args.no_download, recalibrate=args.recalibrate)
+    plan = make_plan(spec, data_home=args.data_dir, cache_dir=args.cache_dir, recalibrate=args.recalibrate)
     if args.json:
         print(json.dumps(plan, indent=1))
         return 0
@@ -122,6 +228,10 @@ def main(args: argparse.Namespace) -> int:
     for item in plan["merged"]:
         print(f"  merged: {item['trial']} seed={item['seed']} trains identically to {item['shares']}: shares its "
               f"result")
+    if plan["unchecked"]:
+        print(f"merges not checked for {plan['unchecked']} network trial(s), counted as trained: "
+              f"{', '.join(plan['missing'])} not on this machine (a plan never downloads; 'glovesweep run' fetches "
+              f"them, or give --data-dir)")
     slots = max(1, math.floor((os.cpu_count() or 1) / spec.resources["cpu"]))
     print(f"estimated {plan['cpu_hours']:.2f} CPU hours on this machine ({plan['cpu']}; calibration "
           f"{'cached' if plan['calibration_cached'] else 'measured now'}), about "

@@ -21,7 +21,6 @@ from ray import tune
 
 from sweeps.tracking import names
 from sweeps import spec as spec_module
-from sweeps.tracking import outbox
 from sweeps.tracking import mlflow_runs
 from sweeps.tracking import trial_run
 
@@ -123,7 +122,6 @@ def run_trial(param: dict[str, Any], context: TrialContext) -> None:
     config = spec.trial_config(trial)
     device = configure_tensorflow(spec.resources["cpu"]) if trial.kind == "keras" else f"CPU: {platform.machine()}"
     # The stable trial key finds the child run across retries and resumes (Tune's ids change on resume).
-    outbox.quick_client_settings()
     run = trial_run.TrialRun(context.tracking_uri, context.experiment_id, context.parent_run_id, trial.key,
                              sweep_dir=context.sweep_dir)
     params = trial_params(spec, trial, config)

@@ -30,6 +30,7 @@ from sweeps.service import progress_read
 from sweeps.checks import resources_check
 from sweeps import spec as spec_module
 from sweeps.tracking import mlflow_runs
+from sweeps.tracking import outbox
 
 # Seconds Ray waits between the SIGTERM of a cancel and SIGKILL: enough for Tune to stop its trials and for
 # the driver to end the MLflow runs KILLED.
@@ -113,6 +114,7 @@ def submit_main(args: argparse.Namespace) -> int:
     if args.tracking_uri:
         spec = spec.replace(tracking_uri=spec_module.resolve_tracking_uri(args.tracking_uri, pathlib.Path.cwd()))
     client = jobs.connect(args.address)
+    outbox.driver_client_settings()
     mlflow_runs.check_reachable(spec.tracking_uri)
     experiment_id = mlflow_runs.ensure_experiment(spec.tracking_uri, spec.experiment)
     sweep_id = new_sweep_id(spec)

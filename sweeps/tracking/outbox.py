@@ -8,35 +8,88 @@ only once everything in it was accepted. Nothing is lost, and no run stays RUNNI
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
 import uuid
-from typing import Any
+from typing import Any, Iterator
 
 from sweeps import storage
 
 logger = logging.getLogger(__name__)
 
 FOLDER = "mlflow-outbox"
-# An MLflow error whose text says the server could not be reached (the client wraps requests' errors).
-UNREACHABLE_WORDS = ("Max retries exceeded", "Connection refused", "Failed to establish", "timed out",
-                     "Connection reset", "Connection aborted", "Read timed out", "error code 502", "error code 503",
-                    "error code 504")
+# MLflow 3.17.2 reads its HTTP settings from the environment on every request (``http_request`` in
+# mlflow/utils/rest_utils.py) and keeps one requests session per retry setting and process
+# (``_cached_get_request_session`` in mlflow/utils/request_utils.py), so a value set for a block of code applies
+# to exactly the requests made inside it.
+RETRIES_VARIABLE = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+BACKOFF_VARIABLE = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
+TIMEOUT_VARIABLE = "MLFLOW_HTTP_REQUEST_TIMEOUT"
+# Driver side: urllib3 waits 0, 2, 4, 8 and 16 s between the 6 attempts (30 s for a server that is down, far
+# from MLflow's default of about 4 minutes); one attempt waits at most 30 s for an answer.
+DRIVER_SETTINGS = {RETRIES_VARIABLE: "5", BACKOFF_VARIABLE: "1", TIMEOUT_VARIABLE: "30"}
+# A trial's own calls: one attempt of at most 10 s; the trial buffers or retries itself (``trial_run``).
+TRIAL_SETTINGS = {RETRIES_VARIABLE: "0", TIMEOUT_VARIABLE: "10"}
+
+
+def _outage_types() -> tuple[type[BaseException], ...]:
+    import requests
+    import urllib3
+
+    # A 5xx answer repeated until the retries ran out arrives as urllib3's MaxRetryError, wrapped in requests'
+    # RetryError: a proxy in front of a server that is down answers 502/503/504.
+    return (ConnectionError, TimeoutError, requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+            requests.exceptions.RetryError, urllib3.exceptions.HTTPError)
 
 
 def unreachable(error: BaseException) -> bool:
-    """Whether ``error`` means the tracking server did not answer (rather than refused a request)."""
-    if isinstance(error, (ConnectionError, TimeoutError)):
-        return True
-    return any(word in str(error) for word in UNREACHABLE_WORDS)
+    """Whether ``error`` means the tracking server did not answer (rather than refused a request).
+
+    MLflow wraps requests' error in an ``MlflowException``: a refused connection as its ``__context__``, a
+    timeout as its ``__cause__``. The chain is walked for a connection or timeout error of Python, requests or
+    urllib3; an error the server answered (a 4xx, a bad value) is not an outage whatever its text says.
+    """
+    outage_types = _outage_types()
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, outage_types):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
-def quick_client_settings() -> None:
-    """MLflow's HTTP client fails fast (it would retry for minutes); glovesweep buffers and retries instead."""
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
+def driver_client_settings() -> None:
+    """MLflow's HTTP client in a driver process (run, resume, submit, the report): bounded retries.
+
+    A brief outage (a restarted server) is waited out for about 30 s with MLflow's own backoff instead of
+    failing a sweep's start, its parent run or its report. A value the user exported is kept.
+    """
+    for name, value in DRIVER_SETTINGS.items():
+        os.environ.setdefault(name, value)
+
+
+@contextlib.contextmanager
+def trial_client_settings() -> Iterator[None]:
+    """Inside the block, MLflow calls fail fast (no retries, 10 s timeout): a trial must not block on one.
+
+    For a trial worker's calls only, which buffer metric values and retry with their own bounded backoff
+    (``sweeps.tracking.trial_run``); the previous values are put back after the block.
+    """
+    previous = {name: os.environ.get(name) for name in TRIAL_SETTINGS}
+    os.environ.update(TRIAL_SETTINGS)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def write(sweep_dir: str, *, run_id: str, metrics: list[dict[str, Any]] | None = None, status: str = "",

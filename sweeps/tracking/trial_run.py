@@ -5,7 +5,8 @@ and are sent with bounded backoff (1 s doubling to 30 s between attempts) when i
 the trial waits up to ``END_WAIT_SECONDS`` for the server; after that its unsent values and final status go
 to the sweep's outbox (``sweeps.tracking.outbox``), which the driver and ``resume`` replay. Other calls (creating the
 run, params, tags) retry with the same backoff for up to ``CALL_WAIT_SECONDS``, then fail with one line
-naming the tracking URI.
+naming the tracking URI. Each single MLflow call fails fast (``outbox.trial_client_settings``): the waiting is
+done here, where it is bounded, never inside MLflow's own retries.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class TrialRun:
         deadline = time.monotonic() + wait
         while True:
             try:
-                result = mlflow_runs.with_lock_retries(call, what=what)
+                with outbox.trial_client_settings():
+                    result = mlflow_runs.with_lock_retries(call, what=what)
             except Exception as error:  # noqa: BLE001 - MLflow wraps connection errors in several types
                 if not outbox.unreachable(error):
                     raise
@@ -101,8 +103,9 @@ class TrialRun:
                 time.sleep(self._next_attempt - now)
             batch = self._pending[:1000]
             try:
-                mlflow_runs.with_lock_retries(lambda: self.client.log_batch(self.run_id, metrics=batch),
-                                           what="log metrics")
+                with outbox.trial_client_settings():
+                    mlflow_runs.with_lock_retries(lambda: self.client.log_batch(self.run_id, metrics=batch),
+                                                  what="log metrics")
             except Exception as error:  # noqa: BLE001 - see _call
                 if not outbox.unreachable(error):
                     raise
