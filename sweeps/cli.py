@@ -29,6 +29,9 @@ COMMANDS = {
     "cancel": ("sweeps.service.commands:CANCEL", "Stop a submitted sweep: its driver, trials and actors; runs end KILLED."),
 }
 
+# The exit code of a command stopped by Ctrl-C, as a shell reports one (128 + SIGINT).
+INTERRUPTED = 130
+
 
 class OneLineParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose usage errors are one line on stderr (exit 2) that names the fix."""
@@ -57,10 +60,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # TensorFlow's C++ start-up chatter (CUDA probing, CPU flags) hides the lines users need.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    verbose = bool({"-v", "--verbose"} & set(argv))
+    # TensorFlow's C++ chatter (CUDA probing, CPU flags) hides the lines users need; -v shows all of it.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     # MLflow logs INFO lines (creating a store's tables...) on stderr, where only our one line belongs.
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if {"-v", "--verbose"} & set(argv) else "WARNING")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     command = next((word for word in argv if word in COMMANDS), None)
     args = build_parser(command).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -81,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"glovesweep {args.command}: unexpected error: {type(error).__name__}: {console.one_line(error)} "
               f"(rerun as glovesweep -v {args.command} ... for the traceback)", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C (or SIGTERM, which a sweep's driver turns into Ctrl-C) before Tune took over its own stop.
+        if args.verbose:
+            raise
+        print(f"glovesweep {args.command}: stopped", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from sweeps import console
 from trainer import config as config_module
 
 
@@ -55,9 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     config = config_module.TrainerConfig.from_dict({name: getattr(args, name) for name in config_module.FACTORS})
 
-    # Imported here so that `glovesweep train --help` and config errors never wait for TensorFlow.
+    # Every input is checked (config above; archive and GloVe file here) before TensorFlow loads: a missing
+    # file is one line on stderr, and `glovesweep train --help` never waits for TensorFlow either.
     from trainer import prepare as prepare_module
-    from trainer import train as train_module
 
     data = prepare_module.prepare(config, data_home=args.data_dir, cache_dir=args.cache_dir,
                                   download_if_missing=not args.no_download)
@@ -67,6 +68,15 @@ def main(args: argparse.Namespace) -> int:
           f"vocabulary {stats['vocabulary_size']}, matrix rows {stats['matrix_rows']}, "
           f"GloVe coverage {stats['glove_coverage']:.3f}, out-of-range ids {stats['out_of_range_ids']}, "
           f"{'cache hit' if stats['cache_hit'] else 'built'} in {stats['prepare_seconds']:.1f} s", flush=True)
+
+    with console.native_stderr_held(enabled=not getattr(args, "verbose", False)):
+        # TensorFlow's C++ start-up lines come while it loads and when it first looks for a GPU (a failed
+        # cuInit on a machine without one); -v shows them.
+        import tensorflow
+
+        from trainer import train as train_module
+
+        tensorflow.config.list_physical_devices("GPU")
 
     def on_epoch(epoch, metrics, state):
         print(f"epoch {epoch}/{config.epochs}: loss {metrics['loss']:.4f} acc {metrics['acc']:.4f} "

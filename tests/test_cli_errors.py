@@ -46,6 +46,15 @@ def test_an_unexpected_error_is_one_line_that_points_to_the_verbose_flag(monkeyp
         cli.main(["-v", "ui"])
 
 
+def test_ctrl_c_before_tune_takes_over_is_one_line_and_exit_130(monkeypatch, capsys):
+    # Ctrl-C while Ray starts or data is prepared (Tune handles its own), or a driver's SIGTERM at that time.
+    fail_with(monkeypatch, KeyboardInterrupt())
+    assert cli.main(["ui"]) == cli.INTERRUPTED == 130
+    assert capsys.readouterr().err.splitlines() == ["glovesweep ui: stopped"]
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["-v", "ui"])
+
+
 def test_a_usage_error_is_one_line_naming_the_help(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["ui", "--port", "many"])

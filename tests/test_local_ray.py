@@ -6,11 +6,16 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
+import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 
+import pytest
 from conftest import build_tiny_data_home
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -108,3 +113,62 @@ def test_a_failed_run_shuts_down_the_ray_it_started(tmp_path):
         print(json.dumps({{"code": code, "initialized": ray.is_initialized(), "left": left_after(20)}}))
     """, GLOVESWEEP_CLUSTER="1")
     assert result == {"code": 2, "initialized": False, "left": []}
+
+
+# What a stop must not print: Ray's C++ failure handler ("*** SIGTERM received at ...", "PC: @ ...", frames) and
+# stack traces of Ray's processes.
+STACK_DUMP = re.compile(r"^\s*(PC: )?@ |\*\*\* SIG\w+ received|Stack trace|ray::|logging\.cc:\d+: ", re.MULTILINE)
+
+
+def run_statuses(store: pathlib.Path) -> list[str]:
+    with sqlite3.connect(store) as connection:
+        return sorted(status for (status,) in connection.execute("select status from runs"))
+
+
+def logged_epochs(store: pathlib.Path) -> int:
+    try:
+        with sqlite3.connect(store) as connection:
+            return connection.execute("select count(*) from metrics where key = 'val_acc'").fetchone()[0]
+    except sqlite3.Error:  # the store's tables do not exist yet
+        return 0
+
+
+@pytest.mark.parametrize("sent", ["SIGINT", "SIGTERM"])
+def test_a_stopped_run_ends_its_runs_killed_without_a_stack_dump(sent, tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group) or ``kill`` (SIGTERM to the driver) while trials train."""
+    home = build_tiny_data_home(tmp_path / "data", versions=("19997",))
+    store = tmp_path / "mlflow.db"
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(textwrap.dedent(f"""\
+        name: stopped
+        factors: {{dataset: ["19997"], epochs: [400]}}
+        fixed: {{architecture: global_max, max_sequence_length: 160, embedding: random}}
+        seeds: 1
+        mlflow: {{tracking_uri: "sqlite:///{store}", experiment: stopped}}
+        storage_path: {tmp_path / 'results'}
+        """))
+    temporary = tempfile.mkdtemp(prefix="gs-", dir="/tmp")  # Ray's socket paths must stay short
+    env = dict(os.environ, RAY_TMPDIR=temporary, RAY_USAGE_STATS_ENABLED="0")
+    env.pop("RAY_ADDRESS", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    process = subprocess.Popen([sys.executable, "-m", "sweeps.cli", "run", str(sweep), "--no-download", "--data-dir",
+                                str(home), "--cache-dir", str(tmp_path / "cache"), "--num-cpus", "2"],
+                               cwd=temporary, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while process.poll() is None and logged_epochs(store) < 1 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        if sent == "SIGINT":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGTERM)
+        output, errors = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert STACK_DUMP.findall(errors) == [], errors
+    assert process.returncode == 1, errors[-3000:]
+    assert "glovesweep resume" in output, output
+    assert run_statuses(store) == ["KILLED", "KILLED"], errors[-3000:]

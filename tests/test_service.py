@@ -13,6 +13,7 @@ import glob
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -263,6 +264,12 @@ def test_cancel_kills_the_runs_and_every_process_then_resume_finishes_each_cell_
     parent, children = runs_of(mlflow_server, "service-cancel")
     assert parent.info.status == "KILLED"
     assert "KILLED" in {run.info.status for run in children} and "RUNNING" not in {run.info.status for run in children}
+    # The driver got Ctrl-C's signal (RAY_JOB_STOP_SIGNAL=SIGINT): Tune stopped its trials, the driver counted them
+    # and said how to go on, and nothing printed a stack dump.
+    assert service("logs", sweep_id) == 0
+    driver_output = capsys.readouterr().out
+    assert "Stop signal received" in driver_output and "trials done" in driver_output, driver_output[-3000:]
+    assert not re.findall(r"^\s*(PC: )?@ |\*\*\* SIG\w+ received|Stack trace", driver_output, re.MULTILINE), driver_output
     deadline = time.monotonic() + 30
     while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.5)

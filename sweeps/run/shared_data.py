@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -118,12 +120,34 @@ def start_ray(*, address: str | None = None, num_cpus: int | None = None, includ
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=False)
-        return
-    # The dashboard costs memory and start-up time and a local sweep does not need it.
-    # address="local": never join a cluster that `ray start` left running on this machine by accident.
-    with listening_on_loopback():
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=include_dashboard,
-                 log_to_driver=False)
+    else:
+        # The dashboard costs memory and start-up time and a local sweep does not need it.
+        # address="local": never join a cluster that `ray start` left running on this machine by accident.
+        with listening_on_loopback():
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=include_dashboard,
+                     log_to_driver=False)
+    stop_on_sigterm_as_on_ctrl_c()
+
+
+def stop_on_sigterm_as_on_ctrl_c() -> None:
+    """After ``ray.init``: SIGTERM stops this driver as Ctrl-C does, instead of through Ray's C++ handler.
+
+    ``ray.init`` leaves absl's failure signal handler on SIGTERM in the driver (Ray's src/ray/util/logging.cc,
+    ``InstallFailureSignalHandler``): a ``kill`` printed a stack dump ("*** SIGTERM received at ...", "PC: @ ...")
+    and the process died mid-way. Python's handler replaces it: Tune's graceful stop (its SIGINT handler) while
+    the Tuner runs, ``KeyboardInterrupt`` before, so the MLflow runs end KILLED either way.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # Only the main thread may set handlers; a driver run in a thread keeps Ray's.
+
+    def interrupt(signum, frame):
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler) and handler is not interrupt:
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 @contextlib.contextmanager
@@ -154,13 +178,18 @@ def listening_on_loopback():
 
 @contextlib.contextmanager
 def ray_stopped_after():
-    """On every way out of the block, shut down a Ray that the block started (or joined) in this process."""
+    """On every way out of the block, shut down a Ray that the block started (or joined) in this process, and put
+    back the SIGTERM handler that was there before it."""
     already = ray.is_initialized()
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigterm_handler = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
         yield
     finally:
         if not already and ray.is_initialized():
             ray.shutdown()
+        if main_thread and sigterm_handler is not None:
+            signal.signal(signal.SIGTERM, sigterm_handler)  # ray.init's and ours were for this Ray only.
 
 
 @ray.remote
