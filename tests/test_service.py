@@ -8,6 +8,7 @@ cluster file's own start command serves a sweep. The fast tests need no cluster.
 
 from __future__ import annotations
 
+import base64
 import copy
 import glob
 import json
@@ -25,7 +26,10 @@ import yaml
 from conftest import build_tiny_data_home, free_port, head_start_flags, ray_environment, start_ray_head
 
 from sweeps import cli
+from sweeps.run import identity
 from sweeps.run import job_entry
+from sweeps.service import commands
+from sweeps.service import progress_read
 from sweeps.service import jobs
 from sweeps.checks import resources_check
 from sweeps import spec as spec_module
@@ -154,11 +158,16 @@ def test_a_bad_sweep_file_never_becomes_a_job(tmp_path, capsys):
 def test_the_submitted_sweep_round_trips_and_takes_the_clusters_store(tmp_path):
     path = write_sweep(tmp_path, name="travel", tracking_uri="http://localhost:5000")
     spec = spec_module.load_sweep(path, smoke_test=False)
-    submitted = job_entry.SubmittedSweep(sweep_text=spec.source_text, source_path=spec.source_path,
-                                         base_dir=str(tmp_path), smoke_test=False, tracking_uri=spec.tracking_uri,
+    source = identity.SweepSource(sweep_text=spec.source_text, source_path=spec.source_path, base_dir=str(tmp_path),
+                                  smoke_test=False)
+    submitted = job_entry.SubmittedSweep(source=source, tracking_uri=spec.tracking_uri,
                                          file_storage_path=spec.storage_path)
     decoded = job_entry.SubmittedSweep.decode(submitted.encode())
     assert decoded == submitted and decoded.encode().isascii()
+    # A submission encoded before the source was a nested record (its fields flat) still decodes.
+    flat = {**source.model_dump(), "tracking_uri": spec.tracking_uri, "file_storage_path": spec.storage_path,
+            "job_tracking_uri": None, "storage_path": None}
+    assert job_entry.SubmittedSweep.decode(base64.b64encode(json.dumps(flat).encode()).decode()) == submitted
     assert decoded.job_spec({}).trials() == spec.trials()
     assert decoded.job_spec({}).tracking_uri == "http://localhost:5000"
     cluster = {"GLOVESWEEP_CLUSTER": "1", "MLFLOW_TRACKING_URI": "http://10.0.0.10:5000",
@@ -167,6 +176,40 @@ def test_the_submitted_sweep_round_trips_and_takes_the_clusters_store(tmp_path):
     assert (on_cluster.tracking_uri, on_cluster.storage_path) == ("http://10.0.0.10:5000", "s3://bucket/glovesweep")
     # Only a head marked as a cluster's: a stray MLFLOW_TRACKING_URI on a laptop's head changes nothing.
     assert decoded.job_spec({"MLFLOW_TRACKING_URI": "http://elsewhere:5000"}).tracking_uri == "http://localhost:5000"
+
+
+def test_the_resource_verdict_round_trips_through_its_tag():
+    refused = job_entry.Verdict("refused", "every trial asks resources {cpu: 64, gpu: 0}, but none of the 1 node(s)")
+    assert refused.tag_value() == "refused: every trial asks resources {cpu: 64, gpu: 0}, but none of the 1 node(s)"
+    assert job_entry.Verdict.from_tag(refused.tag_value()) == refused and not refused.ok
+    assert job_entry.Verdict.from_tag("ok") == job_entry.Verdict("ok") and job_entry.Verdict("ok").tag_value() == "ok"
+    assert job_entry.Verdict.from_tag("something else").kind == "waiting"
+
+
+def test_a_sweep_status_gives_the_json_keys_scripts_read():
+    progress = progress_read.Progress(total=4, done=1, running=2, pending=1, failed=0, killed=0, epochs_done=5,
+                                      epochs_total=8, best_cell="dataset=19997", best_val_acc=0.5, best_runs=1,
+                                      first_start=1.0)
+    status = progress_read.SweepStatus(sweep_id="s-1", name="s", state="running", job="s-1", parent_run_id="abc",
+                                       mlflow_url="http://127.0.0.1:5000/#/experiments/1/runs/abc",
+                                       elapsed_seconds=12.5, seconds_left=3.0, progress=progress)
+    entry = json.loads(json.dumps(status.to_json()))
+    assert list(entry) == ["sweep_id", "name", "state", "job", "parent_run_id", "mlflow_url", "elapsed_seconds",
+                           "seconds_left", "progress", "message"]
+    assert entry["progress"]["pending"] == 1 and entry["progress"]["best_cell"] == "dataset=19997"
+    assert (entry["sweep_id"], entry["elapsed_seconds"], entry["seconds_left"], entry["message"]) == ("s-1", 12.5,
+                                                                                                      3.0, None)
+    assert commands.one_line(status) == ("s-1  running    1/4 done, 2 running, 1 pending, 0 failed; epochs 5/8; best "
+                                         "dataset=19997 val_acc 0.500  (12s, ~3s left)")
+    unread = progress_read.SweepStatus(sweep_id="s-1", name="s", state="failed", job="s-1-resume-1",
+                                       parent_run_id="abc", mlflow_url="u", elapsed_seconds=1.0, message="boom\nmore",
+                                       progress_error="MLflow http://x: unreachable")
+    entry = unread.to_json()
+    assert entry["progress"] is None and entry["progress_error"] == "MLflow http://x: unreachable"
+    assert list(entry)[-1] == "progress_error"
+    text = commands.details(unread)
+    assert "progress unavailable: MLflow http://x: unreachable" in text and "  boom" in text
+    assert "finish it with: glovesweep submit --resume s-1" in text
 
 
 def stop_postgres(folder: pathlib.Path) -> None:

@@ -8,14 +8,36 @@ import sys
 
 import pytest
 
+from sweeps.run import identity as identity_module
 from sweeps.run import state as state_module
 
 
 def make_state(tmp_path, **changes) -> state_module.SweepState:
-    values = dict(sweep_text="name: x\n", source_path=str(tmp_path / "x.yaml"), base_dir=str(tmp_path),
-                  smoke_test=False, tracking_uri="sqlite:////tmp/m.db", experiment_id="1", parent_run_id="abc",
-                  storage_path=str(tmp_path / "results"), experiment_name="x-20260101-000000", git_commit="0" * 40)
+    source = identity_module.SweepSource(sweep_text="name: x\n", source_path=str(tmp_path / "x.yaml"),
+                                         base_dir=str(tmp_path), smoke_test=False)
+    identity = identity_module.SweepIdentity(tracking_uri="sqlite:////tmp/m.db", experiment_id="1",
+                                             parent_run_id="abc", storage_path=str(tmp_path / "results"),
+                                             experiment_name="x-20260101-000000")
+    values = dict(source=source, identity=identity, git_commit="0" * 40)
     return state_module.SweepState(**{**values, **changes})
+
+
+# What glovesweep wrote before the sweep's records were nested (commit 2866a49): users resume such sweeps.
+FLAT_STATE = """{
+ "sweep_text": "name: x\\n",
+ "source_path": "/sweeps/x.yaml",
+ "base_dir": "/sweeps",
+ "smoke_test": true,
+ "tracking_uri": "http://127.0.0.1:5000",
+ "experiment_id": "7",
+ "parent_run_id": "abc123",
+ "storage_path": "/results",
+ "experiment_name": "x-smoke-20260101-000000",
+ "git_commit": "0000000000000000000000000000000000000000",
+ "data_home": "/data",
+ "cache_dir": null,
+ "download_if_missing": false
+}"""
 
 
 def test_state_round_trips_through_its_folder(tmp_path):
@@ -40,9 +62,42 @@ def test_unknown_or_missing_fields_are_refused(tmp_path):
 
 def test_state_on_an_object_store_uri(tmp_path):
     # pyarrow's file:// filesystem stands in for s3:// or gs:// (one output stream = one PUT there).
-    state = make_state(tmp_path, storage_path=f"file://{tmp_path}/bucket")
+    identity = make_state(tmp_path).identity.model_copy(update={"storage_path": f"file://{tmp_path}/bucket"})
+    state = make_state(tmp_path, identity=identity)
     assert state_module.write_state(state).startswith("file://")
-    assert state_module.read_state(state.sweep_dir).parent_run_id == "abc"
+    assert state_module.read_state(state.sweep_dir).identity.parent_run_id == "abc"
+
+
+def test_a_state_file_of_the_flat_format_still_reads(tmp_path):
+    folder = tmp_path / "x-smoke-20260101-000000"
+    folder.mkdir()
+    (folder / state_module.STATE_FILE).write_text(FLAT_STATE)
+    state = state_module.read_state(str(folder))
+    assert state.source == identity_module.SweepSource(sweep_text="name: x\n", source_path="/sweeps/x.yaml",
+                                                       base_dir="/sweeps", smoke_test=True)
+    assert state.identity == identity_module.SweepIdentity(
+        tracking_uri="http://127.0.0.1:5000", experiment_id="7", parent_run_id="abc123", storage_path="/results",
+        experiment_name="x-smoke-20260101-000000")
+    assert (state.git_commit, state.data_home, state.cache_dir, state.download_if_missing) == ("0" * 40, "/data", None,
+                                                                                               False)
+    assert state.sweep_dir == "/results/x-smoke-20260101-000000" and state.tracking_uri == "http://127.0.0.1:5000"
+    # Written again, it takes the nested format, which reads back the same.
+    moved = state.replace(identity=state.identity.moved_to(str(folder)))
+    state_module.write_state(moved)
+    assert '"identity": {' in (folder / state_module.STATE_FILE).read_text()
+    assert state_module.read_state(str(folder)) == moved
+    # An old file with a field no version wrote is still refused, naming the fix.
+    (folder / state_module.STATE_FILE).write_text(FLAT_STATE.replace('"data_home"', '"data_dir"'))
+    with pytest.raises(OSError, match="is not a glovesweep sweep state"):
+        state_module.read_state(str(folder))
+
+
+def test_a_moved_sweep_folder_keeps_its_mlflow_identity(tmp_path):
+    identity = make_state(tmp_path).identity.moved_to("s3://bucket/sweeps/x-20260101-000000/")
+    assert (identity.storage_path, identity.experiment_name) == ("s3://bucket/sweeps", "x-20260101-000000")
+    assert identity.sweep_dir == "s3://bucket/sweeps/x-20260101-000000"
+    assert (identity.tracking_uri, identity.experiment_id, identity.parent_run_id) == ("sqlite:////tmp/m.db", "1",
+                                                                                      "abc")
 
 
 def test_the_state_and_ui_modules_need_no_ray():

@@ -8,8 +8,10 @@ killed with SIGKILL and then ``glovesweep resume``).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -21,9 +23,11 @@ import pytest
 from conftest import build_tiny_data_home, free_port
 
 from sweeps import cli
+from sweeps.run import checkpoints
 from sweeps.run import driver
 from sweeps import spec as spec_module
 from sweeps.run import state as state_module
+from sweeps.run import trial as trial_module
 from sweeps.tracking import mlflow_runs
 from trainer import config as config_module
 
@@ -173,6 +177,40 @@ def test_baseline_runs_log_accuracy_and_leakage(main_sweep):
         assert 0.0 <= run.data.metrics["val_acc"] <= 1.0
         assert 0.0 <= run.data.metrics["leakage"] <= 1.0
         assert run.data.tags[mlflow_runs.CELL_TAG] == f"dataset={run.data.params['dataset']}"
+
+
+PROGRESS_LINE = re.compile(r"\[\d\d:\d\d:\d\d\] (\d+) done, (\d+) running, (\d+) failed, (\d+) pending \| ")
+
+
+def test_the_progress_lines_count_trials_tune_has_not_started_as_pending(mlflow_server, ray_local, tiny_home,
+                                                                         tmp_path, capsys):
+    """4 trials, 2 at a time: Tune creates the last 2 only when a slot frees, and they are pending till then."""
+    path = write_sweep(tmp_path, name="pending", tracking_uri=mlflow_server, epochs=(1,), seeds=2, concurrent=2)
+    spec = spec_module.load_sweep(path)
+    assert spec.total_trials == 4
+    result = driver.run_sweep(spec, download_if_missing=False, **tiny_home)
+    assert result.ok
+    output = capsys.readouterr().out
+    counts = [tuple(int(number) for number in match.groups()) for match in PROGRESS_LINE.finditer(output)]
+    assert counts, output
+    # (done, running, failed, pending) of every line adds up to the sweep's 4 trials.
+    assert all(sum(line) == 4 for line in counts), counts
+    done, running, failed, pending = counts[0]
+    assert (done, failed) == (0, 0) and pending >= 2, counts
+    assert (0, 2, 0, 2) in counts, counts
+
+
+def test_a_trial_task_round_trips_through_the_param_space_and_params_json():
+    trial = spec_module.Trial(kind="keras", cell={"dataset": "19997", "strip": "none"}, seed=1)
+    task = trial_module.TrialTask(trial=trial, resume_from=("/results/x/trial_1/checkpoint_000002",))
+    (value,) = trial_module.param_space([task])[trial_module.TASK_KEY]["grid_search"]
+    # Tune resolves the grid into each trial's config and writes it, as JSON, into the trial's params.json.
+    params_json = json.dumps({trial_module.TASK_KEY: value})
+    assert trial_module.TrialTask.of_config(json.loads(params_json)) == task
+    assert checkpoints.trial_of_params(params_json) == trial
+    # Trial folders of the first glovesweep versions held the trial at the top level.
+    assert checkpoints.trial_of_params(json.dumps({"trial": trial.as_dict()})) == trial
+    assert checkpoints.trial_of_params("{}") is None
 
 
 def test_two_epoch_run_equals_epoch_two_of_the_four_epoch_trial(main_sweep, mlflow_server, tiny_home, tmp_path):

@@ -20,6 +20,7 @@ from pyarrow import fs as pyarrow_fs
 
 from sweeps import spec as spec_module
 from sweeps import storage
+from sweeps.run import trial as trial_module
 from trainer import checkpoint_files
 
 logger = logging.getLogger(__name__)
@@ -29,11 +30,12 @@ CHECKPOINT_PREFIX = "checkpoint_"
 
 
 def trial_of_params(text: str) -> spec_module.Trial | None:
-    """The trial a Tune ``params.json`` describes (this version's ``task`` or the older ``trial`` layout)."""
+    """The trial a Tune ``params.json`` describes (this version's ``TrialTask`` or the older ``trial`` layout)."""
     try:
         params = json.loads(text)
-        values = params["task"]["trial"] if "task" in params else params["trial"]
-        return spec_module.Trial.from_dict(values)
+        if trial_module.TASK_KEY in params:
+            return trial_module.TrialTask.of_config(params).trial
+        return spec_module.Trial.from_dict(params["trial"])
     except (ValueError, KeyError, TypeError):
         return None
 

@@ -36,6 +36,7 @@ from typing import Any, Callable
 from ray import tune
 
 from sweeps.checks import cluster_checks
+from sweeps.run import identity as identity_module
 from sweeps.run import merging
 from sweeps.tracking import names
 from sweeps.tracking import outbox
@@ -203,10 +204,12 @@ def run_sweep(
         parent_run_id = mlflow_runs.start_parent_run(spec.tracking_uri, experiment_id, spec=spec, tags=tags,
                                                   params=parent_run.parent_params(spec))
     state = state_module.SweepState(
-        sweep_text=spec.source_text, source_path=spec.source_path, smoke_test=spec.smoke_test,
-        base_dir=str(pathlib.Path.cwd()), tracking_uri=spec.tracking_uri, storage_path=spec.storage_path,
-        experiment_id=experiment_id, parent_run_id=parent_run_id, git_commit=commit, data_home=data_home,
-        cache_dir=cache_dir, download_if_missing=download_if_missing, experiment_name=name)
+        source=identity_module.SweepSource(sweep_text=spec.source_text, source_path=spec.source_path,
+                                           base_dir=str(pathlib.Path.cwd()), smoke_test=spec.smoke_test),
+        identity=identity_module.SweepIdentity(tracking_uri=spec.tracking_uri, experiment_id=experiment_id,
+                                               parent_run_id=parent_run_id, storage_path=spec.storage_path,
+                                               experiment_name=name),
+        git_commit=commit, data_home=data_home, cache_dir=cache_dir, download_if_missing=download_if_missing)
     total = spec.total_trials
     networks = len(spec.cells()) * len(spec.seeds)
     print(f"glovesweep: sweep {spec.name!r}: {total} trials ({len(spec.cells())} cells x {len(spec.seeds)} seeds"
@@ -242,25 +245,23 @@ def run_config(spec: spec_module.SweepSpec, state: state_module.SweepState, *, n
         storage_path=storage_path,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
-        callbacks=[progress.SweepCallback(state.tracking_uri, state.experiment_id, state.parent_run_id)],
+        callbacks=[progress.SweepCallback(state.identity.tracking_uri, state.identity.experiment_id,
+                                          state.identity.parent_run_id)],
         verbose=0,
     )
 
 
 def record_shared(spec: spec_module.SweepSpec, state: state_module.SweepState, plan: merging.Plan) -> int:
     """MLflow runs for the trials that shared another's result (after that one finished)."""
-    return merging.record_shared(state.tracking_uri, state.experiment_id, state.parent_run_id, spec, plan,
+    identity = state.identity
+    return merging.record_shared(identity.tracking_uri, identity.experiment_id, identity.parent_run_id, spec, plan,
                                  trial_params=trial_module.trial_params)
 
 
 def trial_context(spec: spec_module.SweepSpec, state: state_module.SweepState,
                   shared: shared_data.SharedData) -> trial_module.TrialContext:
-    """What every trial of the sweep shares: the spec, the prepared data and the MLflow ids."""
-    return trial_module.TrialContext(
-        spec=spec, data=shared.data, data_keys=shared.keys, tracking_uri=state.tracking_uri,
-        experiment_id=state.experiment_id, parent_run_id=state.parent_run_id, git_commit=state.git_commit,
-        data_home=state.data_home, cache_dir=state.cache_dir, download_if_missing=state.download_if_missing,
-        sweep_dir=state.sweep_dir)
+    """What every trial of the sweep shares: the spec, the prepared data and the sweep's state."""
+    return trial_module.TrialContext(spec=spec, data=shared.data, data_keys=shared.keys, state=state)
 
 
 def quiet_tune_output() -> None:
@@ -282,8 +283,9 @@ def fit_and_finish(make_tuner: Callable[[], tune.Tuner], state: state_module.Swe
     ``status_if_not_started`` is the parent's status when the Tuner cannot even be built (a resume keeps the
     parent's earlier status then). ``after_fit`` runs before the count (it records merged trials).
     """
-    tracking_uri, experiment_id, parent_run_id = state.tracking_uri, state.experiment_id, state.parent_run_id
-    sweep_dir = state.sweep_dir
+    identity = state.identity
+    tracking_uri, experiment_id, parent_run_id = identity.tracking_uri, identity.experiment_id, identity.parent_run_id
+    sweep_dir = identity.sweep_dir
     try:
         tuner = make_tuner()
     except BaseException:
@@ -373,9 +375,9 @@ def tune_config_and_space(spec: spec_module.SweepSpec, resume_from: dict[str, li
     # Reused workers keep TensorFlow imported and initialised: a trial starts in about a second, not ten.
     common = {"max_concurrent_trials": spec.max_concurrent_trials or None,
               "trial_dirname_creator": trial_dirname, "reuse_actors": True}
-    tasks = [{"trial": trial.as_dict(), "resume_from": (resume_from or {}).get(trial.key, [])}
+    tasks = [trial_module.TrialTask(trial=trial, resume_from=tuple((resume_from or {}).get(trial.key, ())))
              for trial in (spec.trials() if trials is None else trials)]
-    space = {"task": tune.grid_search(tasks)}
+    space = trial_module.param_space(tasks)
     if spec.search["mode"] != "asha":
         return tune.TuneConfig(num_samples=1, **common), space
     from ray.tune import schedulers

@@ -69,27 +69,27 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
         sweep_dir = str(pathlib.Path(sweep_dir).expanduser().resolve())
     state = state_module.read_state(sweep_dir)
     # The sweep folder is where it is now, even when it was moved since the original run.
-    storage_path, experiment_name = sweep_dir.rstrip("/").rsplit("/", 1)
-    state = state.replace(storage_path=storage_path, experiment_name=experiment_name,
+    state = state.replace(identity=state.identity.moved_to(sweep_dir),
                           **{key: value for key, value in overrides.items()
                              if key in ("data_home", "cache_dir", "download_if_missing")})
     spec = state.spec()
+    identity = state.identity
     preflight.check_store_writable(spec.tracking_uri)
     outbox.driver_client_settings()
     mlflow_runs.check_reachable(spec.tracking_uri)
     # Statuses and metric values kept while the server was down land first.
-    outbox.replay(spec.tracking_uri, state.experiment_id, sweep_dir)
+    outbox.replay(spec.tracking_uri, identity.experiment_id, sweep_dir)
     trials = spec.trials()
-    statuses = mlflow_runs.trial_statuses(spec.tracking_uri, state.experiment_id, state.parent_run_id)
+    statuses = mlflow_runs.trial_statuses(spec.tracking_uri, identity.experiment_id, identity.parent_run_id)
     missing = [trial for trial in trials if statuses.get(trial.key) != "FINISHED"]
-    previous_status = mlflow_runs.run_status(spec.tracking_uri, state.parent_run_id)
+    previous_status = mlflow_runs.run_status(spec.tracking_uri, identity.parent_run_id)
     if not missing:
         print(f"glovesweep: every trial of sweep {spec.name!r} already finished ({len(trials)}/{len(trials)}); "
               f"nothing to resume", flush=True)
         if previous_status != "FINISHED":
-            mlflow_runs.end_run(spec.tracking_uri, state.parent_run_id, "FINISHED")
+            mlflow_runs.end_run(spec.tracking_uri, identity.parent_run_id, "FINISHED")
         return driver.SweepResult(sweep_dir=sweep_dir, tracking_uri=spec.tracking_uri,
-                                  experiment_id=state.experiment_id, parent_run_id=state.parent_run_id,
+                                  experiment_id=identity.experiment_id, parent_run_id=identity.parent_run_id,
                                   total=len(trials), done=len(trials), failed=0,
                                   seconds=time.perf_counter() - started)
     sources = shared_data.resolve_sources(spec, data_home=state.data_home, cache_dir=state.cache_dir,
@@ -110,12 +110,12 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
         # Every missing trial shares a finished one's result: record them, nothing to train.
         if not driver.record_shared(spec, state, plan):
             raise OSError(f"{sweep_dir}: {len(missing)} trial(s) share results that MLflow does not hold; run the "
-                          f"sweep again with: glovesweep run {state.source_path}")
+                          f"sweep again with: glovesweep run {state.source.source_path}")
         return resume_sweep(sweep_dir, address=address, num_cpus=num_cpus, include_dashboard=include_dashboard,
                             **overrides)
 
     def make_tuner() -> tune.Tuner:
-        mlflow_runs.reopen_run(spec.tracking_uri, state.parent_run_id)
+        mlflow_runs.reopen_run(spec.tracking_uri, identity.parent_run_id)
         tune_config, param_space = driver.tune_config_and_space(spec, resume_from=earlier, trials=to_train)
         run_config = driver.run_config(spec, state, name=f"resume-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}",
                                        storage_path=sweep_dir)

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import os
+from typing import ClassVar
 
 import pydantic
 
 from sweeps.checks import cluster_checks
 from sweeps import spec as spec_module
+from sweeps.run import identity as identity_module
 from sweeps.tracking import mlflow_runs
 from sweeps.tracking import outbox
 
@@ -40,14 +43,13 @@ class SubmittedSweep(pydantic.BaseModel):
 
     Attributes
     ----------
-    sweep_text, source_path, base_dir : str
-        The sweep file's text, where it was, and the folder its relative paths resolved against.
+    source : SweepSource
+        The sweep file's text, where it was, the folder its relative paths resolved against, and whether its
+        ``smoke`` overrides apply (the same record the sweep's state file keeps).
     tracking_uri : str
         The MLflow store as ``submit`` reached it (the parent run lives there).
     file_storage_path : str
         The file's ``storage_path``, resolved by ``submit``.
-    smoke_test : bool
-        Whether its ``smoke`` overrides apply.
     job_tracking_uri : str or None
         The same store as the job reaches it, when ``submit --job-tracking-uri`` named it.
     storage_path : str or None
@@ -56,14 +58,17 @@ class SubmittedSweep(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
-    sweep_text: str
-    source_path: str
-    base_dir: str
+    source: identity_module.SweepSource
     tracking_uri: str
     file_storage_path: str
-    smoke_test: bool = False
     job_tracking_uri: str | None = None
     storage_path: str | None = None
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def read_flat_format(cls, values):
+        # A submission from before the nested record (its source fields flat) still runs.
+        return identity_module.nest_flat_fields(values, {"source": identity_module.SweepSource})
 
     def encode(self) -> str:
         """One environment-safe string (base64 of the JSON)."""
@@ -76,13 +81,56 @@ class SubmittedSweep(pydantic.BaseModel):
     def job_spec(self, environment: dict[str, str] | None = None) -> spec_module.SweepSpec:
         """The spec the job runs, re-validated from the text, with the job's MLflow store and Tune storage."""
         environment = os.environ if environment is None else environment
-        spec = spec_module.parse_sweep(self.sweep_text, source_path=self.source_path, smoke_test=self.smoke_test,
-                                       base_dir=self.base_dir)
+        spec = self.source.spec()
         tracking_uri, storage_path = self.tracking_uri, self.storage_path or self.file_storage_path
         if environment.get(cluster_checks.CLUSTER_ENV) == "1":
             tracking_uri = environment.get("MLFLOW_TRACKING_URI") or tracking_uri
             storage_path = self.storage_path or environment.get(CLUSTER_STORAGE_ENV) or storage_path
         return spec.replace(tracking_uri=self.job_tracking_uri or tracking_uri, storage_path=storage_path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What ``submit`` learns from the job: its resource check's answer, or why there is none.
+
+    The job writes the answer into the parent run's ``glovesweep.resources`` tag (``tag_value``: ``ok`` or
+    ``refused: <reason>``); ``submit`` reads it back with ``from_tag``.
+
+    Attributes
+    ----------
+    kind : str
+        ``ok`` (some node can hold a trial), ``refused`` (none ever can), ``ended`` (the job ended before it
+        checked) or ``waiting`` (no answer yet when ``submit`` stopped waiting).
+    message : str
+        The reason for ``refused``; for ``ended`` and ``waiting``, what happened and the command to look further.
+    """
+
+    kind: str
+    message: str = ""
+
+    KINDS: ClassVar[tuple[str, ...]] = ("ok", "refused", "ended", "waiting")
+    REFUSED_PREFIX: ClassVar[str] = "refused: "
+
+    def __post_init__(self) -> None:
+        assert self.kind in self.KINDS, self.kind
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == "ok"
+
+    def tag_value(self) -> str:
+        """The parent run's ``glovesweep.resources`` tag: ``ok`` or ``refused: <reason>``."""
+        assert self.kind in ("ok", "refused"), self.kind
+        return "ok" if self.ok else self.REFUSED_PREFIX + self.message
+
+    @classmethod
+    def from_tag(cls, value: str) -> "Verdict":
+        """The verdict a ``glovesweep.resources`` tag holds (any other text: no answer yet, shown as it is)."""
+        if value == "ok":
+            return cls("ok")
+        if value.startswith(cls.REFUSED_PREFIX):
+            return cls("refused", value.removeprefix(cls.REFUSED_PREFIX))
+        return cls("waiting", value)
 
 
 def run_submitted(args: argparse.Namespace) -> int:
@@ -115,9 +163,11 @@ def run_submitted(args: argparse.Namespace) -> int:
         try:
             resources_check.check_trial_resources(spec)
         except ValueError as error:
-            mlflow_runs.set_run_tags(spec.tracking_uri, args.parent_run_id, {mlflow_runs.RESOURCES_TAG: f"refused: {error}"})
+            mlflow_runs.set_run_tags(spec.tracking_uri, args.parent_run_id,
+                                     {mlflow_runs.RESOURCES_TAG: Verdict("refused", str(error)).tag_value()})
             raise
-        mlflow_runs.set_run_tags(spec.tracking_uri, args.parent_run_id, {mlflow_runs.RESOURCES_TAG: "ok"})
+        mlflow_runs.set_run_tags(spec.tracking_uri, args.parent_run_id,
+                                 {mlflow_runs.RESOURCES_TAG: Verdict("ok").tag_value()})
         result = driver.run_sweep(spec, experiment_name=args.experiment_name, parent_run_id=args.parent_run_id,
                                   check_resources=False, **options)
         outcome = ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import sys
 import time
 
 from ray import tune
@@ -11,6 +12,7 @@ from ray import tune
 from sweeps import console
 from sweeps import spec as spec_module
 from sweeps.tracking import mlflow_runs
+from sweeps.run import trial as trial_module
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +20,9 @@ logger = logging.getLogger(__name__)
 class SweepCallback(tune.Callback):
     """Driver-side: one concise progress line per event, and MLflow status a dead worker could not set.
 
-    Holds only strings, so Tune can pickle it into the experiment state and ``Tuner.restore`` brings it back.
+    Holds only strings and numbers, so Tune can pickle it into the experiment state. The trial count comes
+    from Tune at the start (``setup``): with ``max_concurrent_trials`` Tune creates a trial only when a slot is
+    free, so the trials it has not created yet are pending too.
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str) -> None:
@@ -26,16 +30,18 @@ class SweepCallback(tune.Callback):
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.reported_outage = False
+        self.total_trials: int | None = None
 
-    @staticmethod
-    def _counts(trials) -> str:
-        statuses = [trial.status for trial in trials]
-        return (f"{statuses.count('TERMINATED')} done, {statuses.count('RUNNING')} running, "
-                f"{statuses.count('ERROR')} failed, {statuses.count('PENDING')} pending")
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
+        # Tune's count of the trials its grid makes (ray/tune/tune.py passes search_alg.total_samples).
+        self.total_trials = total_num_samples
+
+    def _counts(self, trials) -> str:
+        return counts_text([trial.status for trial in trials], self.total_trials)
 
     @staticmethod
     def _trial(tune_trial) -> spec_module.Trial:
-        return spec_module.Trial.from_dict(tune_trial.config["task"]["trial"])
+        return trial_module.TrialTask.of_config(tune_trial.config).trial
 
     def _name(self, tune_trial) -> str:
         trial = self._trial(tune_trial)
@@ -77,6 +83,22 @@ class SweepCallback(tune.Callback):
                                 status)
         except Exception as error:  # noqa: BLE001 - progress must not stop the sweep
             logger.warning("could not set MLflow status of trial %s: %s", trial.trial_id, error)
+
+
+def counts_text(statuses: list[str], total: int | None) -> str:
+    """``2 done, 2 running, 0 failed, 4 pending``: Tune's trial statuses counted, against the sweep's total.
+
+    Parameters
+    ----------
+    statuses : list of str
+        The status (``PENDING``, ``RUNNING``, ``TERMINATED``, ``ERROR``...) of each trial Tune created so far.
+    total : int or None
+        Trials of this Tune run; the ones Tune has not created yet count as pending. None: unknown (only the
+        created ones count).
+    """
+    not_created = max(0, total - len(statuses)) if total is not None and total < sys.maxsize else 0
+    return (f"{statuses.count('TERMINATED')} done, {statuses.count('RUNNING')} running, "
+            f"{statuses.count('ERROR')} failed, {statuses.count('PENDING') + not_created} pending")
 
 
 def error_summary(tune_trial) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pydantic
 
 from sweeps import storage
+from sweeps.run import identity as identity_module
 
 STATE_FILE = "glovesweep_sweep.json"
 
@@ -18,18 +19,15 @@ STATE_FILE = "glovesweep_sweep.json"
 class SweepState(pydantic.BaseModel):
     """Everything a later process needs to continue, inspect or report on a sweep.
 
+    The file nests the sweep's two records (``{"source": {...}, "identity": {...}, "git_commit": ...}``); a file
+    written before they existed (the same fields flat) still reads, since sweeps are resumed across versions.
+
     Attributes
     ----------
-    sweep_text : str
-        The sweep file's text as run (the job never reads the submitter's disk again).
-    source_path, base_dir : str
-        Where the file was and the folder its relative paths resolve against.
-    smoke_test : bool
-        Whether the file's ``smoke`` overrides apply.
-    tracking_uri, experiment_id, parent_run_id : str
-        The MLflow store, experiment and the sweep's parent run.
-    storage_path, experiment_name : str
-        Tune's storage and the sweep folder's name in it.
+    source : SweepSource
+        The sweep file's text as run, where it was and whether its ``smoke`` overrides apply.
+    identity : SweepIdentity
+        The MLflow store, experiment and parent run, and the sweep folder (Tune's storage and folder name).
     git_commit : str
         The code that ran the sweep.
     data_home, cache_dir : str or None
@@ -40,32 +38,34 @@ class SweepState(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
-    sweep_text: str
-    source_path: str
-    base_dir: str
-    smoke_test: bool
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str
-    storage_path: str
-    experiment_name: str
+    source: identity_module.SweepSource
+    identity: identity_module.SweepIdentity
     git_commit: str
     data_home: str | None = None
     cache_dir: str | None = None
     download_if_missing: bool = True
 
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def read_flat_format(cls, values):
+        # glovesweep_sweep.json before the nested records: every field flat (tests/test_state.py keeps one).
+        return identity_module.nest_flat_fields(values, {"source": identity_module.SweepSource,
+                                                         "identity": identity_module.SweepIdentity})
+
     @property
     def sweep_dir(self) -> str:
         """The sweep folder: Tune's experiment folder, holding this state file."""
-        return storage.join(self.storage_path, self.experiment_name)
+        return self.identity.sweep_dir
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow store the sweep logs to (``identity.tracking_uri``)."""
+        return self.identity.tracking_uri
 
     def spec(self):
         """The validated ``SweepSpec`` the sweep runs (its text re-validated, its URIs as recorded)."""
-        from sweeps import spec as spec_module
-
-        spec = spec_module.parse_sweep(self.sweep_text, source_path=self.source_path, smoke_test=self.smoke_test,
-                                       base_dir=self.base_dir)
-        return spec.replace(tracking_uri=self.tracking_uri, storage_path=self.storage_path)
+        spec = self.source.spec()
+        return spec.replace(tracking_uri=self.identity.tracking_uri, storage_path=self.identity.storage_path)
 
     def replace(self, **changes) -> "SweepState":
         return self.model_copy(update=changes)

@@ -23,11 +23,57 @@ from sweeps.tracking import names
 from sweeps import spec as spec_module
 from sweeps.tracking import mlflow_runs
 from sweeps.tracking import trial_run
+from sweeps.run import identity as identity_module
+from sweeps.run import state as state_module
 
 logger = logging.getLogger(__name__)
 
 # Reported to Tune with every epoch: metric values waiting for an unreachable tracking server.
 PENDING_METRIC = "mlflow_pending"
+
+
+# The one key of Tune's param space; Tune writes the resolved value into each trial's params.json.
+TASK_KEY = "task"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialTask:
+    """One entry of the sweep's Tune grid: the trial to run and the checkpoints it left in earlier Tune runs.
+
+    Tune keeps the param space as plain values (each trial folder's ``params.json``, which ``resume`` reads
+    without unpickling anything), so a task crosses into Tune as ``as_param()`` and back with ``of_config``.
+
+    Attributes
+    ----------
+    trial : Trial
+        The cell, seed and kind (``keras`` or ``baseline``) to run.
+    resume_from : tuple of str
+        Checkpoint folders or URIs, newest first, from earlier Tune runs of this sweep (``resume``); empty in a
+        first run.
+    """
+
+    trial: spec_module.Trial
+    resume_from: tuple[str, ...] = ()
+
+    def as_param(self) -> dict[str, Any]:
+        """The task as a param-space value: ``{"trial": Trial.as_dict(), "resume_from": [...]}``."""
+        return {"trial": self.trial.as_dict(), "resume_from": list(self.resume_from)}
+
+    @classmethod
+    def from_param(cls, value: dict[str, Any]) -> "TrialTask":
+        """The task ``as_param`` wrote."""
+        return cls(trial=spec_module.Trial.from_dict(value["trial"]),
+                   resume_from=tuple(value.get("resume_from") or ()))
+
+    @classmethod
+    def of_config(cls, config: dict[str, Any]) -> "TrialTask":
+        """The task of a Tune trial's resolved config (``Trial.config``, the trial function's argument)."""
+        return cls.from_param(config[TASK_KEY])
+
+
+def param_space(tasks: list[TrialTask]) -> dict[str, Any]:
+    """Tune's param space: one grid entry per task, so Tune runs each task once (every search mode)."""
+    return {TASK_KEY: tune.grid_search([task.as_param() for task in tasks])}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,24 +87,20 @@ class TrialContext:
         Data key -> prepared arrays in the object store (``shared_data.SharedData.data``).
     data_keys : dict of str to str
         ``TrainerConfig.digest()`` -> data key.
-    tracking_uri, experiment_id, parent_run_id, git_commit : str
-    data_home, cache_dir : str or None
-    download_if_missing : bool
-    sweep_dir : str
-        Where MLflow writes that outlast an outage are kept (``sweeps.tracking.outbox``).
+    state : SweepState
+        The sweep's state: its identity (MLflow store, experiment, parent run, and the sweep folder, where
+        MLflow writes that outlast an outage are kept: ``sweeps.tracking.outbox``), the code's commit and the
+        data options.
     """
 
     spec: spec_module.SweepSpec
     data: dict[str, Any]
     data_keys: dict[str, str]
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str
-    git_commit: str
-    data_home: str | None
-    cache_dir: str | None
-    download_if_missing: bool
-    sweep_dir: str = ""
+    state: state_module.SweepState
+
+    @property
+    def identity(self) -> identity_module.SweepIdentity:
+        return self.state.identity
 
 
 def make_trainable(context: TrialContext):
@@ -115,15 +157,19 @@ def trial_params(spec: spec_module.SweepSpec, trial: spec_module.Trial, config) 
 
 
 def run_trial(param: dict[str, Any], context: TrialContext) -> None:
-    """One Ray Tune trial: a network trained to ``max(epochs)`` or one baseline, logged to its child run."""
+    """One Ray Tune trial: a network trained to ``max(epochs)`` or one baseline, logged to its child run.
+
+    ``param`` is the trial's resolved param space (``{TASK_KEY: TrialTask.as_param()}``).
+    """
     spec = context.spec
-    task = param["task"]
-    trial = spec_module.Trial.from_dict(task["trial"])
+    task = TrialTask.of_config(param)
+    trial = task.trial
     config = spec.trial_config(trial)
     device = configure_tensorflow(spec.resources["cpu"]) if trial.kind == "keras" else f"CPU: {platform.machine()}"
     # The stable trial key finds the child run across retries and resumes (Tune's ids change on resume).
-    run = trial_run.TrialRun(context.tracking_uri, context.experiment_id, context.parent_run_id, trial.key,
-                             sweep_dir=context.sweep_dir)
+    identity = context.identity
+    run = trial_run.TrialRun(identity.tracking_uri, identity.experiment_id, identity.parent_run_id, trial.key,
+                             sweep_dir=identity.sweep_dir)
     params = trial_params(spec, trial, config)
     run_name = compact_name(trial)
     existing = run.find()
@@ -135,7 +181,7 @@ def run_trial(param: dict[str, Any], context: TrialContext) -> None:
         return
     run.start(existing=existing, run_name=run_name, cell=trial.label,
               trainer="baseline" if trial.kind == "baseline" else "keras", params=params,
-              tags={names.GIT_COMMIT_TAG: context.git_commit, names.VERSIONS_TAG: mlflow_runs.package_versions(),
+              tags={names.GIT_COMMIT_TAG: context.state.git_commit, names.VERSIONS_TAG: mlflow_runs.package_versions(),
                     names.DEVICE_TAG: device, names.NODE_TAG: platform.node(), names.WORKER_PID_TAG: os.getpid(),
                     names.TUNE_TRIAL_ID_TAG: tune.get_context().get_trial_id()})
     try:
@@ -143,7 +189,7 @@ def run_trial(param: dict[str, Any], context: TrialContext) -> None:
             _run_baseline(trial, config, run, context)
         else:
             _run_network(config, run, context, requested_epochs=spec.epochs,
-                         resume_candidates=list(task.get("resume_from") or []))
+                         resume_candidates=list(task.resume_from))
     except SystemExit:
         # Tune ends a stopped trial's thread with SystemExit at its next report (an ASHA early stop, or the
         # sweep interrupted). The driver knows which: SweepCallback finishes the run, or the sweep kills it.
@@ -222,8 +268,8 @@ def _run_baseline(trial, config, run: trial_run.TrialRun, context: TrialContext)
     except ImportError as error:  # pragma: no cover - the trainer ships it
         raise OSError(f"baseline {trial.baseline!r} needs trainer.baselines: {error}") from error
 
-    result = baselines_module.run_baseline(config, trial.baseline, data_home=context.data_home,
-                                           download_if_missing=context.download_if_missing)
+    result = baselines_module.run_baseline(config, trial.baseline, data_home=context.state.data_home,
+                                           download_if_missing=context.state.download_if_missing)
     numbers = {key: value for key, value in result.items()
                if isinstance(value, (int, float)) and not isinstance(value, bool)}
     run.log_metrics(numbers)

@@ -5,6 +5,7 @@
 from sweeps import lazy
 
 _HOMES = {"SUBMIT": "commands", "STATUS": "commands", "LIST": "commands", "LOGS": "commands",
-          "CANCEL": "commands", "Progress": "progress_read", "read_progress": "progress_read"}
+          "CANCEL": "commands", "Progress": "progress_read", "read_progress": "progress_read",
+          "SweepStatus": "progress_read"}
 __all__ = sorted(_HOMES)
 __getattr__ = lazy.public_names(__name__, _HOMES)

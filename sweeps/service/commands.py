@@ -14,6 +14,7 @@ cluster can never run; 3 no job server at the address, or no such sweep.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -24,6 +25,7 @@ import sys
 import time
 import types
 
+from sweeps.run import identity
 from sweeps.run import job_entry
 from sweeps.service import jobs
 from sweeps.service import progress_read
@@ -122,9 +124,10 @@ def submit_main(args: argparse.Namespace) -> int:
     parent_run_id = mlflow_runs.start_parent_run(spec.tracking_uri, experiment_id, spec=spec, tags={
         mlflow_runs.SWEEP_ID_TAG: sweep_id, "glovesweep.sweep_file": spec.source_path, "git_commit": commit,
         "git_dirty": str(dirty).lower()})
+    source = identity.SweepSource(sweep_text=spec.source_text, source_path=spec.source_path,
+                                  base_dir=str(pathlib.Path.cwd()), smoke_test=spec.smoke_test)
     submitted = job_entry.SubmittedSweep(
-        sweep_text=spec.source_text, source_path=spec.source_path, base_dir=str(pathlib.Path.cwd()),
-        smoke_test=spec.smoke_test, tracking_uri=spec.tracking_uri, job_tracking_uri=args.job_tracking_uri,
+        source=source, tracking_uri=spec.tracking_uri, job_tracking_uri=args.job_tracking_uri,
         storage_path=args.storage_path and spec_module.resolve_storage_path(args.storage_path, pathlib.Path.cwd()),
         file_storage_path=spec.storage_path)
     command, extras = entrypoint(["run", "--sweep-from-env", "--parent-run-id", parent_run_id, "--experiment-name",
@@ -149,50 +152,52 @@ def submit_main(args: argparse.Namespace) -> int:
         mlflow_runs.end_run(spec.tracking_uri, parent_run_id, "FAILED")
         raise
     verdict = wait_for_verdict(client, sweep_id, spec.tracking_uri, parent_run_id)
-    if verdict.startswith("refused: "):
+    if verdict.kind == "refused":
         forget(client, sweep_id)
         delete_run(spec.tracking_uri, parent_run_id)
-        print(f"glovesweep submit: refused: {verdict.removeprefix('refused: ')}", file=sys.stderr)
+        print(f"glovesweep submit: refused: {verdict.message}", file=sys.stderr)
         return 2
-    if verdict.startswith("ended"):
+    if verdict.kind == "ended":
         # The job died before it could use the parent run (e.g. it reached another MLflow store).
         job_entry.end_if_running(spec.tracking_uri, parent_run_id, "FAILED")
     url = progress_read.run_url(spec.tracking_uri, experiment_id, parent_run_id)
     address = f" --address {args.address}" if args.address else ""
     if args.json:
         print(json.dumps({"sweep_id": sweep_id, "parent_run_id": parent_run_id, "experiment_id": experiment_id,
-                          "tracking_uri": spec.tracking_uri, "mlflow_url": url, "started": verdict == "ok"}))
+                          "tracking_uri": spec.tracking_uri, "mlflow_url": url, "started": verdict.ok}))
     else:
         print(f"glovesweep: submitted sweep {sweep_id} ({spec.name!r}: {spec.total_trials} trials, "
               f"resources {resources_check.describe(spec.resources)} each) to {jobs.resolve_address(args.address)}")
         print(f"glovesweep: MLflow parent run {parent_run_id}: {url}")
-        if verdict != "ok":
-            print(f"glovesweep: the sweep's job {verdict}", file=sys.stderr)
+        if not verdict.ok:
+            print(f"glovesweep: the sweep's job {verdict.message}", file=sys.stderr)
         print(f"next:\n  glovesweep status {sweep_id}{address}\n  glovesweep logs {sweep_id} --follow{address}\n"
               f"  glovesweep cancel {sweep_id}{address}")
     if args.wait:
         return follow_to_end(client, sweep_id)
-    return 0 if verdict == "ok" else 1
+    return 0 if verdict.ok else 1
 
 
 MLFLOW_LOGIN_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 
 
-def wait_for_verdict(client, sweep_id: str, tracking_uri: str, parent_run_id: str, timeout: float = 300) -> str:
-    """``ok`` or ``refused: <reason>`` from the job's resource check; else why there is none yet."""
+def wait_for_verdict(client, sweep_id: str, tracking_uri: str, parent_run_id: str,
+                     timeout: float = 300) -> job_entry.Verdict:
+    """The job's resource check (``ok`` or ``refused``); else why there is none (``ended``, ``waiting``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        verdict = mlflow_runs.get_run(tracking_uri, parent_run_id).data.tags.get(mlflow_runs.RESOURCES_TAG)
-        if verdict:
-            return verdict
+        tag = mlflow_runs.get_run(tracking_uri, parent_run_id).data.tags.get(mlflow_runs.RESOURCES_TAG)
+        if tag:
+            return job_entry.Verdict.from_tag(tag)
         info = client.get_job_info(sweep_id)
         if jobs.state(info) in TERMINAL:
             # The check may have landed between the two reads.
-            verdict = mlflow_runs.get_run(tracking_uri, parent_run_id).data.tags.get(mlflow_runs.RESOURCES_TAG)
-            return verdict or f"ended {jobs.state(info)} before its first trial: see glovesweep logs {sweep_id}"
+            tag = mlflow_runs.get_run(tracking_uri, parent_run_id).data.tags.get(mlflow_runs.RESOURCES_TAG)
+            return job_entry.Verdict.from_tag(tag) if tag else job_entry.Verdict(
+                "ended", f"ended {jobs.state(info)} before its first trial: see glovesweep logs {sweep_id}")
         time.sleep(0.5)
     state = jobs.state(client.get_job_info(sweep_id))
-    return f"is still {state} after {timeout:.0f} s: see glovesweep status {sweep_id}"
+    return job_entry.Verdict("waiting", f"is still {state} after {timeout:.0f} s: see glovesweep status {sweep_id}")
 
 
 def forget(client, submission_id: str, timeout: float = 60) -> None:
@@ -251,82 +256,78 @@ def list_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="Machine-readable output: one JSON list.")
 
 
-def describe(history: list, tracking_uri: str | None = None) -> dict:
-    """One sweep's state and progress as a JSON-able dict (its newest job decides the state)."""
+def describe(history: list, tracking_uri: str | None = None) -> progress_read.SweepStatus:
+    """One sweep's state and progress (its newest job decides the state)."""
     first, latest = history[0], history[-1]
     metadata = first.metadata
     uri = tracking_uri or metadata[jobs.TRACKING_URI]
     now = time.time()
     started = (first.start_time or now * 1000) / 1000
     ended = latest.end_time / 1000 if latest.end_time else None
-    entry = {"sweep_id": metadata[jobs.SWEEP_ID], "name": metadata[jobs.SWEEP_NAME], "state": jobs.state(latest),
-             "job": latest.submission_id, "parent_run_id": metadata[jobs.PARENT_RUN_ID],
-             "mlflow_url": progress_read.run_url(uri, metadata[jobs.EXPERIMENT_ID], metadata[jobs.PARENT_RUN_ID]),
-             "elapsed_seconds": round((ended or now) - started, 1), "seconds_left": None, "progress": None,
-             "message": latest.message if jobs.state(latest) == "failed" else None}
+    status = progress_read.SweepStatus(
+        sweep_id=metadata[jobs.SWEEP_ID], name=metadata[jobs.SWEEP_NAME], state=jobs.state(latest),
+        job=latest.submission_id, parent_run_id=metadata[jobs.PARENT_RUN_ID],
+        mlflow_url=progress_read.run_url(uri, metadata[jobs.EXPERIMENT_ID], metadata[jobs.PARENT_RUN_ID]),
+        elapsed_seconds=round((ended or now) - started, 1),
+        message=latest.message if jobs.state(latest) == "failed" else None)
     try:
         progress = progress_read.read_progress(
             uri, metadata[jobs.EXPERIMENT_ID], metadata[jobs.PARENT_RUN_ID], total=int(metadata[jobs.TOTAL_TRIALS]),
             network_trials=int(metadata[jobs.NETWORK_TRIALS]), max_epochs=int(metadata[jobs.MAX_EPOCHS]))
     except Exception as error:  # noqa: BLE001 - the job's state is still worth showing
-        entry["progress_error"] = f"MLflow {uri}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
-        return entry
-    entry["progress"] = progress.as_dict()
-    if entry["state"] == "running":
-        left = progress.seconds_left(now)
-        entry["seconds_left"] = round(left, 1) if left is not None else None
-    return entry
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return dataclasses.replace(status, progress_error=f"MLflow {uri}: {reason}")
+    left = progress.seconds_left(now) if status.state == "running" else None
+    return dataclasses.replace(status, progress=progress, seconds_left=round(left, 1) if left is not None else None)
 
 
-def one_line(entry: dict) -> str:
-    progress = entry["progress"]
+def one_line(status: progress_read.SweepStatus) -> str:
+    progress = status.progress
     if progress is None:
-        counts = entry.get("progress_error", "progress unknown")
+        counts = status.progress_error or "progress unknown"
     else:
-        counts = (f"{progress['done']}/{progress['total']} done, {progress['running']} running, "
-                  f"{progress['pending']} pending, {progress['failed']} failed; epochs {progress['epochs_done']}/"
-                  f"{progress['epochs_total']}")
-        if progress["best_cell"]:
-            counts += f"; best {progress['best_cell']} val_acc {progress['best_val_acc']:.3f}"
-    left = f", ~{progress_read.duration(entry['seconds_left'])} left" if entry["seconds_left"] is not None else ""
-    return (f"{entry['sweep_id']}  {entry['state']:<9}  {counts}  "
-            f"({progress_read.duration(entry['elapsed_seconds'])}{left})")
+        counts = (f"{progress.done}/{progress.total} done, {progress.running} running, {progress.pending} pending, "
+                  f"{progress.failed} failed; epochs {progress.epochs_done}/{progress.epochs_total}")
+        if progress.best_cell:
+            counts += f"; best {progress.best_cell} val_acc {progress.best_val_acc:.3f}"
+    left = f", ~{progress_read.duration(status.seconds_left)} left" if status.seconds_left is not None else ""
+    return f"{status.sweep_id}  {status.state:<9}  {counts}  ({progress_read.duration(status.elapsed_seconds)}{left})"
 
 
-def details(entry: dict) -> str:
-    lines = [f"sweep {entry['sweep_id']} ({entry['name']}): {entry['state']} (job {entry['job']})"]
-    progress = entry["progress"]
+def details(status: progress_read.SweepStatus) -> str:
+    lines = [f"sweep {status.sweep_id} ({status.name}): {status.state} (job {status.job})"]
+    progress = status.progress
     if progress is None:
-        lines.append(f"  progress unavailable: {entry.get('progress_error')}")
+        lines.append(f"  progress unavailable: {status.progress_error}")
     else:
-        lines.append(f"  trials: {progress['done']} done, {progress['running']} running, {progress['pending']} "
-                     f"pending, {progress['failed']} failed, {progress['killed']} killed, of {progress['total']}")
-        lines.append(f"  epochs: {progress['epochs_done']} of {progress['epochs_total']}")
-        if progress["best_cell"]:
-            lines.append(f"  best cell so far: {progress['best_cell']}: val_acc {progress['best_val_acc']:.4f} "
-                         f"(mean of {progress['best_runs']} run(s))")
-    left = f", about {progress_read.duration(entry['seconds_left'])} left" if entry["seconds_left"] is not None else ""
-    lines.append(f"  elapsed {progress_read.duration(entry['elapsed_seconds'])}{left}")
-    lines.append(f"  MLflow: {entry['mlflow_url']}")
-    if entry["message"]:
-        lines.append(f"  {entry['message'].strip().splitlines()[0]}")
-    if entry["state"] in ("failed", "stopped"):
-        lines.append(f"  finish it with: glovesweep submit --resume {entry['sweep_id']}")
+        lines.append(f"  trials: {progress.done} done, {progress.running} running, {progress.pending} pending, "
+                     f"{progress.failed} failed, {progress.killed} killed, of {progress.total}")
+        lines.append(f"  epochs: {progress.epochs_done} of {progress.epochs_total}")
+        if progress.best_cell:
+            lines.append(f"  best cell so far: {progress.best_cell}: val_acc {progress.best_val_acc:.4f} "
+                         f"(mean of {progress.best_runs} run(s))")
+    left = f", about {progress_read.duration(status.seconds_left)} left" if status.seconds_left is not None else ""
+    lines.append(f"  elapsed {progress_read.duration(status.elapsed_seconds)}{left}")
+    lines.append(f"  MLflow: {status.mlflow_url}")
+    if status.message:
+        lines.append(f"  {status.message.strip().splitlines()[0]}")
+    if status.state in ("failed", "stopped"):
+        lines.append(f"  finish it with: glovesweep submit --resume {status.sweep_id}")
     return "\n".join(lines)
 
 
 def status_main(args: argparse.Namespace) -> int:
     client = jobs.connect(args.address)
     if not getattr(args, "sweep_id", None):
-        entries = [describe(history, args.tracking_uri) for history in jobs.sweep_jobs(client).values()]
+        statuses = [describe(history, args.tracking_uri) for history in jobs.sweep_jobs(client).values()]
         if args.json:
-            print(json.dumps(entries, indent=1))
+            print(json.dumps([status.to_json() for status in statuses], indent=1))
         else:
-            print("\n".join(one_line(entry) for entry in entries) or "no sweeps on this cluster")
+            print("\n".join(one_line(status) for status in statuses) or "no sweeps on this cluster")
         return 0
-    entry = describe(jobs.jobs_of(client, args.sweep_id), args.tracking_uri)
-    print(json.dumps(entry, indent=1) if args.json else details(entry))
-    return 1 if entry["state"] in ("failed", "stopped") else 0
+    status = describe(jobs.jobs_of(client, args.sweep_id), args.tracking_uri)
+    print(json.dumps(status.to_json(), indent=1) if args.json else details(status))
+    return 1 if status.state in ("failed", "stopped") else 0
 
 
 # ------------------------------------------------------------------------------------------- logs, cancel

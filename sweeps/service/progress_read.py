@@ -11,6 +11,7 @@ import concurrent.futures
 import dataclasses
 import statistics
 import time
+from typing import Any
 
 from sweeps.tracking import mlflow_runs
 
@@ -56,6 +57,56 @@ class Progress:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepStatus:
+    """One sweep as ``glovesweep status`` and ``list`` show it: its newest job's state and its progress.
+
+    Attributes
+    ----------
+    sweep_id, name : str
+        The sweep's id (its first job's submission id) and its sweep file's name.
+    state : str
+        The newest job's state: pending, running, succeeded, failed or stopped.
+    job : str
+        The newest job's submission id (``<id>-resume-<n>`` after a resume).
+    parent_run_id, mlflow_url : str
+        The sweep's MLflow parent run, and its page (or the command that opens the UI on the store).
+    elapsed_seconds : float
+        From the first job's start to the newest one's end (or now).
+    seconds_left : float or None
+        Estimated, while running; None before the first epoch or when not running.
+    progress : Progress or None
+        None when MLflow could not be read (``progress_error`` says why).
+    message : str or None
+        Ray's message of a failed job.
+    progress_error : str or None
+        Why ``progress`` is missing.
+    """
+
+    sweep_id: str
+    name: str
+    state: str
+    job: str
+    parent_run_id: str
+    mlflow_url: str
+    elapsed_seconds: float
+    seconds_left: float | None = None
+    progress: Progress | None = None
+    message: str | None = None
+    progress_error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` form: these keys in this order, ``progress`` as a dict, ``progress_error`` only when
+        progress is missing (the keys scripts have read since the service began)."""
+        entry = {"sweep_id": self.sweep_id, "name": self.name, "state": self.state, "job": self.job,
+                 "parent_run_id": self.parent_run_id, "mlflow_url": self.mlflow_url,
+                 "elapsed_seconds": self.elapsed_seconds, "seconds_left": self.seconds_left,
+                 "progress": self.progress.as_dict() if self.progress is not None else None, "message": self.message}
+        if self.progress_error is not None:
+            entry["progress_error"] = self.progress_error
+        return entry
 
 
 def read_progress(tracking_uri: str, experiment_id: str, parent_run_id: str, *, total: int, network_trials: int,
