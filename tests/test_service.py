@@ -295,7 +295,10 @@ def test_cancel_kills_the_runs_and_every_process_then_resume_finishes_each_cell_
     wait_for_state(service, capsys, sweep_id, ("running",), timeout=300,
                    predicate=lambda entry: (entry["progress"] or {}).get("epochs_done", 0) >= 1)
     client = jobs.connect(ray_head.url)
-    driver_pid = client.get_job_info(sweep_id).driver_info.pid
+    job = client.get_job_info(sweep_id)
+    driver_pid = job.driver_info.pid
+    # Ray's job supervisor stops the job with Ctrl-C's signal: no hand-made SIGTERM translation in glovesweep.
+    assert job.runtime_env["env_vars"]["RAY_JOB_STOP_SIGNAL"] == "SIGINT"
     _, children = runs_of(mlflow_server, "service-cancel")
     pids = {int(driver_pid)} | {int(run.data.tags["glovesweep.worker_pid"]) for run in children}
     started = time.monotonic()

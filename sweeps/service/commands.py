@@ -34,9 +34,10 @@ from sweeps import spec as spec_module
 from sweeps.tracking import mlflow_runs
 from sweeps.tracking import outbox
 
-# Seconds Ray waits between the SIGTERM of a cancel and SIGKILL: enough for Tune to stop its trials and for
-# the driver to end the MLflow runs KILLED.
+# How Ray's job supervisor stops a sweep's job on 'glovesweep cancel': Ctrl-C's signal (SIGINT), so Tune stops its
+# trials gracefully and the driver ends the MLflow runs KILLED, then SIGKILL if it is still running after the grace.
 STOP_GRACE_SECONDS = 60
+STOP_ENVIRONMENT = {"RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_GRACE_SECONDS)}
 TERMINAL = jobs.TERMINAL
 
 
@@ -138,10 +139,7 @@ def submit_main(args: argparse.Namespace) -> int:
                 jobs.EXPERIMENT_ID: experiment_id, jobs.TRACKING_URI: spec.tracking_uri,
                 jobs.TOTAL_TRIALS: str(spec.total_trials), jobs.NETWORK_TRIALS: str(networks),
                 jobs.MAX_EPOCHS: str(spec.max_epochs)}
-    environment = {job_entry.SWEEP_ENV: submitted.encode(), job_entry.SWEEP_ID_ENV: sweep_id,
-                   # 'glovesweep cancel' stops the job with SIGINT, Ctrl-C's signal: Tune stops its trials
-                   # gracefully and the driver ends the MLflow runs KILLED (Ray's job supervisor reads both).
-                   "RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_GRACE_SECONDS)}
+    environment = {job_entry.SWEEP_ENV: submitted.encode(), job_entry.SWEEP_ID_ENV: sweep_id, **STOP_ENVIRONMENT}
     # The MLflow login (the cluster's server requires one) reaches the job's driver and every trial on every
     # node through the job's runtime environment; the job server holding it is token-protected and on loopback.
     environment.update({name: os.environ[name] for name in MLFLOW_LOGIN_VARIABLES if os.environ.get(name)})
@@ -232,10 +230,7 @@ def resume(args: argparse.Namespace) -> int:
     command, extras = entrypoint(["resume", sweep_dir, *entry_options(args)], upload_code=args.upload_code)
     client.submit_job(entrypoint=command, submission_id=submission_id,
                       metadata={**metadata, jobs.RESUME_OF: args.resume},
-                      runtime_env={"env_vars": {job_entry.SWEEP_ID_ENV: args.resume,
-                                                # 'glovesweep cancel' stops the job with SIGINT, Ctrl-C's signal: Tune stops its trials
-                   # gracefully and the driver ends the MLflow runs KILLED (Ray's job supervisor reads both).
-                   "RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_GRACE_SECONDS)}, **extras})
+                      runtime_env={"env_vars": {job_entry.SWEEP_ID_ENV: args.resume, **STOP_ENVIRONMENT}, **extras})
     print(f"glovesweep: resuming sweep {args.resume} from {sweep_dir} (job {submission_id}); follow it with: "
           f"glovesweep logs {args.resume} --follow")
     return follow_to_end(client, args.resume) if args.wait else 0
