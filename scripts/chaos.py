@@ -3,8 +3,8 @@
     python scripts/chaos.py --data-dir ../shared/data --faults 100 --trials 50 --seed 0 --out docs/results/chaos
     python scripts/chaos.py --smoke --out /tmp/chaos-smoke          # 10 faults, a few minutes (CI)
 
-What runs, all on this machine and all real: a Ray head (``ray start --head --num-cpus 0``: it schedules, it trains
-nothing) and two worker nodes (``ray start --address ... --num-cpus 1`` each, on loopback), an MLflow tracking
+What runs, all on this machine and all real: a Ray head (``ray start --head --num-cpus 1``: the driver's data
+preparation runs there, and one trial at a time) and two worker nodes (``ray start --address ... --num-cpus 1`` each, on loopback), an MLflow tracking
 server (sqlite store) on 127.0.0.1, and ``glovesweep run`` of a sweep of ``--trials`` trials of the blog network on
 the real 19997 archive (5 documents per group, short sequences), its results on a small tmpfs declared shared
 (``GLOVESWEEP_SHARED_STORAGE``; every node is on this machine). While it runs, faults are drawn from
@@ -804,8 +804,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.faults, args.trials, args.rate = min(args.faults, 10), min(args.trials, 6), max(args.rate, 6.0)
-    # About 1.5 s an epoch with two trials on two cores: the sweep should outlast the schedule.
-    epochs = args.epochs or max(10, math.ceil(args.faults / args.rate * 60 * 2 / math.ceil(args.trials) / 1.5))
+    # About 0.4 s an epoch with three trials (one a node) on two cores: the sweep should outlast the schedule.
+    epochs = args.epochs or max(10, math.ceil(args.faults / args.rate * 60 * 3 / args.trials / 0.4))
     schedule = draw_schedule(faults=args.faults, rate=args.rate, seed=args.seed)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="glovesweep-chaos-"))
     cluster = Cluster(workdir, str(pathlib.Path(args.data_dir).resolve()), trials=args.trials, epochs=epochs,
