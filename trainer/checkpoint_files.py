@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ def read_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[
             arrays = {name: archive[name] for name in archive.files}
         if not isinstance(state, dict) or not isinstance(state.get("epoch"), int) or "config" not in state:
             raise ValueError("state.json lacks epoch or config")
-    except (OSError, ValueError, KeyError, TypeError, EOFError) as error:
+    # A write cut short leaves a zip without its central directory: BadZipFile (the chaos run found it).
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
         raise OSError(f"cannot resume from {directory}: not a readable glovesweep checkpoint: {' '.join(str(error).split())}") from None
     return state, arrays

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import math
 import os
+import pathlib
 import platform
 import shutil
 import tempfile
@@ -229,7 +230,7 @@ def _run_network(config, run: trial_run.TrialRun, context: TrialContext, *, requ
 
     # A retry within this Tune run has Tune's checkpoint; a resumed sweep hands the trial its own earlier ones.
     checkpoint = tune.get_checkpoint()
-    candidates = [checkpoint.path] if checkpoint is not None else resume_candidates
+    candidates = [checkpoint.path, *older_checkpoints(checkpoint.path)] if checkpoint is not None else resume_candidates
     resume_directory = usable_checkpoint(candidates)
     try:
         if resume_directory is not None:
@@ -240,6 +241,19 @@ def _run_network(config, run: trial_run.TrialRun, context: TrialContext, *, requ
         if resume_directory:
             shutil.rmtree(resume_directory, ignore_errors=True)
     run.log_metrics(trial_run.summary_from_history(history, requested_epochs))
+
+
+def older_checkpoints(path: str) -> list[str]:
+    """The trial's other kept checkpoints older than ``path`` (its siblings ``checkpoint_<n>``), newest first.
+
+    Tune hands a retry only its newest checkpoint; when that one was cut short (the worker died while it was
+    written), the one before it is the place to continue from. Local folders only (a URI: none).
+    """
+    if "://" in path:
+        return []
+    folder = pathlib.Path(path)
+    siblings = sorted(folder.parent.glob("checkpoint_*"), reverse=True)
+    return [str(sibling) for sibling in siblings if sibling.name < folder.name]
 
 
 def usable_checkpoint(candidates: list[str]) -> str | None:
