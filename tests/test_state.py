@@ -105,3 +105,26 @@ def test_the_state_and_ui_modules_need_no_ray():
             "print(sorted(name for name in sys.modules if name == 'ray' or name.startswith('ray.')))")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+
+def test_resume_names_a_full_results_disk_in_one_line_before_writing_anything(tmp_path, capsys):
+    """Found by the chaos run: a resume on a full results disk ended in a bare '[Errno 28] No space left on
+    device'. A real small tmpfs (under 16 MB free) holds the sweep folder."""
+    from sweeps import cli
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        folder = disk / "results" / "x-1"
+        state_module.write_state(make_state(disk, identity=make_state(disk).identity.moved_to(str(folder))))
+        before = sorted(path.name for path in folder.iterdir())
+        assert cli.main(["resume", str(folder)]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert f"the results folder {folder} is full" in line and f"glovesweep resume {folder}" in line
+        assert sorted(path.name for path in folder.iterdir()) == before
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

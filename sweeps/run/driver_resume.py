@@ -68,6 +68,11 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
     if "://" not in sweep_dir:
         sweep_dir = str(pathlib.Path(sweep_dir).expanduser().resolve())
     state = state_module.read_state(sweep_dir)
+    # A full results disk is named before anything is written there (Tune's folder, checkpoints, the outbox).
+    full = driver.full_disk_message(sweep_dir)
+    if full:
+        raise OSError(full.replace("glovesweep: error: ", "").replace("trials could not save their checkpoints",
+                                                                        "the resumed trials could not save theirs"))
     # The sweep folder is where it is now, even when it was moved since the original run.
     state = state.replace(identity=state.identity.moved_to(sweep_dir),
                           **{key: value for key, value in overrides.items()
