@@ -39,14 +39,24 @@ import tempfile
 import threading
 import time
 
+import importlib.util
+
 import numpy
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# The tests' helpers that start a real head and MLflow server and write tiny corpora (one definition of each).
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-import conftest  # noqa: E402
+
+def tests_helpers():
+    """The tests' ``conftest.py``: one definition of starting a real head and MLflow server and of the tiny
+    corpora (it imports pytest: the ``dev`` extra, as for the tests)."""
+    spec = importlib.util.spec_from_file_location("glovesweep_tests_conftest", ROOT / "tests" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+conftest = tests_helpers()
 
 from sweeps.service import commands  # noqa: E402
 from sweeps.service import jobs  # noqa: E402
