@@ -52,6 +52,7 @@ def tests_helpers():
     corpora (it imports pytest: the ``dev`` extra, as for the tests)."""
     spec = importlib.util.spec_from_file_location("glovesweep_tests_conftest", ROOT / "tests" / "conftest.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
     spec.loader.exec_module(module)
     return module
 
