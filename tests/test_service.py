@@ -15,6 +15,7 @@ import json
 import os
 import pathlib
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -334,13 +335,15 @@ def test_cancel_kills_the_runs_and_every_process_then_resume_finishes_each_cell_
 @pytest.mark.slow
 def test_two_sweeps_submitted_together_both_finish_and_queue_by_resources(service, capsys, mlflow_server,
                                                                           tiny_home, tmp_path):
+    # Names unique to this call: the test repeats in one session (pytest-repeat's --count) on one MLflow server.
+    names = [f"service-pair-{letter}-{secrets.token_hex(2)}" for letter in "ab"]
     ids = [submit(service, capsys, write_sweep(tmp_path / name, name=name, tracking_uri=mlflow_server), tiny_home)
-           for name in ("service-pair-a", "service-pair-b") if (tmp_path / name).mkdir() is None]
+           for name in names if (tmp_path / name).mkdir() is None]
     for sweep_id in ids:
         entry = wait_for_state(service, capsys, sweep_id, jobs.TERMINAL)
         assert entry["state"] == "succeeded", entry
     intervals = []
-    for name, sweep_id in zip(("service-pair-a", "service-pair-b"), ids):
+    for name, sweep_id in zip(names, ids):
         _, children = assert_every_cell_once(mlflow_server, name, seeds=2, epochs=2, sweep_id=sweep_id)
         intervals += [(run.info.start_time, run.info.end_time) for run in children]
     # The head has 2 CPUs and every trial asks 1: never more than 2 trials of the 4 at once.
