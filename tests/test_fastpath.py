@@ -304,6 +304,15 @@ def test_equivalence_script_smoke_on_a_tiny_archive(tmp_path):
                                              zip(report["final_val_acc"]["fast"], report["final_val_acc"]["keras"])]
 
 
+def test_equivalence_script_smoke_with_a_trainable_embedding(tmp_path):
+    home = conftest.build_tiny_data_home(tmp_path, versions=("19997",))
+    report = load_equivalence_script().main(["--smoke", "--data-dir", str(home), "--embedding", "trainable",
+                                             "--out", str(tmp_path / "equivalence.json")])
+    assert report["embedding"] == report["config"]["embedding"] == "trainable"
+    for keras_run, fast_run in zip(report["runs"][0::2], report["runs"][1::2]):
+        np.testing.assert_allclose(fast_run["val_loss"], keras_run["val_loss"], rtol=1e-4)
+
+
 def test_equivalence_verdict_compares_the_paths_with_the_seed_noise():
     compare = load_equivalence_script().compare
     verdict = compare({"keras": [0.90, 0.93, 0.92], "fast": [0.91, 0.92, 0.94]})
