@@ -148,6 +148,28 @@ def test_the_padding_row_gets_the_keras_paths_slices(case):
     np.testing.assert_allclose((fast ** 2).sum(axis=0), (reference ** 2).sum(axis=0), rtol=2e-4)
 
 
+def test_keras_ties_that_the_padding_slices_rely_on():
+    """The Keras path's all-padding stages are bit for bit equal at every position, and MaxPooling1D gives a
+    window's gradient to its first maximum while GlobalMaxPooling1D splits it (trainer.fastpath.padding_slices)."""
+    config = config_module.TrainerConfig(embedding="trainable")
+    model = build(config, padding_row=True)
+    tensor = model.get_layer("embedding")(np.zeros((1, config.sequence_length), np.int32))
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv1D"]
+    pools = [layer for layer in model.layers if type(layer).__name__ == "MaxPooling1D"]
+    for stage, conv in enumerate(convs):
+        tensor = conv(tensor)
+        assert len(np.unique(tensor.numpy()[0], axis=0)) == 1, f"conv{stage + 1}"
+        assert np.abs(tensor.numpy()).max() > 0
+        tensor = pools[stage](tensor)
+    ties = tf.ones((1, 10, 2))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(ties)
+        first, shared = (tf.reduce_sum(layer(ties)) for layer in (keras.layers.MaxPooling1D(5),
+                                                                  keras.layers.GlobalMaxPooling1D()))
+    assert tape.gradient(first, ties).numpy()[0, :, 0].tolist() == [1, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+    np.testing.assert_allclose(tape.gradient(shared, ties).numpy()[0, :, 0], 0.1)
+
+
 def assert_same_weights_and_slots(keras_model, fast_model, config, padding_row):
     moved = 0
     for before, keras_weight, fast_weight in zip(build(config, padding_row).weights, keras_model.weights,

@@ -37,8 +37,8 @@ Keras' own routing (``padding_slices``): MaxPooling1D's gradient goes to the fir
 MaxPoolGrad), so each constant pool window passes its gradient to its first conv output, whose five input
 tokens get one slice each; GlobalMaxPooling1D (``reduce_max``) splits it equally among equal values, which
 the trainable step reproduces by running the model's own final pooling layer over all conv3 steps with the
-``c3`` copies in front. Keras computes the constant prefix bit for bit equal at every position (checked by
-tests/test_fastpath.py), which is what makes those ties exact.
+``c3`` copies in front. Keras computes the constant prefix bit for bit equal at every position, which is
+what makes those ties exact (tests/test_fastpath.py checks both, and the slices against the Keras path's).
 """
 
 from __future__ import annotations
@@ -388,11 +388,15 @@ class FastPath:
         kernels = [tf.convert_to_tensor(conv.kernel) for conv in self.layers.convs]
         prefix = [padding_slices(copy_gradients[index:index + 3], constants, kernels)
                   for index in range(0, len(copy_gradients), 3)]
-        position = [index for index, variable in enumerate(trainable) if variable is self.layers.embedding.embeddings]
-        tails = gradients[position[0]]
+        [position] = [index for index, variable in enumerate(trainable)
+                      if variable is self.layers.embedding.embeddings]
+        # The tape's slices cover the tails' tokens; the prefix's padding tokens are all row PADDING_ID.
+        tails = gradients[position]
         values = tf.concat([tails.values] + prefix, axis=0)
-        padding = tf.fill([tf.shape(values)[0] - tf.shape(tails.values)[0]], tf.constant(PADDING_ID, tails.indices.dtype))
-        gradients[position[0]] = tf.IndexedSlices(values, tf.concat([tails.indices, padding], axis=0), tails.dense_shape)
+        padding = tf.fill([tf.shape(values)[0] - tf.shape(tails.values)[0]],
+                          tf.constant(PADDING_ID, tails.indices.dtype))
+        gradients[position] = tf.IndexedSlices(values, tf.concat([tails.indices, padding], axis=0),
+                                               tails.dense_shape)
         return loss, probabilities, gradients
 
     def _train_step(self, tiers, restore, labels):
