@@ -1,6 +1,8 @@
 """Benchmark ``train()`` against the plain 2017 Keras example, side by side, with the FLOP floors.
 
     python scripts/bench_trainer.py --data-dir ../shared/data [--epochs 2] [--rounds 3] [--out docs/benchmarks/trainer.json]
+    python scripts/bench_trainer.py --dataset bydate --strip sklearn_all --embedding trainable --rounds 3 \
+        --out docs/benchmarks/trainer-trainable.json   # a trainable epoch, keras path against fast path
 
 Every measurement runs in its own subprocess, one after another (never two at once on this 2-core machine):
 1. start-up: ``prepare()`` + model build with a cold cache, then again warm; also wall time from process
@@ -9,9 +11,13 @@ Every measurement runs in its own subprocess, one after another (never two at on
    with ``compute_path="keras"``, C ``train()`` with ``compute_path="fast"``, each for ``--epochs`` epochs on
    the same arrays; a run's epoch time is the median over epochs 2..N (epoch 1 traces the graph). The
    ratios are taken within a round (the machine is shared, so only side-by-side ratios are trusted) and
-   the report gives their median;
+   the report gives their median. With ``--embedding trainable`` or ``random`` the rounds are B C only: the
+   2017 script is the frozen network;
 3. float32 matmul peak on this CPU and the model's analytic FLOPs -> the epoch's FLOP floor, for the dense
-   work (every padded window) and for the work actually needed (windows that touch a real token).
+   work (every padded window) and for the work actually needed (windows that touch a real token); frozen
+   embedding only (the counts assume no embedding gradient).
+
+The load average is recorded before every round: on a shared machine it says how far a round can be trusted.
 """
 
 from __future__ import annotations
@@ -108,7 +114,8 @@ def worker(args: argparse.Namespace) -> None:
     from trainer import prepare as prepare_module
     from trainer import train as train_module
 
-    config = config_module.TrainerConfig(dataset=args.dataset, epochs=args.epochs, compute_path=args.compute_path)
+    config = config_module.TrainerConfig(dataset=args.dataset, strip=args.strip, embedding=args.embedding,
+                                         epochs=args.epochs, compute_path=args.compute_path)
     result: dict = {}
     if args.worker == "startup":
         started = time.perf_counter()
@@ -123,8 +130,9 @@ def worker(args: argparse.Namespace) -> None:
         import numpy as np
 
         data = prepare_module.prepare(config, data_home=args.data_dir, cache_dir=args.cache_dir)
-        np.savez(args.save_arrays, x_train=data.x_train, y_train=data.y_train, x_val=data.x_val,
-                 y_val=data.y_val, embedding_matrix=data.embedding_matrix)
+        if data.embedding_matrix is not None:  # the 2017 script's input (frozen GloVe rows)
+            np.savez(args.save_arrays, x_train=data.x_train, y_train=data.y_train, x_val=data.x_val,
+                     y_val=data.y_val, embedding_matrix=data.embedding_matrix)
         windows = real_windows(data.x_train)
         train_flops = sum(window_flops(row, config.glove_dim)[0] for row in windows.tolist())
         inference_flops = sum(window_flops(row, config.glove_dim)[1] for row in real_windows(data.x_val).tolist())
@@ -170,6 +178,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--dataset", default="19997")
+    parser.add_argument("--strip", default="none", help="Header stripping (trainer config 'strip').")
+    parser.add_argument("--embedding", default="frozen", choices=("frozen", "trainable", "random"),
+                        help="Embedding mode; trainable and random compare the keras and fast paths only.")
     parser.add_argument("--epochs", type=int, default=2, help="Epochs per run; a run's time is the median of 2..N.")
     parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds of reference, keras, fast.")
     parser.add_argument("--out", default=None, help="Write the results as JSON here too.")
@@ -182,11 +193,12 @@ def main() -> None:
         worker(args)
         return
 
-    me = [sys.executable, __file__, "--data-dir", args.data_dir, "--dataset", args.dataset, "--epochs",
-          str(args.epochs)]
-    report: dict = {"dataset": args.dataset, "epochs": args.epochs, "rounds": args.rounds,
-                    "cpu": machine.cpu_description()}
-    runs: dict[str, list] = {"reference_2017": [], "keras": [], "fast": []}
+    me = [sys.executable, __file__, "--data-dir", args.data_dir, "--dataset", args.dataset, "--strip", args.strip,
+          "--embedding", args.embedding, "--epochs", str(args.epochs)]
+    frozen = args.embedding == "frozen"
+    report: dict = {"dataset": args.dataset, "strip": args.strip, "embedding": args.embedding, "epochs": args.epochs,
+                    "rounds": args.rounds, "cpu": machine.cpu_description(), "load_average_before_round": []}
+    runs: dict[str, list] = {"reference_2017": [], "keras": [], "fast": []} if frozen else {"keras": [], "fast": []}
     with tempfile.TemporaryDirectory() as scratch:
         cache = os.path.join(scratch, "cache")
         cold, _ = run(*me, "--worker", "startup", "--cache-dir", cache)
@@ -196,21 +208,38 @@ def main() -> None:
         arrays = os.path.join(scratch, "arrays.npz")
         work, _ = run(*me, "--worker", "arrays", "--cache-dir", cache, "--save-arrays", arrays)
         for round_index in range(args.rounds):
-            reference, _ = run(sys.executable, str(ROOT / "scripts" / "reference_keras_2017.py"), arrays,
-                               str(args.epochs))
-            runs["reference_2017"].append({"epoch_seconds": [entry["epoch_seconds"] for entry in reference],
-                                           "val_acc": [entry["val_acc"] for entry in reference]})
+            report["load_average_before_round"].append([round(value, 2) for value in os.getloadavg()])
+            if frozen:
+                reference, _ = run(sys.executable, str(ROOT / "scripts" / "reference_keras_2017.py"), arrays,
+                                   str(args.epochs))
+                runs["reference_2017"].append({"epoch_seconds": [entry["epoch_seconds"] for entry in reference],
+                                               "val_acc": [entry["val_acc"] for entry in reference]})
             for path in ("keras", "fast"):
                 result, _ = run(*me, "--worker", "train", "--cache-dir", cache, "--compute-path", path)
                 runs[path].append(result)
             seconds = {name: statistics.median(values[-1]["epoch_seconds"][1:]) for name, values in runs.items()}
             print(f"round {round_index + 1}: epoch seconds " + ", ".join(f"{name} {value:.1f}"
-                                                                          for name, value in seconds.items()),
-                  flush=True)
-        peak, _ = run(*me, "--worker", "peak")
+                                                                          for name, value in seconds.items())
+                  + f" (load average before: {report['load_average_before_round'][-1]})", flush=True)
+        peak, _ = run(*me, "--worker", "peak") if frozen else (None, 0.0)
 
     epoch = {name: [statistics.median(entry["epoch_seconds"][1:]) for entry in entries]
              for name, entries in runs.items()}
+    if not frozen:
+        ratios = {"fast_vs_keras": [f / k for f, k in zip(epoch["fast"], epoch["keras"])]}
+        report.update(runs=runs, epoch_seconds_per_round=epoch, ratios_per_round=ratios,
+                      median_ratio={name: statistics.median(values) for name, values in ratios.items()},
+                      median_epoch_seconds={name: statistics.median(values) for name, values in epoch.items()},
+                      work={key: value for key, value in work.items() if key != "real_epoch_flops"},
+                      peak_rss_gb={name: max(entry["peak_rss_bytes"] for entry in runs[name]) / 1e9
+                                  for name in ("keras", "fast")})
+        print(f"per-round ratio fast / keras path ({args.embedding} embedding): "
+              f"{', '.join(f'{value:.3f}' for value in ratios['fast_vs_keras'])} -> median "
+              f"{report['median_ratio']['fast_vs_keras']:.3f} (goal <= 0.5)")
+        if args.out:
+            pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            pathlib.Path(args.out).write_text(json.dumps(report, indent=1))
+        return
     ratios = {
         "fast_vs_reference": [f / r for f, r in zip(epoch["fast"], epoch["reference_2017"])],
         "keras_vs_reference": [k / r for k, r in zip(epoch["keras"], epoch["reference_2017"])],

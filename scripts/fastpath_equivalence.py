@@ -2,13 +2,15 @@
 
     python scripts/fastpath_equivalence.py --data-dir ../shared/data [--epochs 2] [--seeds 0,1,2]
         [--out docs/benchmarks/fastpath-equivalence.json]
+    python scripts/fastpath_equivalence.py --data-dir ../shared/data --dataset bydate --strip sklearn_all \
+        --embedding trainable --seeds 0,1,2,3,4 --out docs/benchmarks/fastpath-equivalence-trainable.json
     python scripts/fastpath_equivalence.py --smoke --data-dir TINY_DATA_HOME --out FILE   # what the test runs
 
 Both paths compute the same function and gradients (tests/test_fastpath.py checks one step to float
 tolerance); over many steps float summation order makes the runs drift apart the way a tiny perturbation
 would. This script shows how far: for each seed it trains the blog's setup (19997, GloVe 50d frozen,
-blog_flatten) with ``compute_path="keras"`` and ``"fast"`` and compares the paths' final val_acc with the
-spread between seeds (``compare``).
+blog_flatten; ``--dataset``, ``--strip`` and ``--embedding`` change it) with ``compute_path="keras"`` and
+``"fast"`` and compares the paths' final val_acc with the spread between seeds (``compare``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--dataset", default="19997")
+    parser.add_argument("--strip", default="none", help="Header stripping (trainer config 'strip').")
+    parser.add_argument("--embedding", default="frozen", choices=("frozen", "trainable", "random"))
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--smoke", action="store_true", help="One epoch, two seeds (for a tiny data home).")
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
     epochs, seeds = (1, [0, 1]) if args.smoke else (args.epochs, [int(seed) for seed in args.seeds.split(",")])
     runs, final = [], {"keras": [], "fast": []}
     for seed in seeds:
-        base = config_module.TrainerConfig(dataset=args.dataset, epochs=epochs, seed=seed)
+        base = config_module.TrainerConfig(dataset=args.dataset, strip=args.strip, embedding=args.embedding,
+                                           epochs=epochs, seed=seed)
         data = prepare_module.prepare(base, data_home=args.data_dir, download_if_missing=False)
         for path in ("keras", "fast"):
             history = train_module.train(base.replace(compute_path=path), data)
@@ -84,7 +89,8 @@ def main(argv: list[str] | None = None) -> dict:
             final[path].append(history["val_acc"][-1])
             print(f"seed {seed} {path}: val_acc {history['val_acc']} epoch_seconds "
                   f"{[round(value, 1) for value in history['epoch_seconds']]}", flush=True)
-    report = {"mode": "smoke" if args.smoke else "full", "dataset": args.dataset, "epochs": epochs, "seeds": seeds,
+    report = {"mode": "smoke" if args.smoke else "full", "dataset": args.dataset, "strip": args.strip,
+              "embedding": args.embedding, "epochs": epochs, "seeds": seeds,
               "config": base.replace(seed=0, compute_path="fast").to_dict(), "final_val_acc": final,
               **compare(final), "runs": runs}
     print(f"final val_acc keras {final['keras']}, fast {final['fast']}; mean fast - keras "

@@ -73,7 +73,9 @@ CASES = {
     "blog_trainable_padding_row": (dict(embedding="trainable"), True),
     "global_max_trainable": (dict(architecture="global_max", max_sequence_length=400, embedding="trainable"), False),
     "kerasio2020_dropout": (dict(architecture="kerasio2020", max_sequence_length=400, embedding="trainable"), True),
+    "blog_random": (dict(embedding="random"), True),
 }
+TRAINABLE = sorted(case for case, (changes, _) in CASES.items() if changes.get("embedding", "frozen") != "frozen")
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -95,7 +97,7 @@ def test_gradients_and_probabilities_equal_the_keras_path(case):
         scale = np.abs(reference).max()
         np.testing.assert_allclose(tf.convert_to_tensor(fast).numpy(), reference, rtol=2e-4, atol=1e-5 * scale,
                                    err_msg=name)
-    if changes.get("embedding") == "trainable":
+    if changes.get("embedding", "frozen") != "frozen":
         # The padding row learns through the constant prefix (conv1 over embedding row 0).
         embedding_gradient = tf.convert_to_tensor(gradients[0]).numpy()
         assert np.abs(embedding_gradient[0]).max() > 0
@@ -122,6 +124,84 @@ def test_one_optimizer_step_gives_the_same_weights(case):
     assert moved == len(keras_model.trainable_variables)  # every trainable variable took the step
     for keras_slot, fast_slot in zip(keras_model.optimizer.variables, fast_model.optimizer.variables):
         np.testing.assert_allclose(fast_slot.numpy(), keras_slot.numpy(), rtol=1e-4, atol=1e-9)
+
+
+def nonzero_slices_of_row(gradient, row):
+    """The non-zero slices of ``row`` in a ``tf.IndexedSlices`` gradient, sorted (a multiset made comparable)."""
+    values = gradient.values.numpy()[gradient.indices.numpy() == row]
+    values = values[np.abs(values).max(axis=1) > 0]
+    return values[np.lexsort(values.T[::-1])]
+
+
+@pytest.mark.parametrize("case", TRAINABLE)
+def test_the_padding_row_gets_the_keras_paths_slices(case):
+    """RMSprop squares each slice before rows are summed, so the multiset of slices, not only their sum, counts."""
+    changes, padding_row = CASES[case]
+    config = config_module.TrainerConfig(**changes)
+    x, y = padded_batch(config.sequence_length)
+    _, _, gradients = keras_gradients(build(config, padding_row), x, y)
+    _, _, fast_gradients = fastpath_module.FastPath(build(config, padding_row), config.sequence_length).gradients(x, y)
+    reference, fast = nonzero_slices_of_row(gradients[0], 0), nonzero_slices_of_row(fast_gradients[0], 0)
+    # One slice per padding position that the gradient reaches: thousands here, not the constant chain's five.
+    assert len(reference) > 1000 and fast.shape == reference.shape
+    np.testing.assert_allclose(fast, reference, rtol=2e-4, atol=1e-5 * np.abs(reference).max())
+    np.testing.assert_allclose((fast ** 2).sum(axis=0), (reference ** 2).sum(axis=0), rtol=2e-4)
+
+
+def test_keras_ties_that_the_padding_slices_rely_on():
+    """The Keras path's all-padding stages are bit for bit equal at every position, and MaxPooling1D gives a
+    window's gradient to its first maximum while GlobalMaxPooling1D splits it (trainer.fastpath.padding_slices)."""
+    config = config_module.TrainerConfig(embedding="trainable")
+    model = build(config, padding_row=True)
+    tensor = model.get_layer("embedding")(np.zeros((1, config.sequence_length), np.int32))
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv1D"]
+    pools = [layer for layer in model.layers if type(layer).__name__ == "MaxPooling1D"]
+    for stage, conv in enumerate(convs):
+        tensor = conv(tensor)
+        assert len(np.unique(tensor.numpy()[0], axis=0)) == 1, f"conv{stage + 1}"
+        assert np.abs(tensor.numpy()).max() > 0
+        tensor = pools[stage](tensor)
+    ties = tf.ones((1, 10, 2))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(ties)
+        first, shared = (tf.reduce_sum(layer(ties)) for layer in (keras.layers.MaxPooling1D(5),
+                                                                  keras.layers.GlobalMaxPooling1D()))
+    assert tape.gradient(first, ties).numpy()[0, :, 0].tolist() == [1, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+    np.testing.assert_allclose(tape.gradient(shared, ties).numpy()[0, :, 0], 0.1)
+
+
+def assert_same_weights_and_slots(keras_model, fast_model, config, padding_row):
+    moved = 0
+    for before, keras_weight, fast_weight in zip(build(config, padding_row).weights, keras_model.weights,
+                                                 fast_model.weights):
+        np.testing.assert_allclose(fast_weight.numpy(), keras_weight.numpy(), rtol=1e-4, atol=1e-5,
+                                   err_msg=keras_weight.path)
+        moved += not np.array_equal(before.numpy(), keras_weight.numpy())
+    assert moved == len(keras_model.trainable_variables)  # every trainable variable took the steps
+    for keras_slot, fast_slot in zip(keras_model.optimizer.variables, fast_model.optimizer.variables):
+        np.testing.assert_allclose(fast_slot.numpy(), keras_slot.numpy(), rtol=1e-4, atol=1e-9,
+                                   err_msg=keras_slot.path)
+
+
+@pytest.mark.parametrize("batch_size", [64, 8])
+@pytest.mark.parametrize("case", TRAINABLE + ["blog_frozen"])
+def test_optimizer_steps_give_the_same_weights_and_slots(case, batch_size):
+    """One step (the whole batch) and five steps of 8 (and 5) documents: weights and RMSprop velocities agree,
+    the padding row's velocity included (the sum of its slices' squares)."""
+    changes, padding_row = CASES[case]
+    config = config_module.TrainerConfig(**changes)
+    x, y = padded_batch(config.sequence_length, seed=1)
+    keras_model = build(config, padding_row)
+    for start in range(0, len(x), batch_size):
+        keras_model.train_on_batch(x[start:start + batch_size], y[start:start + batch_size])
+    fast_model = build(config, padding_row)
+    result = fastpath_module.FastPath(fast_model, config.sequence_length).train_epoch(x, y, batch_size=batch_size)
+    assert 0.0 < result["loss"]
+    assert_same_weights_and_slots(keras_model, fast_model, config, padding_row)
+    if config.embedding != "frozen":
+        [velocity] = [slot.numpy() for slot in keras_model.optimizer.variables
+                      if tuple(slot.shape) == (ROWS, config.glove_dim)]
+        assert velocity[0].max() > 0  # the padding row learned, and its velocity was compared above
 
 
 def test_the_constant_prefix_is_counted_not_dropped(monkeypatch):
@@ -173,7 +253,9 @@ def test_supported_configurations():
     assert not fastpath_module.supports(config_module.TrainerConfig(vectorizer="kerasio2020",
                                                                     architecture="kerasio2020"))
     assert not fastpath_module.supports(config_module.TrainerConfig(max_sequence_length=1200))
-    assert not fastpath_module.supports(config_module.TrainerConfig(embedding="trainable"))
+    # Trainable and random embeddings get the Keras path's sparse gradient (test_the_padding_row_gets_...).
+    assert fastpath_module.supports(config_module.TrainerConfig(embedding="trainable"))
+    assert fastpath_module.supports(config_module.TrainerConfig(embedding="random"))
     with pytest.raises(ValueError, match="compute_path='gpu' is not allowed; allowed values: 'fast', 'keras'"):
         config_module.TrainerConfig(compute_path="gpu")
 
@@ -194,6 +276,22 @@ def test_train_metrics_match_and_checkpoints_cross_paths(tmp_path):
     resumed = train_module.train(test_train.small(epochs=2, compute_path="keras"), data,
                                  resume=tmp_path / "fast" / "1")
     np.testing.assert_allclose(resumed["val_loss"], histories["keras"]["val_loss"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("embedding", ["trainable", "random"])
+def test_train_runs_a_trainable_embedding_on_the_fast_path_with_the_keras_paths_metrics(embedding, monkeypatch):
+    epochs_on_the_fast_path = []
+    train_epoch = fastpath_module.FastPath.train_epoch
+    monkeypatch.setattr(fastpath_module.FastPath, "train_epoch", lambda self, *args, **kwargs: (
+        epochs_on_the_fast_path.append(self.sparse_embedding), train_epoch(self, *args, **kwargs))[1])
+    data = test_train.tiny_prepared(with_matrix=embedding != "random")
+    for x in (data.x_train, data.x_val):
+        x[::2, :100] = 0
+    histories = {path: train_module.train(test_train.small(epochs=2, compute_path=path, embedding=embedding), data)
+                 for path in ("keras", "fast")}
+    assert epochs_on_the_fast_path == [True, True]  # compute_path="fast" ran both epochs there, not on model.fit
+    for name in ("loss", "acc", "val_loss", "val_acc"):
+        np.testing.assert_allclose(histories["fast"][name], histories["keras"][name], rtol=1e-4, err_msg=name)
 
 
 def test_a_second_run_in_one_process_repeats_the_first_bit_for_bit():
@@ -226,6 +324,15 @@ def test_equivalence_script_smoke_on_a_tiny_archive(tmp_path):
         np.testing.assert_allclose(fast_run["val_loss"], keras_run["val_loss"], rtol=1e-4)
     assert report["difference_per_seed"] == [fast - keras for fast, keras in
                                              zip(report["final_val_acc"]["fast"], report["final_val_acc"]["keras"])]
+
+
+def test_equivalence_script_smoke_with_a_trainable_embedding(tmp_path):
+    home = conftest.build_tiny_data_home(tmp_path, versions=("19997",))
+    report = load_equivalence_script().main(["--smoke", "--data-dir", str(home), "--embedding", "trainable",
+                                             "--out", str(tmp_path / "equivalence.json")])
+    assert report["embedding"] == report["config"]["embedding"] == "trainable"
+    for keras_run, fast_run in zip(report["runs"][0::2], report["runs"][1::2]):
+        np.testing.assert_allclose(fast_run["val_loss"], keras_run["val_loss"], rtol=1e-4)
 
 
 def test_equivalence_verdict_compares_the_paths_with_the_seed_noise():

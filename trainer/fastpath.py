@@ -21,17 +21,24 @@ A batch stays as drawn (same documents, one optimizer step): its documents are s
 tiers, each tier is run truncated to its longest document, and the pooled features are put back in batch
 order before the dense head, so that Dropout draws the same mask as the Keras path.
 
-Scope: the keras2 vectorizer (pre-padding), a frozen embedding, and every architecture whose final pooling
+Scope: the keras2 vectorizer (pre-padding), every embedding mode, and every architecture whose final pooling
 covers all conv3 outputs (``global_max``, ``kerasio2020``, and ``blog_flatten`` where MaxPooling1D(35) sees
 exactly 35 steps, i.e. 999-1023 tokens). ``supports`` is False elsewhere and ``train()`` uses the Keras path:
+the kerasio2020 vectorizer post-pads (the constant part is a suffix, not handled here).
 
-* the kerasio2020 vectorizer post-pads (the constant part is a suffix, not handled here);
-* a trainable (or random, hence trainable) embedding: the gradients are exact here too, padding row
-  included (tests/test_fastpath.py checks them), but Keras' RMSprop applies a sparse ``tf.IndexedSlices``
-  gradient slice by slice (keras/src/optimizers/rmsprop.py ``update_step``: ``ops.square(gradient)`` squares
-  each slice before duplicate rows are summed), so the padding row's velocity depends on how many padding
-  positions the gradient was split into; the Keras path splits it into one slice per padding position, this
-  path into a few, and the step would differ.
+A trainable (or random, hence trainable) embedding needs one step more. Its gradient is a ``tf.IndexedSlices``
+with one slice per token position (the gradient of ``tf.gather``), and Keras' RMSprop squares each slice
+before duplicate rows are summed (keras/src/optimizers/rmsprop.py ``update_step``: ``ops.square(gradient)``,
+then ``ops.add`` densifies by summing per row), so the padding row's velocity is the sum of the squares of
+its per-position slices, not the square of their sum. The fast path hands the optimizer the same multiset of
+slices: the tails' slices come from the tape as on the Keras path, and the constant prefix's (tokens before
+``5 * a1``) are computed from the gradients that reach each copy of ``c1``, ``c2`` and ``c3`` by following
+Keras' own routing (``padding_slices``): MaxPooling1D's gradient goes to the first of equal values (TF's
+MaxPoolGrad), so each constant pool window passes its gradient to its first conv output, whose five input
+tokens get one slice each; GlobalMaxPooling1D (``reduce_max``) splits it equally among equal values, which
+the trainable step reproduces by running the model's own final pooling layer over all conv3 steps with the
+``c3`` copies in front. Keras computes the constant prefix bit for bit equal at every position, which is
+what makes those ties exact (tests/test_fastpath.py checks both, and the slices against the Keras path's).
 """
 
 from __future__ import annotations
@@ -52,11 +59,12 @@ DEFAULT_TIERS = 4
 def supports(config: config_module.TrainerConfig) -> bool:
     """Whether the padding-skipping path computes exactly this configuration's network.
 
-    False for the kerasio2020 vectorizer (post-padding), for a trainable or random embedding (the optimizer
-    step on its sparse gradient would differ, see the module docstring) and for ``blog_flatten`` when its
-    MaxPooling1D(35) would see other than 35 conv3 steps (then it has several windows, or drops trailing steps).
+    False for the kerasio2020 vectorizer (post-padding) and for ``blog_flatten`` when its MaxPooling1D(35)
+    would see other than 35 conv3 steps (then it has several windows, or drops trailing steps). Every
+    embedding mode is supported: a trainable one gets the Keras path's sparse gradient (see the module
+    docstring).
     """
-    if config.vectorizer != "keras2" or config.embedding != "frozen":
+    if config.vectorizer != "keras2":
         return False
     if config.architecture == "blog_flatten":
         return config_module.final_conv_steps(config.sequence_length) == 35
@@ -191,6 +199,7 @@ class _Layers:
     dense: keras.layers.Layer
     dropout: keras.layers.Layer | None
     classes: keras.layers.Layer
+    final_pool: keras.layers.Layer  # MaxPooling1D(35) (blog_flatten) or GlobalMaxPooling1D
 
 
 def _find_layers(model: keras.Model) -> _Layers:
@@ -198,12 +207,63 @@ def _find_layers(model: keras.Model) -> _Layers:
     for layer in model.layers:
         by_type.setdefault(type(layer).__name__, []).append(layer)
     convs, pools, dense = by_type.get("Conv1D", []), by_type.get("MaxPooling1D", []), by_type.get("Dense", [])
-    if len(convs) != 3 or len(pools) not in (2, 3) or len(dense) != 2 or len(by_type.get("Embedding", [])) != 1:
+    final_pools = pools[2:] + by_type.get("GlobalMaxPooling1D", [])
+    if (len(convs) != 3 or len(pools) not in (2, 3) or len(final_pools) != 1 or len(dense) != 2
+            or len(by_type.get("Embedding", [])) != 1):
         raise ValueError(f"{model.name}: not the blog's Embedding + 3 x Conv1D stack the fast path computes; "
                          f"use compute_path='keras'")
     dropout = by_type.get("Dropout", [None])[0]
     return _Layers(embedding=by_type["Embedding"][0], convs=convs, pools=pools[:2], dense=dense[0],
-                   dropout=dropout, classes=dense[1])
+                   dropout=dropout, classes=dense[1], final_pool=final_pools[0])
+
+
+def _input_gradient(output_gradient, kernel):
+    """Gradient of a 'valid', stride-1 Conv1D's input from its output's: (documents, steps + width - 1, in).
+
+    ``output_gradient`` is (documents, steps, out) before the activation; ``kernel`` (width, in, out).
+    """
+    width = kernel.shape[0]
+    return tf.add_n([tf.pad(tf.einsum("dso,io->dsi", output_gradient, kernel[offset]),
+                            [[0, 0], [offset, width - 1 - offset], [0, 0]]) for offset in range(width)])
+
+
+def padding_slices(copy_gradients, constants, kernels):
+    """The Keras path's per-position embedding-gradient slices of one tier's constant prefix (row 0).
+
+    Follows the gradient down from the copies of the constants the way the Keras path routes it over the full
+    padded row: conv3 outputs ``0..n3-1`` (``c3``) pass it to pool2 positions ``0..n3+3``; each constant pool2
+    window ``p`` (all equal to ``c2``) gives it to its first conv2 output ``5p`` (MaxPoolGrad takes the first
+    maximum), which passes it to pool1 positions ``5p..5p+4``; each constant pool1 window ``j`` gives it to
+    conv1 output ``5j``, whose five input tokens ``5j..5j+4`` are the slices. ReLU passes gradient where its
+    output is positive. The windows' tokens do not overlap, so each position gets exactly one slice.
+
+    Parameters
+    ----------
+    copy_gradients : (tensor, tensor, tensor)
+        Loss gradients at the tier's copies of ``c1`` (documents, copies1, 128), ``c2`` (documents, copies2, 128)
+        and ``c3`` (documents, n3, 128), where pool1 position ``a1 = 5 * a2 + copies1``, pool2 ``a2 = n3 +
+        copies2`` (``FastPath._tier``).
+    constants : (c1, c2, c3), each (1, 1, 128)
+    kernels : the three Conv1D kernels, (5, in, 128)
+
+    Returns
+    -------
+    tf.Tensor, shape (documents * 5 * a1, glove_dim)
+        One slice per padding token before ``5 * a1``, document by document, in token order.
+    """
+    gradient1, gradient2, gradient3 = copy_gradients
+    constant1, constant2, constant3 = constants
+    kernel1, kernel2, kernel3 = kernels
+    documents, copies3 = tf.shape(gradient3)[0], tf.shape(gradient3)[1]
+    # Pool2 positions 0..a2-1: from the c3 copies through conv3, and from conv3 outputs >= n3 at the c2 copies.
+    from_constant3 = _input_gradient(gradient3 * tf.cast(constant3 > 0, gradient3.dtype), kernel3)
+    pool2 = from_constant3[:, :copies3 + tf.shape(gradient2)[1]] + tf.pad(gradient2, [[0, 0], [copies3, 0], [0, 0]])
+    # Pool2 window p -> conv2 output 5p -> pool1 positions 5p..5p+4, then the c1 copies' own gradients.
+    pool1 = tf.einsum("dpo,mio->dpmi", pool2 * tf.cast(constant2 > 0, pool2.dtype), kernel2)
+    pool1 = tf.concat([tf.reshape(pool1, [documents, -1, kernel2.shape[1]]), gradient1], axis=1)
+    # Pool1 window j -> conv1 output 5j -> tokens 5j..5j+4.
+    tokens = tf.einsum("djo,meo->djme", pool1 * tf.cast(constant1 > 0, pool1.dtype), kernel1)
+    return tf.reshape(tokens, [-1, kernel1.shape[1]])
 
 
 _TIER_SPEC = (tf.TensorSpec([None, None], tf.int32),  # token ids from 5 * a1 on
@@ -233,15 +293,22 @@ class FastPath:
         self.tiers = tiers
         # sparse_categorical_crossentropy and "acc" as model.compile resolves them (trainer/model.py).
         self.loss_function = keras.losses.SparseCategoricalCrossentropy()
+        # A trainable embedding's gradient is assembled slice by slice as the Keras path's (module docstring).
+        self.sparse_embedding = self.layers.embedding.trainable
         self._steps: dict[int, tf.types.experimental.GenericFunction] = {}
         self._predict = tf.function(self._probabilities_of_tier, input_signature=_TIER_SPEC)
 
     # ------------------------------------------------------------------ the network, tail by tail
-    def _constants(self):
-        """``(c1, c2, c3)``, each of shape (1, 1, 128): the stage outputs over all-padding windows."""
+    def _constants(self, embedding_gradient: bool = True):
+        """``(c1, c2, c3)``, each of shape (1, 1, 128): the stage outputs over all-padding windows.
+
+        Without ``embedding_gradient`` the padding row reaches them as a constant: the trainable step adds its
+        gradient itself, position by position (``padding_slices``).
+        """
         conv1, conv2, conv3 = self.layers.convs
         padding = tf.fill([1, KERNEL], tf.constant(PADDING_ID, tf.int32))
-        constant1 = conv1(self.layers.embedding(padding))
+        embedded = self.layers.embedding(padding)
+        constant1 = conv1(embedded if embedding_gradient else tf.stop_gradient(embedded))
         constant2 = conv2(tf.tile(constant1, [1, KERNEL, 1]))
         constant3 = conv3(tf.tile(constant2, [1, KERNEL, 1]))
         return constant1, constant2, constant3
@@ -260,6 +327,27 @@ class FastPath:
         tensor = tf.reduce_max(conv3(tensor), axis=1)
         return tf.where(with_constant3, tf.maximum(tensor, constant3[0]), tensor)
 
+    def _tier_features_with_copies(self, tier, constants):
+        """``_tier_features`` for the trainable step: (features (documents, 128), the constants' copies).
+
+        The copies of ``c1``, ``c2`` and ``c3`` are returned so that their per-document gradients can be taken;
+        the final pooling is the model's own layer over all conv3 steps, ``c3`` copies in front, so that equal
+        maxima share the gradient as on the Keras path (the frozen step's ``tf.maximum`` gives it all to one).
+        """
+        tokens, copies1, copies2, _ = tier
+        constant1, constant2, constant3 = constants
+        conv1, conv2, conv3 = self.layers.convs
+        pool1, pool2 = self.layers.pools
+        tensor = pool1(conv1(self.layers.embedding(tokens)))
+        documents = tf.shape(tensor)[0]
+        copies = [tf.tile(constant1, [documents, copies1, 1])]
+        tensor = pool2(conv2(tf.concat([copies[0], tensor], axis=1)))
+        copies.append(tf.tile(constant2, [documents, copies2, 1]))
+        tensor = conv3(tf.concat([copies[1], tensor], axis=1))
+        copies.append(tf.tile(constant3, [documents, self.geometry.steps - tf.shape(tensor)[1], 1]))
+        tensor = self.layers.final_pool(tf.concat([copies[2], tensor], axis=1))
+        return tf.reshape(tensor, [-1, tensor.shape[-1]]), copies
+
     def _head(self, features, training: bool):
         """Dense(128, relu) [+ Dropout] + Dense(classes, softmax) on pooled features (documents, 128)."""
         tensor = self.layers.dense(features)
@@ -273,6 +361,8 @@ class FastPath:
 
     def _loss_and_gradients(self, tiers, restore, labels):
         """Mean loss, probabilities (batch order) and the gradients of ``model.trainable_variables``."""
+        if self.sparse_embedding:
+            return self._loss_and_sparse_gradients(tiers, restore, labels)
         trainable = self.model.trainable_variables
         with tf.GradientTape() as tape:
             constants = self._constants()
@@ -281,6 +371,33 @@ class FastPath:
             probabilities = self._head(tf.gather(features, restore), training=True)
             loss = self.loss_function(labels, probabilities)
         return loss, probabilities, tape.gradient(loss, trainable)
+
+    def _loss_and_sparse_gradients(self, tiers, restore, labels):
+        """``_loss_and_gradients`` with a trainable embedding: its gradient holds the Keras path's slices."""
+        trainable = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            constants = self._constants(embedding_gradient=False)
+            outputs = [self._tier_features_with_copies(tier, constants) for tier in tiers]
+            features = tf.concat([tier_features for tier_features, _ in outputs], axis=0)
+            probabilities = self._head(tf.gather(features, restore), training=True)
+            loss = self.loss_function(labels, probabilities)
+        copies = [copy for _, tier_copies in outputs for copy in tier_copies]
+        gradients = tape.gradient(loss, list(trainable) + copies,
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        gradients, copy_gradients = gradients[:len(trainable)], gradients[len(trainable):]
+        kernels = [tf.convert_to_tensor(conv.kernel) for conv in self.layers.convs]
+        prefix = [padding_slices(copy_gradients[index:index + 3], constants, kernels)
+                  for index in range(0, len(copy_gradients), 3)]
+        [position] = [index for index, variable in enumerate(trainable)
+                      if variable is self.layers.embedding.embeddings]
+        # The tape's slices cover the tails' tokens; the prefix's padding tokens are all row PADDING_ID.
+        tails = gradients[position]
+        values = tf.concat([tails.values] + prefix, axis=0)
+        padding = tf.fill([tf.shape(values)[0] - tf.shape(tails.values)[0]],
+                          tf.constant(PADDING_ID, tails.indices.dtype))
+        gradients[position] = tf.IndexedSlices(values, tf.concat([tails.indices, padding], axis=0),
+                                               tails.dense_shape)
+        return loss, probabilities, gradients
 
     def _train_step(self, tiers, restore, labels):
         """One RMSprop step on a batch given as tiers; returns (mean loss, correct predictions)."""
