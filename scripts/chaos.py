@@ -461,7 +461,9 @@ class Chaos:
             recovered = self.recovery(fault, outcome, target, ended)
             outcome.recovered_seconds = None if recovered is None else round(recovered - ended, 1)
         except Exception as error:  # noqa: BLE001 - a broken injector is reported, the run goes on
-            outcome.skipped = f"injector error: {type(error).__name__}: {error}"[:200]
+            # Committed results name no machine path: the scratch folder is CHAOS_FOLDER.
+            message = str(error).replace(str(self.workdir), "CHAOS_FOLDER")
+            outcome.skipped = f"injector error: {type(error).__name__}: {message}"[:200]
         finally:
             self.active.discard(fault.index)
 

@@ -214,3 +214,27 @@ def test_ctrl_c_ends_the_sweep_promptly_and_its_runs_killed(server, tiny_home, t
     assert "glovesweep resume" in output
     parent, (child,) = runs_of(server["uri"], "interrupted")
     assert parent.info.status == "KILLED" and child.info.status == "KILLED"
+
+
+def test_a_resumed_trial_sends_the_epochs_its_killed_attempt_held(server, trial):
+    """Found by the chaos run (2,500 epoch values lost in 100 faults): a worker killed while its values waited
+    for the server loses them, though its checkpoint's history holds them. The next attempt continues the same
+    child run and sends exactly the missing epochs."""
+    trial.log_epoch(1, epoch_metrics(1), requested_epochs=[4])
+    server["stop"]()
+    for epoch in (2, 3):
+        trial.log_epoch(epoch, epoch_metrics(epoch), requested_epochs=[4])
+    assert trial.pending  # the worker dies now, its buffer with it
+    server["start"]()
+    again = trial_run.TrialRun(trial.tracking_uri, trial.experiment_id, trial.parent_run_id, trial.trial_id,
+                               sweep_dir=trial.sweep_dir)
+    again.start(run_name="19997 · none · s0", cell="dataset=19997", trainer="keras", params={"seed": 0}, tags={},
+                existing=again.find())
+    history = {"epoch": [1, 2, 3], **{key: [epoch_metrics(epoch)[key] for epoch in (1, 2, 3)]
+                                      for key in epoch_metrics(1)}}
+    again.log_history(history, requested_epochs=[4])
+    again.log_epoch(4, epoch_metrics(4), requested_epochs=[4])
+    again.end("FINISHED")
+    history_of = client(server["uri"]).get_metric_history
+    for key in ("loss", "acc", "val_loss", "val_acc"):
+        assert sorted(metric.step for metric in history_of(trial.run_id, key)) == [1, 2, 3, 4], key

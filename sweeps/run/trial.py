@@ -236,6 +236,8 @@ def _run_network(config, run: trial_run.TrialRun, context: TrialContext, *, requ
         if resume_directory is not None:
             state, _ = train_module.read_checkpoint(resume_directory)
             run.set_tags({names.RESUMED_FROM_EPOCH_TAG: state["epoch"]})
+            # Epochs the killed attempt trained but could not send (found missing by the chaos run).
+            run.log_history(state["history"], requested_epochs=requested_epochs)
         history = train_module.train(config, prepared, on_epoch=on_epoch, resume=resume_directory)
     finally:
         if resume_directory:

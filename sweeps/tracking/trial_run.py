@@ -182,6 +182,17 @@ class TrialRun:
             self.log_metrics({names.val_acc_at(epoch): round(float(metrics[names.VAL_ACC]), SUMMARY_DIGITS),
                               names.val_loss_at(epoch): round(float(metrics[names.VAL_LOSS]), SUMMARY_DIGITS)}, step=0)
 
+    def log_history(self, history: dict[str, list[float]], *, requested_epochs: list[int]) -> None:
+        """Log each epoch of a checkpoint's ``history`` (lists per metric, ``epoch`` 1-based) that the run lacks.
+
+        A trial resumed from a checkpoint continues after its epoch; the epochs before it whose values a killed
+        worker still held (the server was down, or the driver died with its trials) are in the checkpoint's
+        history, and only those are sent: steps already logged are skipped (``log_metrics``).
+        """
+        for index, epoch in enumerate(history.get("epoch", [])):
+            metrics = {key: values[index] for key, values in history.items() if key != "epoch" and index < len(values)}
+            self.log_epoch(int(epoch), metrics, requested_epochs=requested_epochs)
+
     def log_input(self, *, name: str, digest: str, source: str, profile: dict[str, Any]) -> None:
         """Record the training data as an MLflow dataset input (the runs table's Dataset column)."""
         import json
