@@ -362,7 +362,7 @@ def test_a_sweep_no_node_can_ever_hold_is_refused_at_submit(service, capsys, ray
     assert service("submit", str(path), "--data-dir", tiny_home["data_home"], "--no-download") == 2
     error = capsys.readouterr().err
     assert error.startswith("glovesweep submit: refused: ") and error.count("\n") == 1
-    assert "{cpu: 1, gpu: 1}" in error and "GPU 0" in error and "no autoscaler" in error
+    assert "CPU=1, GPU=1" in error and "GPU=0" in error and "no autoscaler config" in error
     # Not left pending: no job, no parent run.
     assert not [job for job in jobs.connect(ray_head.url).list_jobs()
                 if (job.metadata or {}).get(jobs.SWEEP_NAME) == "service-gpu"]
