@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -679,8 +680,10 @@ def trial_keys_of_folders(cluster: Cluster) -> dict[str, str]:
 
 def check_report(cluster: Cluster, checks: Checks) -> None:
     """The report the sweep wrote against one regenerated from its MLflow runs, numbers within tolerance."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    import tolerance
+    # The tests' tolerant comparison (tests/tolerance.py), loaded by path: tests/ is no package.
+    loaded = importlib.util.spec_from_file_location("glovesweep_tests_tolerance", ROOT / "tests" / "tolerance.py")
+    tolerance = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(tolerance)
 
     written = cluster.workdir / "reports" / "chaos"
     again = cluster.workdir / "regenerated"
