@@ -170,11 +170,19 @@ def test_keras_ties_that_the_padding_slices_rely_on():
     np.testing.assert_allclose(tape.gradient(shared, ties).numpy()[0, :, 0], 0.1)
 
 
+# RMSprop's first steps divide each element's gradient by its own running magnitude, so an embedding element whose
+# gradient is a near-cancelling sum (summed in another order by each path, and by TensorFlow's threads from run to
+# run) can land a small fraction of a step apart after five steps: about 1 in 200 elements did, by up to 2.1e-5.
+# 1e-4 is 3% of one RMSprop step at the start (learning rate 0.001 / sqrt(1 - rho) = 3.2e-3).
+EMBEDDING_ATOL = 1e-4
+
+
 def assert_same_weights_and_slots(keras_model, fast_model, config, padding_row):
     moved = 0
     for before, keras_weight, fast_weight in zip(build(config, padding_row).weights, keras_model.weights,
                                                  fast_model.weights):
-        np.testing.assert_allclose(fast_weight.numpy(), keras_weight.numpy(), rtol=1e-4, atol=1e-5,
+        atol = EMBEDDING_ATOL if "embedding" in keras_weight.path and config.embedding != "frozen" else 1e-5
+        np.testing.assert_allclose(fast_weight.numpy(), keras_weight.numpy(), rtol=1e-4, atol=atol,
                                    err_msg=keras_weight.path)
         moved += not np.array_equal(before.numpy(), keras_weight.numpy())
     assert moved == len(keras_model.trainable_variables)  # every trainable variable took the steps
