@@ -78,10 +78,10 @@ def real_windows(token_ids) -> "np.ndarray":
     """
     import numpy as np
 
-    from trainer import fastpath as fastpath_module
+    from trainer import tiers as tiers_module
 
-    geometry = fastpath_module.Geometry(token_ids.shape[1])
-    padding = fastpath_module.leading_padding(token_ids)
+    geometry = tiers_module.Geometry(token_ids.shape[1])
+    padding = tiers_module.leading_padding(token_ids)
     # Conv1 output i reads tokens i..i+4; pool1 reads outputs 0..5 * pool1 - 1.
     conv1 = np.clip(5 * geometry.pool1 - np.maximum(padding - 4, 0), 0, None)
     constant_pool1 = np.maximum((padding - 4) // 5, 0)
@@ -138,12 +138,13 @@ def worker(args: argparse.Namespace) -> None:
         inference_flops = sum(window_flops(row, config.glove_dim)[1] for row in real_windows(data.x_val).tolist())
         # Token windows the fast path's conv1 runs, as a fraction of the dense ones, over epoch 1's batches.
         from trainer import fastpath as fastpath_module
+        from trainer import tiers as tiers_module
 
-        geometry = fastpath_module.Geometry(config.sequence_length)
-        padding = fastpath_module.leading_padding(data.x_train[train_module.epoch_order(config, 1, len(data.x_train))])
+        geometry = tiers_module.Geometry(config.sequence_length)
+        padding = tiers_module.leading_padding(data.x_train[train_module.epoch_order(config, 1, len(data.x_train))])
         run_tokens = sum(len(members) * (config.sequence_length - 5 * constant)
                          for start in range(0, len(padding), config.batch_size)
-                         for members, constant in fastpath_module.plan_tiers(
+                         for members, constant in tiers_module.plan_tiers(
                              padding[start:start + config.batch_size], geometry, fastpath_module.DEFAULT_TIERS))
         result = {"num_train": len(data.x_train), "num_val": len(data.x_val),
                   "fast_path_token_fraction": run_tokens / (len(padding) * config.sequence_length),

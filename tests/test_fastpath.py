@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from trainer import config as config_module
 from trainer import fastpath as fastpath_module
+from trainer import tiers as tiers_module
 from trainer import model as model_module
 from trainer import train as train_module
 from tests import conftest
@@ -220,7 +221,7 @@ def test_the_constant_prefix_is_counted_not_dropped(monkeypatch):
     conv3 = [layer for layer in model.layers if type(layer).__name__ == "Conv1D"][2]
     steps = keras.Model(model.inputs, conv3.output)([x]).numpy()  # (documents, 35, 128)
     # Conv3 output q reads tokens 25q..25q+148: where they are all padding it is the constant c3.
-    padding = fastpath_module.leading_padding(x)
+    padding = tiers_module.leading_padding(x)
     constant = 25 * np.arange(steps.shape[1])[None, :] + 148 < padding[:, None]  # (documents, 35)
     short = constant[:, 0] & ~constant[:, -1]
     real_maximum = np.where(constant[:, :, None], -np.inf, steps).max(axis=1)
@@ -240,15 +241,15 @@ def test_the_constant_prefix_is_counted_not_dropped(monkeypatch):
 
 def test_tiers_are_the_least_work_split():
     widths = np.array([150, 175, 175, 400, 425, 1000])
-    assert fastpath_module.tier_bounds(widths, 3) == [(0, 3), (3, 5), (5, 6)]
-    assert fastpath_module.tier_bounds(widths, 1) == [(0, 6)]
-    assert fastpath_module.tier_bounds(widths[:2], 4) == [(0, 1), (1, 2)]
+    assert tiers_module.tier_bounds(widths, 3) == [(0, 3), (3, 5), (5, 6)]
+    assert tiers_module.tier_bounds(widths, 1) == [(0, 6)]
+    assert tiers_module.tier_bounds(widths[:2], 4) == [(0, 1), (1, 2)]
 
 
 def test_leading_padding_and_constant_positions():
     x = np.array([[0, 0, 0, 5, 0], [0, 0, 0, 0, 0], [3, 0, 0, 0, 0]])
-    assert fastpath_module.leading_padding(x).tolist() == [3, 5, 0]
-    geometry = fastpath_module.Geometry(1000)
+    assert tiers_module.leading_padding(x).tolist() == [3, 5, 0]
+    geometry = tiers_module.Geometry(1000)
     assert (geometry.pool1, geometry.pool2, geometry.steps) == (199, 39, 35)
     # Pool1 position j is constant iff its last conv1 window (tokens 5j+4..5j+8) is padding: j <= (z - 9) / 5.
     assert geometry.constant_pool1(np.array([0, 8, 9, 13, 14, 1000])).tolist() == [0, 0, 1, 1, 2, 198]

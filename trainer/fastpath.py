@@ -50,9 +50,8 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import config as config_module
+from trainer import tiers as tiers_module
 
-PADDING_ID = 0
-KERNEL = 5  # Conv1D(128, 5) and MaxPooling1D(5) of the blog's stack (trainer/model.py).
 DEFAULT_TIERS = 4
 
 
@@ -69,124 +68,6 @@ def supports(config: config_module.TrainerConfig) -> bool:
     if config.architecture == "blog_flatten":
         return config_module.final_conv_steps(config.sequence_length) == 35
     return True
-
-
-@dataclasses.dataclass(frozen=True)
-class Geometry:
-    """Lengths of each stage for a padded length, and how many leading positions are surely constant.
-
-    ``pool1`` and ``pool2`` are the MaxPooling1D(5) output lengths; ``steps`` the third conv's.
-    """
-
-    sequence_length: int
-
-    @property
-    def pool1(self) -> int:
-        return (self.sequence_length - (KERNEL - 1)) // KERNEL
-
-    @property
-    def pool2(self) -> int:
-        return (self.pool1 - (KERNEL - 1)) // KERNEL
-
-    @property
-    def steps(self) -> int:
-        return self.pool2 - (KERNEL - 1)
-
-    def constant_pool1(self, leading_padding: np.ndarray) -> np.ndarray:
-        """Pool1 positions that are surely ``c1`` for documents with ``leading_padding`` pad ids in front.
-
-        Pool1 position j pools conv1 outputs 5j..5j+4, whose windows reach token 5j+8: all padding iff
-        5j + 8 < leading_padding. The result is capped so that every stage keeps at least one step.
-        """
-        constant = np.maximum((np.asarray(leading_padding) - (KERNEL - 1)) // KERNEL, 0)
-        return np.minimum(constant, self.pool1 - 1)
-
-    def constant_pool2(self, constant_pool1: int) -> int:
-        """Pool2 positions that are surely ``c2`` when the first ``constant_pool1`` pool1 positions are ``c1``."""
-        return int(min(max((constant_pool1 - (KERNEL - 1)) // KERNEL, 0), self.pool2 - 1))
-
-
-def leading_padding(token_ids: np.ndarray) -> np.ndarray:
-    """Number of leading padding ids per row.
-
-    Parameters
-    ----------
-    token_ids : np.ndarray of int, shape (documents, sequence_length)
-
-    Returns
-    -------
-    np.ndarray of int64, shape (documents,)
-        The sequence length for an all-padding (empty) document.
-    """
-    real = token_ids != PADDING_ID
-    first = real.argmax(axis=1).astype(np.int64)
-    first[~real.any(axis=1)] = token_ids.shape[1]
-    return first
-
-
-def tier_bounds(widths: np.ndarray, tiers: int) -> list[tuple[int, int]]:
-    """Split ``widths`` (ascending) into ``tiers`` contiguous non-empty groups of least padded work.
-
-    A group [i, j) costs ``(j - i) * widths[j - 1]`` (every member runs at the group's widest length);
-    dynamic programming over the sorted widths finds the exact minimum.
-
-    Parameters
-    ----------
-    widths : np.ndarray, shape (documents,)
-        Tokens each document needs, ascending.
-    tiers : int
-        Number of groups; fewer when there are fewer documents.
-
-    Returns
-    -------
-    list of (start, stop) index pairs into ``widths``, covering it in order.
-    """
-    count = len(widths)
-    tiers = max(1, min(tiers, count))
-    ends = np.arange(count + 1)
-    widths = np.asarray(widths, dtype=np.float64)
-    # cost[i, j]: documents i..j-1 as one group (infinite where j <= i).
-    cost = np.full((count + 1, count + 1), np.inf)
-    upper = np.triu_indices(count + 1, k=1)
-    cost[upper] = (upper[1] - upper[0]) * widths[upper[1] - 1]
-    best = cost[0].copy()
-    choices = []
-    for _ in range(tiers - 1):
-        total = best[:, None] + cost
-        choices.append(total.argmin(axis=0))
-        best = total.min(axis=0)
-    bounds, stop = [], count
-    for choice in reversed(choices):
-        start = int(choice[stop])
-        bounds.append((start, stop))
-        stop = start
-    bounds.append((0, stop))
-    assert ends[-1] == count and bounds[0][1] == count
-    return bounds[::-1]
-
-
-def plan_tiers(padding: np.ndarray, geometry: Geometry, tiers: int) -> list[tuple[np.ndarray, int]]:
-    """Group a batch's documents into length tiers of least padded work.
-
-    Parameters
-    ----------
-    padding : np.ndarray of int, shape (documents,)
-        Leading padding ids per document (``leading_padding``).
-    geometry : Geometry
-    tiers : int
-
-    Returns
-    -------
-    list of (members, constant_pool1): row indices into the batch, and the pool1 positions that are constant
-    for all of them; the tier runs on tokens ``5 * constant_pool1`` onward.
-    """
-    # Rounding a1 down to a multiple of 5 keeps more (still exact) and leaves ~40 distinct tail lengths,
-    # so the convolution kernels see few distinct shapes.
-    constant = (geometry.constant_pool1(padding) // KERNEL) * KERNEL
-    order = np.argsort(-constant, kind="stable")
-    widths = geometry.sequence_length - KERNEL * constant[order]
-    return [(order[start:stop], int(constant[order[start:stop]].min()))
-            for start, stop in tier_bounds(widths, tiers)]
 
 
 @dataclasses.dataclass
@@ -289,7 +170,7 @@ class FastPath:
     def __init__(self, model: keras.Model, sequence_length: int, *, tiers: int = DEFAULT_TIERS):
         self.model = model
         self.layers = _find_layers(model)
-        self.geometry = Geometry(sequence_length)
+        self.geometry = tiers_module.Geometry(sequence_length)
         self.tiers = tiers
         # sparse_categorical_crossentropy and "acc" as model.compile resolves them (trainer/model.py).
         self.loss_function = keras.losses.SparseCategoricalCrossentropy()
@@ -306,11 +187,11 @@ class FastPath:
         gradient itself, position by position (``padding_slices``).
         """
         conv1, conv2, conv3 = self.layers.convs
-        padding = tf.fill([1, KERNEL], tf.constant(PADDING_ID, tf.int32))
+        padding = tf.fill([1, tiers_module.KERNEL], tf.constant(tiers_module.PADDING_ID, tf.int32))
         embedded = self.layers.embedding(padding)
         constant1 = conv1(embedded if embedding_gradient else tf.stop_gradient(embedded))
-        constant2 = conv2(tf.tile(constant1, [1, KERNEL, 1]))
-        constant3 = conv3(tf.tile(constant2, [1, KERNEL, 1]))
+        constant2 = conv2(tf.tile(constant1, [1, tiers_module.KERNEL, 1]))
+        constant3 = conv3(tf.tile(constant2, [1, tiers_module.KERNEL, 1]))
         return constant1, constant2, constant3
 
     def _tier_features(self, tier, constants):
@@ -390,11 +271,11 @@ class FastPath:
                   for index in range(0, len(copy_gradients), 3)]
         [position] = [index for index, variable in enumerate(trainable)
                       if variable is self.layers.embedding.embeddings]
-        # The tape's slices cover the tails' tokens; the prefix's padding tokens are all row PADDING_ID.
+        # The tape's slices cover the tails' tokens; the prefix's padding tokens are all row tiers_module.PADDING_ID.
         tails = gradients[position]
         values = tf.concat([tails.values] + prefix, axis=0)
         padding = tf.fill([tf.shape(values)[0] - tf.shape(tails.values)[0]],
-                          tf.constant(PADDING_ID, tails.indices.dtype))
+                          tf.constant(tiers_module.PADDING_ID, tails.indices.dtype))
         gradients[position] = tf.IndexedSlices(values, tf.concat([tails.indices, padding], axis=0),
                                                tails.dense_shape)
         return loss, probabilities, gradients
@@ -417,20 +298,20 @@ class FastPath:
         """Tensors of one tier whose documents all have at least ``constant_pool1`` constant pool1 positions."""
         constant_pool2 = self.geometry.constant_pool2(constant_pool1)
         # Conv3 output q reads pool2 q..q+4: it is c3 when q + 4 < constant_pool2.
-        constant_steps = max(constant_pool2 - (KERNEL - 1), 0)
-        return (tf.constant(token_ids[:, KERNEL * constant_pool1:], tf.int32),
-                tf.constant(constant_pool1 - KERNEL * constant_pool2, tf.int32),
+        constant_steps = max(constant_pool2 - (tiers_module.KERNEL - 1), 0)
+        return (tf.constant(token_ids[:, tiers_module.KERNEL * constant_pool1:], tf.int32),
+                tf.constant(constant_pool1 - tiers_module.KERNEL * constant_pool2, tf.int32),
                 tf.constant(constant_pool2 - constant_steps, tf.int32),
                 tf.constant(constant_steps > 0))
 
     def plan(self, token_ids: np.ndarray, padding: np.ndarray, tiers: int):
-        """Split a batch into length tiers (``plan_tiers``) and make their tensors.
+        """Split a batch into length tiers (``tiers_module.plan_tiers``) and make their tensors.
 
         Parameters
         ----------
         token_ids : np.ndarray of int32, shape (documents, sequence_length)
         padding : np.ndarray of int, shape (documents,)
-            Leading padding ids per document (``leading_padding``).
+            Leading padding ids per document (``tiers_module.leading_padding``).
         tiers : int
 
         Returns
@@ -439,7 +320,7 @@ class FastPath:
         rows back in batch order.
         """
         parts, order = [], []
-        for members, constant_pool1 in plan_tiers(padding, self.geometry, tiers):
+        for members, constant_pool1 in tiers_module.plan_tiers(padding, self.geometry, tiers):
             parts.append(self._tier(token_ids[members], constant_pool1))
             order.append(members)
         order = np.concatenate(order)
@@ -465,7 +346,7 @@ class FastPath:
         """
         if not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
-        padding = leading_padding(x)
+        padding = tiers_module.leading_padding(x)
         losses, corrects = [], []
         for start in range(0, len(x), batch_size):
             rows = slice(start, start + batch_size)
@@ -484,7 +365,7 @@ class FastPath:
         (loss, probabilities of shape (documents, classes), list of gradients in ``model.trainable_variables``
         order; a trainable embedding's as ``tf.IndexedSlices``)
         """
-        tiers, restore = self.plan(x, leading_padding(x), self.tiers)
+        tiers, restore = self.plan(x, tiers_module.leading_padding(x), self.tiers)
         return self._loss_and_gradients(tiers, restore, tf.constant(y, tf.int64))
 
     def predict(self, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -492,8 +373,8 @@ class FastPath:
 
         Documents are sorted by length and run ``batch_size`` at a time, each batch truncated to its longest.
         """
-        padding = leading_padding(x)
-        constant = (self.geometry.constant_pool1(padding) // KERNEL) * KERNEL
+        padding = tiers_module.leading_padding(x)
+        constant = (self.geometry.constant_pool1(padding) // tiers_module.KERNEL) * tiers_module.KERNEL
         order = np.argsort(-constant, kind="stable")
         chunks = []
         for start in range(0, len(order), batch_size):
