@@ -300,13 +300,15 @@ def test_gpu_sweep_on_two_nodes_survives_losing_the_gpu_node(cluster):
     local = tmp_path / "local.yaml"
     local.write_text(SWEEP.format(path=local, address=cluster["address"], epochs=EPOCHS, experiment="refused",
                                   tracking_uri=cluster["tracking_uri"], storage=tmp_path / "local-results"))
-    refused = subprocess.Popen([*GLOVESWEEP, "run", str(local), "--address", cluster["address"], "--data-dir",
-                                str(cluster["data_home"]), "--no-download"], env=environment, cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     probe_output, probe_errors = probe.communicate(timeout=180)
     assert probe.returncode == 0, probe_errors[-3000:]
     probe = json.loads(probe_output.strip().splitlines()[-1])
     assert probe["probed"] == 2
+    # Started once both nodes are known to be up: with one node a local folder is fine (and then the GPU request
+    # would be refused instead, for want of the GPU node).
+    refused = subprocess.Popen([*GLOVESWEEP, "run", str(local), "--address", cluster["address"], "--data-dir",
+                                str(cluster["data_home"]), "--no-download"], env=environment, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, wrong_errors = wrong_token.communicate(timeout=180)
     assert wrong_token.returncode != 0 and "auth" in wrong_errors.lower()
     refused_output, refused_errors = refused.communicate(timeout=300)
