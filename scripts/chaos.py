@@ -809,8 +809,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.faults, args.trials, args.rate = min(args.faults, 10), min(args.trials, 6), max(args.rate, 6.0)
-    # About 0.4 s an epoch with three trials (one a node) on two cores: the sweep should outlast the schedule.
-    epochs = args.epochs or max(10, math.ceil(args.faults / args.rate * 60 * 3 / args.trials / 0.4))
+    # Enough epochs that the sweep outlasts the schedule: about 0.1 s per epoch of this small sweep on the fast path
+    # (which covers its random embedding since 2026-12-05; 0.4 s on the Keras path), three trials at once.
+    epochs = args.epochs or max(10, math.ceil(args.faults / args.rate * 60 * 3 / args.trials / 0.1))
     schedule = draw_schedule(faults=args.faults, rate=args.rate, seed=args.seed)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="glovesweep-chaos-"))
     cluster = Cluster(workdir, str(pathlib.Path(args.data_dir).resolve()), trials=args.trials, epochs=epochs,
