@@ -349,11 +349,15 @@ class Cluster:
             return []
         pattern = f"**/{trial_folder or 'trial_*'}/checkpoint_*/checkpoint.npz"
         found = []
-        for path in sweep_dir.glob(pattern):
-            try:
-                found.append((path.stat().st_mtime, path))
-            except OSError:
-                continue
+        try:
+            for path in sweep_dir.glob(pattern):
+                try:
+                    found.append((path.stat().st_mtime, path))
+                except OSError:
+                    continue
+        except OSError:
+            # Tune deleted an old checkpoint folder while the walk was inside it (keep-last pruning): look again.
+            return self.checkpoints(trial_folder)
         return [path for _, path in sorted(found)]
 
     def stop_everything(self) -> list[str]:
@@ -463,7 +467,7 @@ class Chaos:
             outcome.recovered_seconds = None if recovered is None else round(recovered - ended, 1)
         except Exception as error:  # noqa: BLE001 - a broken injector is reported, the run goes on
             # Committed results name no machine path: the scratch folder is CHAOS_FOLDER.
-            message = str(error).replace(str(self.workdir), "CHAOS_FOLDER")
+            message = str(error).replace(str(self.cluster.workdir), "CHAOS_FOLDER")
             outcome.skipped = f"injector error: {type(error).__name__}: {message}"[:200]
         finally:
             self.active.discard(fault.index)

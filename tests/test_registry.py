@@ -8,12 +8,15 @@ MLflow params of a trial.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import pytest
 
 from sweeps import cli_train
 from sweeps import spec as spec_module
+from sweeps.run import builtin
 from sweeps.run import trial as trial_module
+from sweeps.spec import sweep as sweep_module
 from trainer import config as config_module
 from trainer import prepare as prepare_module
 
@@ -26,6 +29,18 @@ fixed: {architecture: global_max, max_sequence_length: 160}
 """
 
 
+def use_factors(monkeypatch, factors):
+    """The registry with a contributor's new entry, as if written into trainer/config.py: the config class and
+    the built-in trainers are made from it."""
+    config_class = config_module.make_trainer_config(factors)
+    monkeypatch.setattr(config_module, "FACTORS", factors)
+    monkeypatch.setattr(config_module, "TrainerConfig", config_class)
+    for name in ("KERAS", "TFIDF"):
+        monkeypatch.setattr(builtin, name, dataclasses.replace(getattr(builtin, name), factors=factors,
+                                                               config_class=config_class))
+    monkeypatch.setattr(sweep_module, "_LOADED", {})
+
+
 @pytest.fixture
 def made_up_factor(monkeypatch):
     """A new data-shaping factor declared the way a contributor would: one registry entry."""
@@ -33,7 +48,7 @@ def made_up_factor(monkeypatch):
                                   "vectorize", choices=("keep", "fold", "fold_ascii"))
     factors = {**config_module.FACTORS, factor.name: factor}
     monkeypatch.setattr(config_module, "FACTORS", factors)
-    monkeypatch.setattr(config_module, "TrainerConfig", config_module.make_config_class(factors))
+    use_factors(monkeypatch, factors)
     return factor
 
 
@@ -74,7 +89,7 @@ def test_a_training_factor_leaves_the_cache_key_alone(monkeypatch):
     factor = config_module.Factor("warmup_epochs", int, 0, "Made up.", "training", ge=0)
     factors = {**config_module.FACTORS, factor.name: factor}
     monkeypatch.setattr(config_module, "FACTORS", factors)
-    monkeypatch.setattr(config_module, "TrainerConfig", config_module.make_config_class(factors))
+    use_factors(monkeypatch, factors)
     hashes = {"archive_sha256": "a" * 64, "glove_sha256": "b" * 64}
     config = config_module.TrainerConfig()
     assert prepare_module.cache_key(config, **hashes) == prepare_module.cache_key(config.replace(warmup_epochs=3),

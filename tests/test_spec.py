@@ -152,8 +152,8 @@ def test_random_and_asha_search_settings():
     (MINIMAL + "resources: {cpu: 1, tpu: 1}\n", ["unknown key resources.'tpu'", "cpu, gpu"]),
     (MINIMAL + "mlflow: {uri: x}\n", ["unknown key mlflow.'uri'", "experiment, tracking_uri"]),
     (MINIMAL + "search: {mode: grid, num_samples: 3}\n", ["unknown key search.'num_samples'", "allowed keys: mode"]),
-    (MINIMAL.replace("strip:", "stripping:"), ["factors.stripping: unknown trainer setting", "allowed:", "strip"]),
-    (MINIMAL.replace("max_sequence_length: 160", "max_seq_len: 160"), ["fixed.max_seq_len: unknown trainer"]),
+    (MINIMAL.replace("strip:", "stripping:"), ["factors.stripping: unknown setting of trainer", "allowed:", "strip"]),
+    (MINIMAL.replace("max_sequence_length: 160", "max_seq_len: 160"), ["fixed.max_seq_len: unknown setting of trainer"]),
     # Bad factor values name the key, the value and the allowed values.
     (MINIMAL.replace("[none, blank_line]", "[none, headers]"),
      ["factors.strip value 'headers'", "allowed values", "'blank_line'", "'sklearn_all'"]),

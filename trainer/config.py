@@ -13,14 +13,10 @@ A bad value raises ``ValueError`` naming the field and the allowed values; unkno
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-from typing import Any, Callable
+from typing import Any
 
-# The pipeline stages a factor can shape; the first three shape the prepared arrays (the cache key).
-STAGES = ("split", "vectorize", "embedding", "training")
-DATA_STAGES = ("split", "vectorize", "embedding")
+from trainer import factors as factors_module
+from trainer.factors import DATA_STAGES, STAGES, Factor  # noqa: F401 - the registry's vocabulary, re-exported
 
 # The defaults each vectorizer mode brings when the config leaves them unset.
 # Keras blog (2016/2017): MAX_NB_WORDS = 20000, MAX_SEQUENCE_LENGTH = 1000.
@@ -29,96 +25,6 @@ VECTORIZER_DEFAULTS = {
     "keras2": {"max_num_words": 20000, "max_sequence_length": 1000},
     "kerasio2020": {"max_num_words": 20000, "max_sequence_length": 200},
 }
-
-# What the data key receives besides the config: the content hashes of the sources, known before any text is
-# read (``archive_sha256`` of the dataset archive or folder, ``glove_sha256`` of the GloVe file).
-DataKeyItems = Callable[["TrainerConfig", dict[str, str]], dict[str, Any]]
-
-
-@dataclasses.dataclass(frozen=True)
-class Factor:
-    """One trainer setting, declared once.
-
-    Attributes
-    ----------
-    name : str
-        Field name (``TrainerConfig`` attribute, MLflow param, sweep-file key; flag ``--name-with-dashes``).
-    type : type
-        ``str``, ``int``, ``float`` or ``bool``.
-    default : object
-        Default value (``None`` only where ``optional``).
-    help : str
-        One line, shown by ``glovesweep train --help`` and in the docs.
-    stage : str
-        One of ``STAGES``: what the factor shapes.
-    choices : tuple
-        Allowed values, in the order reports list them; empty: any value within the bounds.
-    ge, gt, lt : float, optional
-        Inclusive lower, exclusive lower and exclusive upper bounds for numbers.
-    optional : bool
-        ``None`` is allowed (the vectorizer mode then supplies the value).
-    data_key : callable, optional
-        ``(config, hashes) -> dict`` of the items this factor adds to the prepared-data key; by default
-        ``{name: value}`` for data stages and nothing for ``training``. Some factors enter only in some modes
-        (the seed only when the split uses it), some through a content hash (paths).
-    """
-
-    name: str
-    type: type
-    default: Any
-    help: str
-    stage: str
-    choices: tuple = ()
-    ge: float | None = None
-    gt: float | None = None
-    lt: float | None = None
-    optional: bool = False
-    data_key: DataKeyItems | None = None
-
-    @property
-    def shapes_data(self) -> bool:
-        return self.stage in DATA_STAGES
-
-    def key_items(self, config: "TrainerConfig", hashes: dict[str, str]) -> dict[str, Any]:
-        """The items this factor adds to the prepared-data key of ``config`` (empty for training factors)."""
-        if self.data_key is not None:
-            return self.data_key(config, hashes)
-        return {self.name: getattr(config, self.name)} if self.shapes_data else {}
-
-    def check(self, value: Any) -> None:
-        """Raise ``ValueError`` naming the field, the value and what is allowed."""
-        if value is None and self.optional:
-            return
-        if self.choices:
-            if value not in self.choices or type(value) is not type(self.choices[0]):
-                raise ValueError(f"{self.name}={value!r} is not allowed; allowed values: "
-                                 f"{', '.join(map(repr, self.choices))}")
-            return
-        if self.type is bool:
-            if not isinstance(value, bool):
-                raise ValueError(f"{self.name}={value!r}: must be a bool (true or false)")
-            return
-        if self.type is str:
-            if not isinstance(value, str):
-                raise ValueError(f"{self.name}={value!r}: must be a str")
-            return
-        kinds = (int,) if self.type is int else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds) or not self._within_bounds(value):
-            noun = "an integer" if self.type is int else "a number"
-            raise ValueError(f"{self.name}={value!r}: must be {noun} {self.bounds_text()}".rstrip())
-
-    def _within_bounds(self, value: float) -> bool:
-        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
-                and (self.lt is None or value < self.lt))
-
-    def bounds_text(self) -> str:
-        """The bounds in words, e.g. ``>= 1`` or ``in (0, 1)``."""
-        if self.gt is not None and self.lt is not None:
-            return f"in ({self.gt:g}, {self.lt:g})"
-        parts = [f">= {self.ge:g}" if self.ge is not None else "", f"> {self.gt:g}" if self.gt is not None else "",
-                 f"< {self.lt:g}" if self.lt is not None else ""]
-        return " and ".join(part for part in parts if part)
-
 
 def uses_split(config: "TrainerConfig") -> bool:
     """Whether validation documents are drawn by a seeded split (bydate's official test set is not)."""
@@ -130,7 +36,7 @@ FACTORS: dict[str, Factor] = {factor.name: factor for factor in (
            "(scikit-learn's), 18828.", "split", choices=("19997", "bydate", "18828")),
     # A path enters the key through the content hash of what it names, never as text.
     Factor("data_path", str, "", "Explicit archive (.tar.gz) or extracted folder; empty: data home, then download.",
-           "split", data_key=lambda config, hashes: {"archive_sha256": hashes["archive_sha256"]}),
+           "split", data_key=lambda config, hashes: {"archive_sha256": hashes["archive_sha256"]}, path=True),
     Factor("strip", str, "none", "Header stripping applied to every post before tokenizing.", "split",
            choices=("none", "blank_line", "first_10_lines", "sklearn_headers", "sklearn_all")),
     Factor("validation", str, "auto", "auto: bydate uses its official test set, others an 80/20 split; split: "
@@ -155,7 +61,7 @@ FACTORS: dict[str, Factor] = {factor.name: factor for factor in (
            data_key=lambda config, hashes: {"glove": None if config.embedding == "random"
                                             else [hashes["glove_sha256"], config.glove_dim]}),
     Factor("glove_path", str, "", "Explicit glove.6B.zip or glove.6B.<d>d.txt; empty: offline 50d package, data "
-           "home, download.", "embedding", data_key=lambda config, hashes: {}),
+           "home, download.", "embedding", data_key=lambda config, hashes: {}, path=True),
     # Frozen and trainable share the arrays; random has no matrix, which the 'glove' item already says.
     Factor("embedding", str, "frozen", "frozen / trainable pretrained vectors, or random (trained from scratch, "
            "no GloVe).", "embedding", choices=("frozen", "trainable", "random"),
@@ -199,12 +105,11 @@ def field_help(name: str) -> str:
     return FACTORS[name].help
 
 
-class _ConfigMethods:
-    """Checks, resolved values and conversions shared by every ``TrainerConfig`` class built from a registry."""
+class _KerasConfigMethods(factors_module.ConfigMethods):
+    """The Keras network's own checks (its conv stack needs enough tokens) and resolved values."""
 
     def __post_init__(self) -> None:
-        for factor in type(self).FACTORS.values():
-            factor.check(getattr(self, factor.name))
+        super().__post_init__()
         steps = final_conv_steps(self.sequence_length)
         if steps < 1:
             raise ValueError(
@@ -216,6 +121,7 @@ class _ConfigMethods:
                 f"architecture='blog_flatten' needs max_sequence_length >= 999 (MaxPooling1D(35) after the third "
                 f"conv); got {self.sequence_length}. Use architecture='global_max' for shorter sequences."
             )
+
 
     # Resolved values: the vectorizer mode supplies what the config leaves unset.
     @property
@@ -232,50 +138,16 @@ class _ConfigMethods:
             return self.max_sequence_length
         return VECTORIZER_DEFAULTS[self.vectorizer]["max_sequence_length"]
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]):
-        """Build a config from a mapping; unknown keys raise ``ValueError`` listing the known ones."""
-        unknown = sorted(set(values) - set(cls.FACTORS))
-        if unknown:
-            raise ValueError(f"unknown trainer setting(s) {unknown}; allowed: {sorted(cls.FACTORS)}")
-        return cls(**values)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def replace(self, **changes: Any):
-        return dataclasses.replace(self, **changes)
-
-    def digest(self, *fields: str) -> str:
-        """SHA-256 (hex, 16 chars) of the named fields, or of every field when none are named."""
-        values = self.to_dict()
-        chosen = {name: values[name] for name in (fields or sorted(values))}
-        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
-
-    def data_key_items(self, hashes: dict[str, str]) -> dict[str, Any]:
-        """Everything that shapes this config's prepared arrays, from each factor's own declaration.
-
-        ``hashes`` holds ``archive_sha256`` and ``glove_sha256`` (empty for a random embedding).
-        """
-        items: dict[str, Any] = {}
-        for factor in type(self).FACTORS.values():
-            items.update(factor.key_items(self, hashes))
-        return items
+def make_trainer_config(factors: dict[str, Factor]) -> type:
+    """The network's config class for a registry of factors (``FACTORS``, or FACTORS plus a new one in tests)."""
+    return factors_module.make_config_class(
+        factors, bases=(_KerasConfigMethods,), module=__name__,
+        doc="Everything that shapes one training run; hashable, JSON-able, validated on construction. One field "
+            "per entry of ``trainer.config.FACTORS``.")
 
 
-def make_config_class(factors: dict[str, Factor]) -> type:
-    """A frozen dataclass with one field per factor (its default) and the shared checks and conversions."""
-    fields = [(factor.name, factor.type | None if factor.optional else factor.type,
-               dataclasses.field(default=factor.default, metadata={"help": factor.help}))
-              for factor in factors.values()]
-    namespace = {"__doc__": "Everything that shapes one training run; hashable, JSON-able, validated on "
-                            "construction. One field per entry of ``trainer.config.FACTORS``.",
-                 "FACTORS": factors, "__module__": __name__}
-    return dataclasses.make_dataclass("TrainerConfig", fields, bases=(_ConfigMethods,), frozen=True,
-                                      namespace=namespace)
-
-
-TrainerConfig = make_config_class(FACTORS)
+TrainerConfig = make_trainer_config(FACTORS)
 
 
 def final_conv_steps(sequence_length: int) -> int:

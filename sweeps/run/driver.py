@@ -2,7 +2,7 @@
 
 Order of work, so that a mistake costs nothing:
 
-1. the sweep file is validated and every trial's ``TrainerConfig`` is built (``sweeps.spec.sweep``);
+1. the sweep file is validated and every trial's ``TrainerConfig`` is built (``sweeps.spec.build``);
 2. the MLflow store is checked (unreachable, or a sqlite file or folder not writable: ``OSError`` before
    anything starts);
 3. every dataset and GloVe source is resolved and read, unless it is the published archive byte for byte
@@ -154,7 +154,7 @@ def run_sweep(
     Parameters
     ----------
     spec : SweepSpec
-        From ``sweeps.spec.sweep.load_sweep``.
+        From ``sweeps.spec.build.load_sweep``.
     data_home, cache_dir : str, optional
         Absolute folders; default ``$GLOVESWEEP_DATA`` / ``$GLOVESWEEP_CACHE`` (``trainer.paths``).
     address : str, optional

@@ -67,7 +67,7 @@ def plan_trials(spec: spec_module.SweepSpec, data_digests: dict[str, str]) -> Pl
     train, shares, members = [], {}, {}
     for trial in spec.trials():
         config = spec.trial_config(trial)
-        if trial.kind != "keras" or config.digest() not in data_digests:
+        if not spec.trainer_of(trial).prepares_data or config.digest() not in data_digests:
             train.append(trial)
             continue
         identity = training_identity(config, data_digests[config.digest()])

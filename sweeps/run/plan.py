@@ -166,7 +166,7 @@ def make_plan(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=None,
     keys: dict[str, str] = {}  # TrainerConfig.digest() -> data set key
     reader = data_module.ArchiveReader()
     for trial in spec.trials():
-        if trial.kind != "keras":
+        if not spec.trainer_of(trial).prepares_data:
             continue
         config = spec.trial_config(trial)
         complete = found(config)
@@ -194,7 +194,7 @@ def make_plan(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=None,
     digests = {digest: data_sets[key].content_digest for digest, key in keys.items()
                if data_sets[key].content_digest}
     plan = merging.plan_trials(spec, digests)
-    networks = [trial for trial in plan.train if trial.kind == "keras"]
+    networks = [trial for trial in plan.train if spec.trainer_of(trial).prepares_data]
     cpu_seconds, cached = 0.0, True
     for trial in networks:
         config = spec.trial_config(trial)
@@ -203,11 +203,11 @@ def make_plan(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=None,
                                                  recalibrate=recalibrate)
         cached = cached and hit
         cpu_seconds += config.epochs * data.documents * per_document * spec.resources["cpu"]
-    unchecked = sum(1 for trial in spec.trials() if trial.kind == "keras"
+    unchecked = sum(1 for trial in spec.trials() if spec.trainer_of(trial).prepares_data
                     and not data_sets[keys[spec.trial_config(trial).digest()]].content_digest)
     return {
-        "sweep": spec.name, "trials": spec.total_trials, "networks": sum(1 for t in spec.trials() if t.kind == "keras"),
-        "baselines": sum(1 for t in spec.trials() if t.kind == "baseline"), "to_train": len(networks),
+        "sweep": spec.name, "trials": spec.total_trials, "networks": sum(1 for t in spec.trials() if not spec.trainer_of(t).reference),
+        "baselines": sum(1 for t in spec.trials() if spec.trainer_of(t).reference), "to_train": len(networks),
         "merged": [{"trial": member.label, "seed": member.seed, "shares": primary.label} for member, primary in
                    plan.merged],
         "epochs_to_train": sum(spec.trial_config(trial).epochs for trial in networks),

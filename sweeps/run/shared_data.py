@@ -92,6 +92,9 @@ def resolve_sources(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=No
     archives: dict[tuple[str, str], tuple[str, str]] = {}
     glove: dict[tuple[int, str], str] = {}
     for trial in spec.trials():
+        trainer = spec.trainer_of(trial)
+        if not trainer.reads_archives:
+            continue
         config = spec.trial_config(trial)
         key = (config.dataset, config.data_path)
         if key not in archives:
@@ -103,7 +106,7 @@ def resolve_sources(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=No
                 data_module.load_documents(source, config.dataset)
             archives[key] = (str(source), data_module.source_sha256(source))
         glove_key = (config.glove_dim, config.glove_path)
-        if trial.kind == "keras" and config.embedding != "random" and glove_key not in glove:
+        if trainer.prepares_data and config.embedding != "random" and glove_key not in glove:
             loaded = embeddings_module.load_glove(config.glove_dim, glove_path=config.glove_path, data_home=data_home,
                                                   cache_dir=cache_dir, download_if_missing=download_if_missing)
             glove[glove_key] = loaded.sha256
@@ -214,7 +217,7 @@ def prepare_shared_data(spec: spec_module.SweepSpec, sources: Sources, *, data_h
     keys: dict[str, str] = {}
     by_archive: dict[tuple[str, str], dict[str, config_module.TrainerConfig]] = {}
     for trial in spec.trials():
-        if trial.kind != "keras":
+        if not spec.trainer_of(trial).prepares_data:
             continue
         config = spec.trial_config(trial)
         key = sources.data_key(config)

@@ -134,7 +134,7 @@ def submit_main(args: argparse.Namespace) -> int:
     command, extras = entrypoint(["run", "--sweep-from-env", "--parent-run-id", parent_run_id, "--experiment-name",
                                   sweep_id, *entry_options(args)], upload_code=args.upload_code)
     trials = spec.trials() if spec.search["mode"] == "grid" else []
-    networks = sum(trial.kind == "keras" for trial in trials) if trials else spec.total_trials
+    networks = sum(not spec.trainer_of(trial).reference for trial in trials) if trials else spec.total_trials
     metadata = {jobs.SWEEP_ID: sweep_id, jobs.SWEEP_NAME: spec.name, jobs.PARENT_RUN_ID: parent_run_id,
                 jobs.EXPERIMENT_ID: experiment_id, jobs.TRACKING_URI: spec.tracking_uri,
                 jobs.TOTAL_TRIALS: str(spec.total_trials), jobs.NETWORK_TRIALS: str(networks),

@@ -2,8 +2,9 @@
 
 ``parse_document(data, where)`` turns the YAML mapping into a ``SweepFile`` or raises one ``ValueError`` line
 that names the file, the key path, the bad value and what is allowed. Trainer settings (``factors``,
-``fixed``, the trainer part of ``smoke``) are checked against ``trainer.config.FACTORS``, so a new factor is
-accepted here without touching this module. ``sweeps/quick.yaml`` documents every key for users.
+``fixed``, the trainer part of ``smoke``) are checked against the factors the sweep's trainer declares
+(``check_trainer_settings``; the Keras trainer's are ``trainer.config.FACTORS``), so a new factor or a new
+trainer is accepted here without touching this module. ``sweeps/quick.yaml`` documents every key for users.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import pydantic
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from trainer import config as config_module
+from trainer.factors import Factor
 
 Number = Union[StrictInt, StrictFloat]
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_STORAGE_PATH = "glovesweep_results"
+DEFAULT_TRAINER = "keras"
 # Fields a sweep must not hold fixed because the sweep itself sets them per trial.
 PER_TRIAL_FIELDS = ("seed",)
 
@@ -75,7 +78,7 @@ class Claim(Section):
     source: StrictStr = Field(min_length=1)
     cell: dict[str, Any]
     epoch: StrictInt = Field(ge=1)
-    value: Number = Field(ge=0, le=1)
+    value: Number  # within the objective metric's range: checked against the trainer's declaration
 
 
 class Smoke(Section):
@@ -89,13 +92,6 @@ class Smoke(Section):
     max_concurrent_trials: StrictInt | None = Field(None, ge=0)
     baselines: list[Literal[config_module.BASELINES]] | None = None  # type: ignore[valid-type]
 
-    @pydantic.model_validator(mode="after")
-    def _trainer_keys(self) -> "Smoke":
-        for key in self.model_extra or {}:
-            if key not in config_module.FACTORS:
-                allowed = sorted({*type(self).model_fields, *config_module.FACTORS})
-                raise ValueError(f"unknown key smoke.{key!r}; allowed keys: {', '.join(allowed)}")
-        return self
 
 
 class SweepFile(Section):
@@ -103,6 +99,7 @@ class SweepFile(Section):
 
     name: StrictStr = Field(pattern=NAME_PATTERN)
     description: StrictStr = ""
+    trainer: StrictStr = Field(DEFAULT_TRAINER, min_length=1)
     factors: dict[str, Any] = {}
     fixed: dict[str, Any] = {}
     seeds: StrictInt | list[StrictInt] = 1
@@ -128,9 +125,9 @@ class SweepFile(Section):
         return factors
 
 
-def coerce(name: str, value: Any) -> Any:
+def coerce(factors: dict[str, Factor], name: str, value: Any) -> Any:
     """YAML reads ``dataset: 19997`` as an integer; a string factor takes it as its text, a float one as a float."""
-    factor = config_module.FACTORS.get(name)
+    factor = factors.get(name)
     if factor is None or isinstance(value, bool) or not isinstance(value, int):
         return value
     if factor.type is str:
@@ -140,21 +137,22 @@ def coerce(name: str, value: Any) -> Any:
     return value
 
 
-def check_trainer_settings(where: str, section: str, values: dict[str, Any], *, lists: bool) -> dict[str, Any]:
+def check_trainer_settings(where: str, section: str, values: dict[str, Any], *, lists: bool,
+                           factors: dict[str, Factor], trainer: str = DEFAULT_TRAINER) -> dict[str, Any]:
     """Unknown trainer settings and values outside a factor's choices or bounds are one-line errors.
 
-    Returns the values coerced to the factors' types (lists of values when ``lists``).
+    ``factors`` are those the sweep's trainer declares. Returns the values coerced to the factors' types (lists
+    of values when ``lists``).
     """
-    allowed = config_module.FACTORS
     checked = {}
     for name, value in values.items():
-        if name not in allowed:
-            raise ValueError(f"{where}: {section}.{name}: unknown trainer setting; allowed: "
-                             f"{', '.join(sorted(allowed))}")
-        items = [coerce(name, item) for item in value] if lists else [coerce(name, value)]
+        if name not in factors:
+            raise ValueError(f"{where}: {section}.{name}: unknown setting of trainer {trainer!r}; allowed: "
+                             f"{', '.join(sorted(factors))}")
+        items = [coerce(factors, name, item) for item in value] if lists else [coerce(factors, name, value)]
         for item in items:
             try:
-                allowed[name].check(item)
+                factors[name].check(item)
             except ValueError as error:
                 raise ValueError(f"{where}: {section}.{name} value {item!r}: {error}") from None
         if lists and len({json.dumps(item, sort_keys=True) for item in items}) != len(items):

@@ -155,6 +155,7 @@ def start_parent_run(tracking_uri: str, experiment_id: str, *, spec, tags: dict[
     all_tags = {names.ROLE_TAG: names.ROLE_SWEEP, names.SWEEP_NAME_TAG: spec.name,
                 names.SWEEP_HASH_TAG: spec.source_sha256, names.SMOKE_TEST_TAG: str(spec.smoke_test).lower(),
                 names.EPOCHS_TAG: ",".join(map(str, spec.epochs)), names.FACTORS_TAG: ",".join(spec.factor_names),
+                names.TRAINER_NAME_TAG: spec.trainer, names.OBJECTIVE_TAG: spec.main_trainer.objective.as_text(),
                 **tags}
     run_name = f"{spec.name}{' (smoke)' if spec.smoke_test else ''}"
     run = _retry(lambda: client.create_run(experiment_id, tags=all_tags, run_name=run_name), what="create parent")

@@ -24,9 +24,12 @@ SMOKE_TEST_TAG = "glovesweep.smoke_test"
 TRIAL_ID_TAG = "glovesweep.trial_id"  # the trial's key (spec.Trial.key): stable across retries and resumes
 TUNE_TRIAL_ID_TAG = "glovesweep.tune_trial_id"  # Ray Tune's id of the latest Tune trial that ran it
 CELL_TAG = "glovesweep.cell"  # the trial's factor values, "name=value" joined by commas
-TRAINER_TAG = "trainer"  # TRAINER_KERAS or TRAINER_BASELINE
+TRAINER_TAG = "trainer"  # a child run's trainer kind: TRAINER_KERAS, TRAINER_BASELINE or a user trainer's name
 TRAINER_KERAS = "keras"
 TRAINER_BASELINE = "baseline"
+ERROR_TAG = "glovesweep.error"  # new: a FAILED trial's exception, "Type: last line"
+TRAINER_NAME_TAG = "glovesweep.trainer"  # new: the sweep's trainer as its file names it (parent run)
+OBJECTIVE_TAG = "glovesweep.objective"  # new: the objective metric, "name:mode[:low:high]" (parent run)
 RESUMED_FROM_EPOCH_TAG = "glovesweep.resumed_from_epoch"
 WORKER_PID_TAG = "glovesweep.worker_pid"
 NODE_TAG = "glovesweep.node"
@@ -71,6 +74,11 @@ STATS_METRICS = (LEAKAGE, GLOVE_COVERAGE, OUT_OF_RANGE_IDS, VOCABULARY_SIZE, NUM
 VAL_ACC_AT = "val_acc_at_{epochs}"  # validation accuracy after E epochs, one per requested epoch count E
 VAL_LOSS_AT = "val_loss_at_{epochs}"
 VAL_ACC_AT_PATTERN = re.compile(r"val_acc_at_(\d+)")
+
+
+def metric_at(name: str, epochs: int) -> str:
+    """The summary metric name of ``name`` after ``epochs`` epochs, e.g. ``val_acc_at_10``, ``rmse_at_5``."""
+    return f"{name}_at_{epochs}"
 
 
 def val_acc_at(epochs: int) -> str:

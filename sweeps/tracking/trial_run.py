@@ -136,7 +136,7 @@ class TrialRun:
             self.run_id = existing.info.run_id
             self.continued = True
             self._logged_params = dict(existing.data.params)
-            for key in names.STEP_METRICS:
+            for key in sorted(set(names.STEP_METRICS) | set(existing.data.metrics)):
                 history = self._call(lambda: self.client.get_metric_history(self.run_id, key), what="metric history")
                 self._logged_steps.update((key, metric.step) for metric in history)
             self._call(lambda: self.client.update_run(self.run_id, status="RUNNING"), what="reopen trial run")
@@ -175,12 +175,16 @@ class TrialRun:
             self._logged_steps.add((key, step))
         self.flush()
 
-    def log_epoch(self, epoch: int, metrics: dict[str, float], *, requested_epochs: list[int]) -> None:
-        """Step metrics for a 1-based ``epoch``, plus ``val_acc_at_<E>``/``val_loss_at_<E>`` when E is requested."""
-        self.log_metrics({key: metrics[key] for key in names.STEP_METRICS if key in metrics}, step=epoch)
+    def log_epoch(self, epoch: int, metrics: dict[str, float], *, requested_epochs: list[int],
+                  summary: tuple[str, ...] | list[str] = (names.VAL_ACC, names.VAL_LOSS),
+                  step_keys: tuple[str, ...] | None = names.STEP_METRICS) -> None:
+        """Step metrics for a 1-based ``epoch`` (only ``step_keys`` where given), plus ``<name>_at_<E>`` for each
+        ``summary`` name when E is a requested epoch count (``val_acc_at_<E>``, ``val_loss_at_<E>``)."""
+        self.log_metrics({key: value for key, value in metrics.items() if step_keys is None or key in step_keys},
+                         step=epoch)
         if epoch in requested_epochs:
-            self.log_metrics({names.val_acc_at(epoch): round(float(metrics[names.VAL_ACC]), SUMMARY_DIGITS),
-                              names.val_loss_at(epoch): round(float(metrics[names.VAL_LOSS]), SUMMARY_DIGITS)}, step=0)
+            self.log_metrics({names.metric_at(key, epoch): round(float(metrics[key]), SUMMARY_DIGITS)
+                              for key in summary if key in metrics}, step=0)
 
     def log_history(self, history: dict[str, list[float]], *, requested_epochs: list[int]) -> None:
         """Log each epoch of a checkpoint's ``history`` (lists per metric, ``epoch`` 1-based) that the run lacks.

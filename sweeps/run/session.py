@@ -1,0 +1,170 @@
+"""Inside one trial: what a trainer's reports become (its MLflow child run and Tune), for any trainer.
+
+``TrialSession`` is handed to a trainer's runner. ``run_function`` runs a user's training function: each
+``report`` (``sweeps.trainers.report`` or ``ray.tune.report``, which both reach Tune's session) is intercepted
+and written to the trial's child run first (buffered through outages, ``TrialRun``), then passed to Tune with
+the epoch number; the user's own ``mlflow.log_*`` calls land in the same child run (``MLFLOW_RUN_ID``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import pathlib
+from typing import Any, Iterator
+
+from sweeps import spec as spec_module
+from sweeps.tracking import names
+from sweeps.tracking import trial_run
+from sweeps.trainers import api
+
+logger = logging.getLogger(__name__)
+
+# Reported to Tune with every epoch: metric values waiting for an unreachable tracking server.
+PENDING_METRIC = "mlflow_pending"
+# Written beside a user trainer's checkpoint: the epoch it holds, so a continued trial numbers on from it.
+EPOCH_FILE = ".glovesweep_epoch.json"
+# A child run's tag listing metrics that came out NaN or infinite ("name@epoch" joined by commas).
+NON_FINITE_TAG = "glovesweep.non_finite"
+
+
+@dataclasses.dataclass
+class TrialSession:
+    """One running trial, as its trainer's runner sees it.
+
+    Attributes
+    ----------
+    trainer : Trainer
+    trial : Trial
+    config : the trainer's typed config
+    run : TrialRun
+        The child run (already started).
+    context : TrialContext
+        The sweep's shared context (the built-in trainers read the prepared data from it).
+    requested_epochs : list of int
+        The epoch counts the sweep asks for (summaries ``<metric>_at_<E>``).
+    resume_from : list of str
+        Checkpoints of earlier Tune runs of this sweep, newest first.
+    """
+
+    trainer: api.Trainer
+    trial: spec_module.Trial
+    config: Any
+    run: trial_run.TrialRun
+    context: Any
+    requested_epochs: list[int]
+    resume_from: list[str]
+    epoch: int = 0
+    non_finite: list[str] = dataclasses.field(default_factory=list)
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Step metrics of a 1-based epoch and the objective's summary where the epoch is a requested count."""
+        bad = [f"{key}@{epoch}" for key, value in metrics.items() if not math.isfinite(value)]
+        if bad:
+            self.non_finite += bad
+            self.run.set_tags({NON_FINITE_TAG: ",".join(self.non_finite)})
+        self.run.log_epoch(epoch, metrics, requested_epochs=self.requested_epochs,
+                           summary=[metric.name for metric in self.trainer.metrics], step_keys=None)
+
+
+def numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numeric values of a report (booleans and text left out)."""
+    return {key: float(value) for key, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch"}
+
+
+def checkpoint_epoch(checkpoint) -> int:
+    """The epoch glovesweep noted in a user trainer's checkpoint (0 where it has none)."""
+    if checkpoint is None or "://" in checkpoint.path:
+        return 0
+    try:
+        return int(json.loads((pathlib.Path(checkpoint.path) / EPOCH_FILE).read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def first_checkpoint(candidates: list[str]):
+    """Tune's checkpoint for a retry, else the newest existing one of a resumed sweep's earlier runs."""
+    from ray import tune
+
+    current = tune.get_checkpoint()
+    if current is not None:
+        return current
+    for candidate in candidates:
+        if "://" in candidate or pathlib.Path(candidate).is_dir():
+            return tune.Checkpoint(path=candidate)
+    return None
+
+
+@contextlib.contextmanager
+def intercepted_reports(session: TrialSession) -> Iterator[None]:
+    """Every Tune report of the trial goes to its MLflow child run first, numbered as an epoch."""
+    from ray.train._internal import session as tune_session_module
+
+    tune_session = tune_session_module.get_session()
+    original = tune_session.report
+
+    def report(metrics: dict[str, Any], *, checkpoint=None, **kwargs) -> None:
+        epoch = metrics.get("epoch")
+        session.epoch = int(epoch) if isinstance(epoch, int) and not isinstance(epoch, bool) else session.epoch + 1
+        session.log_epoch(session.epoch, numbers(metrics))
+        if checkpoint is not None and "://" not in checkpoint.path:
+            (pathlib.Path(checkpoint.path) / EPOCH_FILE).write_text(json.dumps({"epoch": session.epoch}))
+        original({**metrics, "epoch": session.epoch, PENDING_METRIC: session.run.pending}, checkpoint=checkpoint,
+                 **kwargs)
+
+    tune_session.report = report
+    try:
+        yield
+    finally:
+        del tune_session.report  # the instance attribute: the class's own method shows again
+
+
+@contextlib.contextmanager
+def user_mlflow_run(session: TrialSession) -> Iterator[None]:
+    """The user's ``mlflow.log_*`` calls inside the trial go to its child run (MLflow's own env variables)."""
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")}
+    os.environ.update(MLFLOW_TRACKING_URI=session.run.tracking_uri, MLFLOW_RUN_ID=session.run.run_id)
+    try:
+        yield
+    finally:
+        import sys
+
+        mlflow = sys.modules.get("mlflow")
+        active = mlflow.active_run() if mlflow is not None else None
+        if active is not None and active.info.run_id == session.run.run_id:
+            # The user's calls opened our run as MLflow's active run: take it off MLflow's stack without ending
+            # it (glovesweep sets the final status), then drop the stack entry.
+            with contextlib.suppress(Exception):
+                mlflow.tracking.fluent._active_run_stack.get().pop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_function(session: TrialSession) -> None:
+    """Run a user's training function in the trial; a returned dict is its final report."""
+    trainer = session.trainer
+    checkpoint = first_checkpoint(session.resume_from) if trainer.checkpoints else None
+    if checkpoint is not None:
+        session.epoch = checkpoint_epoch(checkpoint)
+        session.run.set_tags({names.RESUMED_FROM_EPOCH_TAG: session.epoch})
+    token = api.CURRENT_CHECKPOINT.set(checkpoint)
+    try:
+        with intercepted_reports(session), user_mlflow_run(session):
+            result = trainer.function(session.config.to_dict())
+            if isinstance(result, dict) and result:
+                from ray import tune
+
+                tune.report(result)
+    finally:
+        api.CURRENT_CHECKPOINT.reset(token)
+    if session.epoch == 0:
+        raise ValueError(f"trainer {trainer.name!r} reported nothing: call sweeps.trainers.report({{...}}) (or "
+                         f"ray.tune.report) once per epoch, or return a dict of final metrics")
