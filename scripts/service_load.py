@@ -59,7 +59,7 @@ def tests_helpers():
 
 conftest = tests_helpers()
 
-from sweeps.service import commands  # noqa: E402
+from sweeps.service import status_list  # noqa: E402
 from sweeps.service import jobs  # noqa: E402
 from sweeps.service import progress_read  # noqa: E402
 from sweeps.tracking import mlflow_runs  # noqa: E402
@@ -278,7 +278,7 @@ def poll_service(head: Head, sweeps: list[Sweep], started: float, calls: list[Ca
             began = time.monotonic()
             try:
                 for history in jobs.sweep_jobs(head.client).values():
-                    commands.describe(history)
+                    status_list.describe(history)
                 code = 0
             except Exception:  # noqa: BLE001 - counted as a failed call
                 code = 1

@@ -11,6 +11,6 @@ Packages by concern, each importing only those below it (docs/DESIGN.md draws th
 - ``tracking``: MLflow: every name glovesweep writes, runs and their search, the trial's child run, the outbox.
 - ``checks``: what a sweep must pass before compute starts (the tracking store, resources, the cluster).
 - ``spec``: the sweep file's schema and the validated sweep.
-- ``console``, ``storage``, ``lazy``: what every layer shares (one-line errors, the sweep folder's files,
-  package faces).
+- ``console``, ``storage``, ``lazy``, ``rest``: what every layer shares (one-line errors, the sweep folder's files,
+  package faces, one JSON request over HTTP).
 """

@@ -23,8 +23,8 @@ COMMANDS = {
     "plan": ("sweeps.run.plan", "Show what a sweep will train (merging identical cells) and its estimated CPU hours."),
     "report": ("sweeps.report.make", "Tabulate a sweep's runs and attribute the accuracy gap to its factors."),
     "submit": ("sweeps.service.commands:SUBMIT", "Submit a sweep file as a Ray job to a running cluster's job server."),
-    "status": ("sweeps.service.commands:STATUS", "Show a submitted sweep's progress, or one line per sweep on the cluster."),
-    "list": ("sweeps.service.commands:LIST", "One line per sweep submitted to the cluster (as 'status' without an id)."),
+    "status": ("sweeps.service.status_list:STATUS", "Show a submitted sweep's progress, or one line per sweep on the cluster."),
+    "list": ("sweeps.service.status_list:LIST", "One line per sweep submitted to the cluster (as 'status' without an id)."),
     "logs": ("sweeps.service.commands:LOGS", "Print (or --follow) a submitted sweep's driver output."),
     "cancel": ("sweeps.service.commands:CANCEL", "Stop a submitted sweep: its driver, trials and actors; runs end KILLED."),
 }

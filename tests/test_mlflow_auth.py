@@ -90,3 +90,27 @@ def test_the_server_command_runs_the_basic_auth_app_unless_told_otherwise(tmp_pa
     command = start_mlflow.server_command(**options)
     assert command[command.index("--app-name") + 1] == "basic-auth"
     assert "--app-name" not in start_mlflow.server_command(**options, auth="none")
+
+
+def test_the_service_reads_runs_over_rest_with_the_same_login(auth_server, monkeypatch):
+    from mlflow import tracking as mlflow_tracking
+
+    from sweeps.tracking import fast_read
+
+    url, store, _ = auth_server
+    for key, value in read_credentials(store).items():
+        monkeypatch.setenv(key, value)
+    client = mlflow_tracking.MlflowClient(tracking_uri=url)
+    experiment_id = client.create_experiment("auth-rest-read")
+    parent = client.create_run(experiment_id)
+    child = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent.info.run_id})
+    client.log_metric(child.info.run_id, "val_acc", 0.5, step=1)
+    assert fast_read.speaks(url)
+    (summary,) = fast_read.child_runs(url, experiment_id, parent.info.run_id)
+    assert summary == fast_read.RunSummary.from_run(client.get_run(child.info.run_id))
+    assert fast_read.metric_steps(url, child.info.run_id, "val_acc") == [1]
+    assert summary.metrics == {"val_acc": 0.5} and summary.tags["mlflow.parentRunId"] == parent.info.run_id
+    # Without the login the server refuses, and the reader says so rather than reading nothing.
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
+    with pytest.raises(OSError, match="401"):
+        fast_read.child_runs(url, experiment_id, parent.info.run_id)

@@ -29,8 +29,8 @@ from conftest import build_tiny_data_home, free_port, head_start_flags, ray_envi
 from sweeps import cli
 from sweeps.run import identity
 from sweeps.run import job_entry
-from sweeps.service import commands
 from sweeps.service import progress_read
+from sweeps.service import status_list
 from sweeps.service import jobs
 from sweeps.checks import resources_check
 from sweeps import spec as spec_module
@@ -200,7 +200,7 @@ def test_a_sweep_status_gives_the_json_keys_scripts_read():
     assert entry["progress"]["pending"] == 1 and entry["progress"]["best_cell"] == "dataset=19997"
     assert (entry["sweep_id"], entry["elapsed_seconds"], entry["seconds_left"], entry["message"]) == ("s-1", 12.5,
                                                                                                       3.0, None)
-    assert commands.one_line(status) == ("s-1  running    1/4 done, 2 running, 1 pending, 0 failed; epochs 5/8; best "
+    assert status_list.one_line(status) == ("s-1  running    1/4 done, 2 running, 1 pending, 0 failed; epochs 5/8; best "
                                          "dataset=19997 val_acc 0.500  (12s, ~3s left)")
     unread = progress_read.SweepStatus(sweep_id="s-1", name="s", state="failed", job="s-1-resume-1",
                                        parent_run_id="abc", mlflow_url="u", elapsed_seconds=1.0, message="boom\nmore",
@@ -208,7 +208,7 @@ def test_a_sweep_status_gives_the_json_keys_scripts_read():
     entry = unread.to_json()
     assert entry["progress"] is None and entry["progress_error"] == "MLflow http://x: unreachable"
     assert list(entry)[-1] == "progress_error"
-    text = commands.details(unread)
+    text = status_list.details(unread)
     assert "progress unavailable: MLflow http://x: unreachable" in text and "  boom" in text
     assert "finish it with: glovesweep submit --resume s-1" in text
 

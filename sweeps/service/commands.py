@@ -1,4 +1,5 @@
-"""The sweep service: ``glovesweep submit``, ``status``, ``list``, ``logs`` and ``cancel`` on Ray's job server.
+"""The sweep service: ``glovesweep submit``, ``logs`` and ``cancel`` on Ray's job server (``status`` and ``list``:
+``status_list``).
 
 A sweep runs as one Ray job whose driver is ``glovesweep run`` (``sweeps.run.job_entry``); Ray keeps it alive,
 queues its trials by resources next to other sweeps', keeps its output and stops it. The sweep id is the
@@ -14,7 +15,6 @@ cluster can never run; 3 no job server at the address, or no such sweep.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os
@@ -41,30 +41,11 @@ STOP_ENVIRONMENT = {"RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S":
 TERMINAL = jobs.TERMINAL
 
 
-def add_address(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--address", default=None,
-                        help=f"The Ray job server's URL (default: $RAY_ADDRESS, else {jobs.DEFAULT_ADDRESS}); not the "
-                             f"Ray cluster address that 'run --address' takes.")
-
-
-def guarded(main):
-    """Exit 3 with one line when no cluster answers or the sweep is unknown."""
-
-    def call(args: argparse.Namespace) -> int:
-        try:
-            return main(args)
-        except (jobs.ClusterUnreachable, jobs.UnknownSweep) as error:
-            print(f"glovesweep {args.command}: {error.args[0]}", file=sys.stderr)
-            return 3
-
-    return call
-
-
 # -------------------------------------------------------------------------------------------------- submit
 def submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweep_file", nargs="?", help="A sweep file, e.g. sweeps/quick.yaml.")
     parser.add_argument("--smoke-test", action="store_true", help="Apply the file's 'smoke' overrides.")
-    add_address(parser)
+    jobs.add_address(parser)
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow as this machine reaches it (default: the file's mlflow.tracking_uri); on a cloud "
                              "cluster the tunnel to the head's server, http://localhost:5000.")
@@ -236,99 +217,10 @@ def resume(args: argparse.Namespace) -> int:
     return follow_to_end(client, args.resume) if args.wait else 0
 
 
-# -------------------------------------------------------------------------------------------------- status
-def status_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep_id", nargs="?", help="A sweep id (submit printed it); without one, every sweep.")
-    add_address(parser)
-    parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow as this machine reaches it (default: the URI submit used).")
-    parser.add_argument("--json", action="store_true", help="Machine-readable output.")
-
-
-def list_arguments(parser: argparse.ArgumentParser) -> None:
-    add_address(parser)
-    parser.add_argument("--tracking-uri", default=None, help="MLflow as this machine reaches it.")
-    parser.add_argument("--json", action="store_true", help="Machine-readable output: one JSON list.")
-
-
-def describe(history: list, tracking_uri: str | None = None) -> progress_read.SweepStatus:
-    """One sweep's state and progress (its newest job decides the state)."""
-    first, latest = history[0], history[-1]
-    metadata = first.metadata
-    uri = tracking_uri or metadata[jobs.TRACKING_URI]
-    now = time.time()
-    started = (first.start_time or now * 1000) / 1000
-    ended = latest.end_time / 1000 if latest.end_time else None
-    status = progress_read.SweepStatus(
-        sweep_id=metadata[jobs.SWEEP_ID], name=metadata[jobs.SWEEP_NAME], state=jobs.state(latest),
-        job=latest.submission_id, parent_run_id=metadata[jobs.PARENT_RUN_ID],
-        mlflow_url=progress_read.run_url(uri, metadata[jobs.EXPERIMENT_ID], metadata[jobs.PARENT_RUN_ID]),
-        elapsed_seconds=round((ended or now) - started, 1),
-        message=latest.message if jobs.state(latest) == "failed" else None)
-    try:
-        progress = progress_read.read_progress(
-            uri, metadata[jobs.EXPERIMENT_ID], metadata[jobs.PARENT_RUN_ID], total=int(metadata[jobs.TOTAL_TRIALS]),
-            network_trials=int(metadata[jobs.NETWORK_TRIALS]), max_epochs=int(metadata[jobs.MAX_EPOCHS]))
-    except Exception as error:  # noqa: BLE001 - the job's state is still worth showing
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        return dataclasses.replace(status, progress_error=f"MLflow {uri}: {reason}")
-    left = progress.seconds_left(now) if status.state == "running" else None
-    return dataclasses.replace(status, progress=progress, seconds_left=round(left, 1) if left is not None else None)
-
-
-def one_line(status: progress_read.SweepStatus) -> str:
-    progress = status.progress
-    if progress is None:
-        counts = status.progress_error or "progress unknown"
-    else:
-        counts = (f"{progress.done}/{progress.total} done, {progress.running} running, {progress.pending} pending, "
-                  f"{progress.failed} failed; epochs {progress.epochs_done}/{progress.epochs_total}")
-        if progress.best_cell:
-            counts += f"; best {progress.best_cell} val_acc {progress.best_val_acc:.3f}"
-    left = f", ~{progress_read.duration(status.seconds_left)} left" if status.seconds_left is not None else ""
-    return f"{status.sweep_id}  {status.state:<9}  {counts}  ({progress_read.duration(status.elapsed_seconds)}{left})"
-
-
-def details(status: progress_read.SweepStatus) -> str:
-    lines = [f"sweep {status.sweep_id} ({status.name}): {status.state} (job {status.job})"]
-    progress = status.progress
-    if progress is None:
-        lines.append(f"  progress unavailable: {status.progress_error}")
-    else:
-        lines.append(f"  trials: {progress.done} done, {progress.running} running, {progress.pending} pending, "
-                     f"{progress.failed} failed, {progress.killed} killed, of {progress.total}")
-        lines.append(f"  epochs: {progress.epochs_done} of {progress.epochs_total}")
-        if progress.best_cell:
-            lines.append(f"  best cell so far: {progress.best_cell}: val_acc {progress.best_val_acc:.4f} "
-                         f"(mean of {progress.best_runs} run(s))")
-    left = f", about {progress_read.duration(status.seconds_left)} left" if status.seconds_left is not None else ""
-    lines.append(f"  elapsed {progress_read.duration(status.elapsed_seconds)}{left}")
-    lines.append(f"  MLflow: {status.mlflow_url}")
-    if status.message:
-        lines.append(f"  {status.message.strip().splitlines()[0]}")
-    if status.state in ("failed", "stopped"):
-        lines.append(f"  finish it with: glovesweep submit --resume {status.sweep_id}")
-    return "\n".join(lines)
-
-
-def status_main(args: argparse.Namespace) -> int:
-    client = jobs.connect(args.address)
-    if not getattr(args, "sweep_id", None):
-        statuses = [describe(history, args.tracking_uri) for history in jobs.sweep_jobs(client).values()]
-        if args.json:
-            print(json.dumps([status.to_json() for status in statuses], indent=1))
-        else:
-            print("\n".join(one_line(status) for status in statuses) or "no sweeps on this cluster")
-        return 0
-    status = describe(jobs.jobs_of(client, args.sweep_id), args.tracking_uri)
-    print(json.dumps(status.to_json(), indent=1) if args.json else details(status))
-    return 1 if status.state in ("failed", "stopped") else 0
-
-
 # ------------------------------------------------------------------------------------------- logs, cancel
 def logs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweep_id", help="A sweep id (submit printed it).")
-    add_address(parser)
+    jobs.add_address(parser)
     parser.add_argument("--follow", "-f", action="store_true", help="Keep streaming until the sweep ends.")
 
 
@@ -355,7 +247,7 @@ def logs_main(args: argparse.Namespace) -> int:
 
 def cancel_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweep_id", help="A sweep id (submit printed it).")
-    add_address(parser)
+    jobs.add_address(parser)
     parser.add_argument("--timeout", type=float, default=STOP_GRACE_SECONDS + 60,
                         help="Seconds to wait for the sweep to stop (default %(default)s).")
 
@@ -380,8 +272,6 @@ def cancel_main(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBMIT = types.SimpleNamespace(add_arguments=submit_arguments, main=guarded(submit_main))
-STATUS = types.SimpleNamespace(add_arguments=status_arguments, main=guarded(status_main))
-LIST = types.SimpleNamespace(add_arguments=list_arguments, main=guarded(status_main))
-LOGS = types.SimpleNamespace(add_arguments=logs_arguments, main=guarded(logs_main))
-CANCEL = types.SimpleNamespace(add_arguments=cancel_arguments, main=guarded(cancel_main))
+SUBMIT = types.SimpleNamespace(add_arguments=submit_arguments, main=jobs.guarded(submit_main))
+LOGS = types.SimpleNamespace(add_arguments=logs_arguments, main=jobs.guarded(logs_main))
+CANCEL = types.SimpleNamespace(add_arguments=cancel_arguments, main=jobs.guarded(cancel_main))

@@ -2,7 +2,8 @@
 
 Each trial has one child run under the sweep's parent run (``sweeps.tracking.mlflow_runs``): its status says whether the
 trial finished, failed, runs or was killed; its ``val_acc`` history has one step per epoch trained; its latest
-``val_acc`` scores its cell. Trials without a child run yet are pending.
+``val_acc`` scores its cell. Trials without a child run yet are pending. An ``http(s)://`` tracking server is read
+over its REST API, without importing ``mlflow`` (``sweeps.tracking.fast_read``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import statistics
 import time
 from typing import Any
 
-from sweeps.tracking import mlflow_runs
+from sweeps.tracking import fast_read
+from sweeps.tracking import names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,26 +122,26 @@ def read_progress(tracking_uri: str, experiment_id: str, parent_run_id: str, *, 
     total, network_trials, max_epochs : int
         Trials of the sweep, those that train a network, and the epochs each of those trains.
     """
-    children = mlflow_runs.child_runs(tracking_uri, experiment_id, parent_run_id)
-    statuses = [run.info.status for run in children]
-    networks = [run for run in children if run.data.tags.get("trainer") == "keras"]
+    children = fast_read.child_runs(tracking_uri, experiment_id, parent_run_id)
+    statuses = [run.status for run in children]
+    networks = [run for run in children if run.tags.get("trainer") == "keras"]
 
-    def epochs(run) -> int:
-        return len(mlflow_runs.metric_steps(tracking_uri, run.info.run_id, "val_acc"))
+    def epochs(run: fast_read.RunSummary) -> int:
+        return len(fast_read.metric_steps(tracking_uri, run.run_id, "val_acc"))
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         epochs_done = sum(pool.map(epochs, networks))
     scores: dict[str, list[float]] = {}
     for run in networks:
-        if "val_acc" in run.data.metrics:
-            scores.setdefault(run.data.tags.get(mlflow_runs.CELL_TAG, "?"), []).append(run.data.metrics["val_acc"])
+        if "val_acc" in run.metrics:
+            scores.setdefault(run.tags.get(names.CELL_TAG, "?"), []).append(run.metrics["val_acc"])
     best = max(scores, key=lambda cell: statistics.fmean(scores[cell]), default=None)
     return Progress(
         total=total, done=statuses.count("FINISHED"), running=statuses.count("RUNNING"),
         pending=max(0, total - len(children)), failed=statuses.count("FAILED"), killed=statuses.count("KILLED"),
         epochs_done=epochs_done, epochs_total=network_trials * max_epochs, best_cell=best,
         best_val_acc=statistics.fmean(scores[best]) if best else None, best_runs=len(scores[best]) if best else 0,
-        first_start=min((run.info.start_time for run in children), default=None) / 1000 if children else None)
+        first_start=min((run.start_time for run in children), default=None) / 1000 if children else None)
 
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
