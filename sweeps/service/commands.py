@@ -33,6 +33,7 @@ from sweeps.checks import resources_check
 from sweeps import spec as spec_module
 from sweeps.tracking import mlflow_runs
 from sweeps.tracking import outbox
+from sweeps.trainers import registry
 
 # How Ray's job supervisor stops a sweep's job on 'glovesweep cancel': Ctrl-C's signal (SIGINT), so Tune stops its
 # trials gracefully and the driver ends the MLflow runs KILLED, then SIGKILL if it is still running after the grace.
@@ -114,12 +115,15 @@ def submit_main(args: argparse.Namespace) -> int:
         file_storage_path=spec.storage_path)
     command, extras = entrypoint(["run", "--sweep-from-env", "--parent-run-id", parent_run_id, "--experiment-name",
                                   sweep_id, *entry_options(args)], upload_code=args.upload_code)
+    # The cluster has glovesweep installed, not the user's code: a trainer module beside the sweep file ships along.
+    module = registry.shipped_module(spec.trainer, spec.trainer_folder)
+    extras.update({"py_modules": [module]} if module else {})
     trials = spec.trials() if spec.search["mode"] == "grid" else []
     networks = sum(not spec.trainer_of(trial).reference for trial in trials) if trials else spec.total_trials
     metadata = {jobs.SWEEP_ID: sweep_id, jobs.SWEEP_NAME: spec.name, jobs.PARENT_RUN_ID: parent_run_id,
                 jobs.EXPERIMENT_ID: experiment_id, jobs.TRACKING_URI: spec.tracking_uri,
                 jobs.TOTAL_TRIALS: str(spec.total_trials), jobs.NETWORK_TRIALS: str(networks),
-                jobs.MAX_EPOCHS: str(spec.max_epochs)}
+                jobs.MAX_EPOCHS: str(spec.max_epochs), **({jobs.TRAINER_MODULE: module} if module else {})}
     environment = {job_entry.SWEEP_ENV: submitted.encode(), job_entry.SWEEP_ID_ENV: sweep_id, **STOP_ENVIRONMENT}
     # The MLflow login (the cluster's server requires one) reaches the job's driver and every trial on every
     # node through the job's runtime environment; the job server holding it is token-protected and on loopback.
@@ -209,6 +213,14 @@ def resume(args: argparse.Namespace) -> int:
         raise ValueError(f"sweep {args.resume} stopped before its first trial; submit its file again")
     submission_id = f"{args.resume}-resume-{len(history)}"
     command, extras = entrypoint(["resume", sweep_dir, *entry_options(args)], upload_code=args.upload_code)
+    # The user's trainer module is shipped again from where the first submission found it (the cluster has
+    # glovesweep installed, not the user's code).
+    module = metadata.get(jobs.TRAINER_MODULE)
+    if module:
+        if not pathlib.Path(module).exists():
+            raise ValueError(f"sweep {args.resume} runs the trainer module {module}, which is gone; put it back to "
+                             f"resume the sweep")
+        extras["py_modules"] = [module]
     client.submit_job(entrypoint=command, submission_id=submission_id,
                       metadata={**metadata, jobs.RESUME_OF: args.resume},
                       runtime_env={"env_vars": {job_entry.SWEEP_ID_ENV: args.resume, **STOP_ENVIRONMENT}, **extras})

@@ -40,6 +40,7 @@ TOTAL_TRIALS = "glovesweep.total_trials"
 NETWORK_TRIALS = "glovesweep.network_trials"
 MAX_EPOCHS = "glovesweep.max_epochs"
 RESUME_OF = "glovesweep.resume_of"
+TRAINER_MODULE = "glovesweep.trainer_module"  # the user's trainer module shipped with the job (py_modules)
 # Ray's job states, as the service names them.
 STATES = {"PENDING": "pending", "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed",
           "STOPPED": "stopped"}

@@ -81,6 +81,18 @@ def load(name: str, *, folder: str | None = None) -> api.Trainer:
     return found
 
 
+def shipped_module(name: str, folder: str) -> str:
+    """The file or package folder beside a sweep file that holds trainer ``name`` (``module:function``), for a
+    submitted job to ship with it (Ray's ``py_modules``); '' for an installed trainer or a module not there."""
+    if name in installed() or ":" not in name or not folder:
+        return ""
+    top = name.partition(":")[0].split(".")[0]
+    for candidate in (pathlib.Path(folder) / f"{top}.py", pathlib.Path(folder) / top):
+        if candidate.is_file() or (candidate / "__init__.py").is_file():
+            return str(candidate)
+    return ""
+
+
 def folder_of(source_path: str) -> str:
     """The folder of a sweep file (its trainer modules' home), or '' for a sweep given as text."""
     path = pathlib.Path(source_path)
