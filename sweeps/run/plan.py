@@ -217,8 +217,25 @@ def make_plan(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=None,
     }
 
 
+def user_trainer_plan(spec: spec_module.SweepSpec) -> dict[str, Any]:
+    """The plan of a sweep of a user's trainer: trials and epochs; no time estimate (only the built-in network is
+    calibrated here)."""
+    trials = spec.trials()
+    return {"sweep": spec.name, "trainer": spec.trainer, "trials": len(trials), "networks": len(trials),
+            "baselines": 0, "to_train": len(trials), "merged": [], "epochs_to_train": len(trials) * spec.max_epochs,
+            "cpu_seconds": None, "cpu_hours": None, "calibration_cached": False, "cpu": cpu_model(), "missing": [],
+            "unchecked": 0}
+
+
 def main(args: argparse.Namespace) -> int:
     spec = spec_module.load_sweep(args.sweep_file, smoke_test=args.smoke_test)
+    if not spec.main_trainer.prepares_data:
+        plan = user_trainer_plan(spec)
+        print(json.dumps(plan, indent=1) if args.json else
+              f"sweep {plan['sweep']!r}: {plan['trials']} trials of trainer {spec.trainer!r}, "
+              f"{plan['epochs_to_train']} epochs in all; no time estimate for a trainer of your own: time one trial "
+              f"with 'glovesweep run {args.sweep_file} --smoke-test'")
+        return 0
     plan = make_plan(spec, data_home=args.data_dir, cache_dir=args.cache_dir, recalibrate=args.recalibrate)
     if args.json:
         print(json.dumps(plan, indent=1))
