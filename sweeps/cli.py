@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import os
 import sys
@@ -47,14 +48,19 @@ def implementation(name: str):
     return getattr(module, attribute) if attribute else module
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None, argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = OneLineParser(prog="glovesweep", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="Log at INFO level.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_text) in COMMANDS.items():
         subparser = subparsers.add_parser(name, help=help_text, description=help_text)
         if name == only:
-            implementation(name).add_arguments(subparser)
+            add_arguments = implementation(name).add_arguments
+            # A command whose flags depend on the command line (train: the --trainer's factors) gets it.
+            if "argv" in inspect.signature(add_arguments).parameters:
+                add_arguments(subparser, argv=argv or [])
+            else:
+                add_arguments(subparser)
     return parser
 
 
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     # MLflow logs INFO lines (creating a store's tables...) on stderr, where only our one line belongs.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     command = next((word for word in argv if word in COMMANDS), None)
-    args = build_parser(command).parse_args(argv)
+    args = build_parser(command, argv).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.verbose:

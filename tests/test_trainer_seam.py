@@ -210,3 +210,18 @@ def test_a_killed_driver_of_a_trainer_without_checkpoints_resumes_and_runs_each_
         assert [metric.step for metric in client.get_metric_history(run.info.run_id, "score")] == [1, 2, 3]
         if run.data.tags[mlflow_runs.TRIAL_ID_TAG] in finished_before:
             assert run.info.end_time == finished_before[run.data.tags[mlflow_runs.TRIAL_ID_TAG]]
+
+
+def test_glovesweep_train_takes_the_trainers_own_flags_and_prints_each_report(tmp_path):
+    folder = tmp_path / "user"
+    write(folder, name="flags", uri="sqlite:///mlflow.db")
+    result = run_command(["train", "--trainer", "toy_trainer:train", "--rate", "0.5", "--epochs", "2",
+                          "--seed", "0"], folder, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["epoch 1/2: score 0.5000 error 0.5000",
+                                          "epoch 2/2: score 0.7500 error 0.2500"]
+    helped = run_command(["train", "--trainer", "toy_trainer:train", "--help"], folder, timeout=120)
+    assert "--rate RATE" in helped.stdout and "How fast it learns. (default: 0.5) [in (0, 1)]" in " ".join(
+        helped.stdout.split()) and "--dataset" not in helped.stdout
+    refused = run_command(["train", "--trainer", "toy_trainer:train", "--rate", "2"], folder, timeout=120)
+    assert refused.returncode == 2 and "rate=2.0: must be a number in (0, 1)" in refused.stderr

@@ -148,6 +148,32 @@ def user_mlflow_run(session: TrialSession) -> Iterator[None]:
                 os.environ[key] = value
 
 
+class LocalTuneSession:
+    """Stands in for Tune's session when a trainer runs outside Ray (``glovesweep train --trainer``): both
+    ``sweeps.trainers.report`` and ``ray.tune.report`` reach ``on_report``; no checkpoint is loaded."""
+
+    loaded_checkpoint = None
+
+    def __init__(self, on_report) -> None:
+        self.on_report = on_report
+
+    def report(self, metrics: dict[str, Any], *, checkpoint=None, **kwargs) -> None:
+        self.on_report(dict(metrics))
+
+
+@contextlib.contextmanager
+def local_tune_session(on_report) -> Iterator[None]:
+    """Ray Tune's ``report`` calls inside the block go to ``on_report`` (Tune's module-level session slot)."""
+    from ray.train._internal import session as tune_session_module
+
+    saved = tune_session_module._session
+    tune_session_module._session = LocalTuneSession(on_report)
+    try:
+        yield
+    finally:
+        tune_session_module._session = saved
+
+
 def run_function(session: TrialSession) -> None:
     """Run a user's training function in the trial; a returned dict is its final report."""
     trainer = session.trainer

@@ -214,7 +214,7 @@ def report(metrics: dict[str, Any], *, checkpoint=None) -> None:
     """Report one epoch's metrics (and optionally a ``ray.tune.Checkpoint``) from inside a trial.
 
     The same as ``ray.tune.report``, which glovesweep intercepts inside its trials: either reaches the trial's
-    MLflow child run and Tune.
+    MLflow child run and Tune. Under ``glovesweep train`` (no Ray) it prints one line.
     """
     from ray import tune
 
