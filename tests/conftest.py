@@ -409,3 +409,26 @@ def ray_head(tmp_path_factory):
                           dashboard_port=dashboard_port, log=cwd / "head.log")
     yield head
     head.stop()
+
+
+def kill_mid_sweep(process: subprocess.Popen, children, *, timeout: float = 240) -> dict:
+    """SIGKILL a sweep's driver and its session (the local Ray it started) once one trial has FINISHED while
+    another runs; ``children()`` lists the sweep's child runs. Returns {trial id: end time} of the finished ones
+    (empty when that moment never came)."""
+    finished_before = {}
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                found = children()
+            except (AssertionError, AttributeError):
+                found = []
+            done = [run for run in found if run.info.status == "FINISHED"]
+            if done and any(run.info.status == "RUNNING" for run in found):
+                finished_before = {run.data.tags["glovesweep.trial_id"]: run.info.end_time for run in done}
+                break
+            time.sleep(0.1)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    return finished_before

@@ -80,7 +80,7 @@ def test_a_checkpoint_cut_short_while_written_is_an_unreadable_checkpoint_not_a_
 
 
 def test_a_retry_whose_newest_checkpoint_was_cut_short_continues_from_the_one_before(tmp_path, capsys):
-    from sweeps.run import trial as trial_module
+    from sweeps.run import builtin
     from trainer import checkpoint_files
 
     trial_folder = tmp_path / "trial_abc_00001"
@@ -89,10 +89,10 @@ def test_a_retry_whose_newest_checkpoint_was_cut_short_continues_from_the_one_be
     newest = write_checkpoint(trial_folder / "checkpoint_000003", epoch=4)
     cut_short(newest / "checkpoint.npz")
     # Tune hands a retry its newest checkpoint only; the trial adds the older ones it kept, newest first.
-    older = trial_module.older_checkpoints(str(newest))
+    older = builtin.older_checkpoints(str(newest))
     assert older == [str(trial_folder / "checkpoint_000002"), str(trial_folder / "checkpoint_000001")]
-    assert trial_module.older_checkpoints("s3://bucket/sweep/trial_abc_00001/checkpoint_000003") == []
-    directory = trial_module.usable_checkpoint([str(newest), *older])
+    assert builtin.older_checkpoints("s3://bucket/sweep/trial_abc_00001/checkpoint_000003") == []
+    directory = builtin.usable_checkpoint([str(newest), *older])
     assert directory is not None
     assert checkpoint_files.read_checkpoint(directory)[0]["epoch"] == 3
     assert f"skipping checkpoint {newest}" in capsys.readouterr().out

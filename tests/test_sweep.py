@@ -20,7 +20,7 @@ import threading
 import time
 
 import pytest
-from conftest import build_tiny_data_home, free_port
+from conftest import build_tiny_data_home, free_port, kill_mid_sweep
 
 from sweeps import cli
 from sweeps.run import checkpoints
@@ -287,25 +287,9 @@ def test_killed_driver_then_resume_runs_every_cell_exactly_once(mlflow_server, t
     log = open(tmp_path / "run.log", "wb")
     process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
-    finished_before = {}
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                _, children = runs_of(mlflow_server, "killed-driver")
-            except (AssertionError, AttributeError):
-                children = []
-            done = [run for run in children if run.info.status == "FINISHED"]
-            running = [run for run in children if run.info.status == "RUNNING"]
-            if done and running:
-                finished_before = {run.data.tags[mlflow_runs.TRIAL_ID_TAG]: run.info.end_time for run in done}
-                break
-            time.sleep(0.1)
-    finally:
-        # The driver and every Ray process it started share its session: all die at once, as on a lost host.
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        log.close()
+    # The driver and every Ray process it started share its session: all die at once, as on a lost host.
+    finished_before = kill_mid_sweep(process, lambda: runs_of(mlflow_server, "killed-driver")[1])
+    log.close()
     assert finished_before, f"never saw one finished and one running trial:\n{(tmp_path / 'run.log').read_text()}"
     _, children = runs_of(mlflow_server, "killed-driver")
     assert len(children) < 3, "the driver was killed before every trial had started"

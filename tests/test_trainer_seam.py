@@ -10,13 +10,12 @@ compute), and a trainer without checkpoints whose driver is killed mid-sweep, th
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
+from conftest import kill_mid_sweep
 
 from sweeps import spec as spec_module
 from sweeps.run import session as session_module
@@ -178,23 +177,8 @@ def test_a_killed_driver_of_a_trainer_without_checkpoints_resumes_and_runs_each_
     process = subprocess.Popen([sys.executable, "-m", "sweeps.cli", "run", str(path), "--num-cpus", "2",
                                 "--no-report"], cwd=tmp_path, env=environment, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
-    finished_before = {}
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                _, _, children = children_of(mlflow_server, "user-killed")
-            except AttributeError:
-                children = []
-            done = [run for run in children if run.info.status == "FINISHED"]
-            if done and any(run.info.status == "RUNNING" for run in children):
-                finished_before = {run.data.tags[mlflow_runs.TRIAL_ID_TAG]: run.info.end_time for run in done}
-                break
-            time.sleep(0.1)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        log.close()
+    finished_before = kill_mid_sweep(process, lambda: children_of(mlflow_server, "user-killed")[2])
+    log.close()
     assert finished_before, (tmp_path / "run.log").read_text()[-3000:]
     (sweep_dir,) = (tmp_path / "results").iterdir()  # storage_path resolves against the working folder
     resumed = run_command(["resume", str(sweep_dir), "--num-cpus", "2", "--no-report"], tmp_path)

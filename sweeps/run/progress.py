@@ -69,7 +69,9 @@ class SweepCallback(tune.Callback):
         self._print(trials, f"{self._name(trial)}: done")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self._print(trials, f"{self._name(trial)}: worker failed; retrying from its last epoch checkpoint")
+        reason = error_summary(trial)
+        self._print(trials, f"{self._name(trial)}: failed{': ' + reason if reason else ''}; retrying (from its last "
+                            f"epoch checkpoint where its trainer keeps them)")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._mark(trial, "FAILED")
