@@ -340,7 +340,7 @@ def test_gpu_sweep_on_two_nodes_survives_losing_the_gpu_node(cluster):
             driver.kill()
     output = (tmp_path / "driver.log").read_text()
     assert returncode == 0, output[-4000:]
-    assert "2/2 trials done, 0 failed" in output and "retrying from its last epoch checkpoint" in output
+    assert "2/2 trials done, 0 failed" in output and "; retrying (from its last epoch checkpoint" in output
     sweep_seconds = time.monotonic() - started
 
     # Every child run arrived, once per trial, complete, and the interrupted ones continued the same run.
