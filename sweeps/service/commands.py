@@ -117,7 +117,7 @@ def submit_main(args: argparse.Namespace) -> int:
                                   sweep_id, *entry_options(args)], upload_code=args.upload_code)
     # The cluster has glovesweep installed, not the user's code: a trainer module beside the sweep file ships along.
     module = registry.shipped_module(spec.trainer, spec.trainer_folder)
-    extras.update({"py_modules": [module]} if module else {})
+    extras.update({"py_modules": [registry.job_package(module)]} if module else {})
     trials = spec.trials() if spec.search["mode"] == "grid" else []
     networks = sum(not spec.trainer_of(trial).reference for trial in trials) if trials else spec.total_trials
     metadata = {jobs.SWEEP_ID: sweep_id, jobs.SWEEP_NAME: spec.name, jobs.PARENT_RUN_ID: parent_run_id,
@@ -220,7 +220,7 @@ def resume(args: argparse.Namespace) -> int:
         if not pathlib.Path(module).exists():
             raise ValueError(f"sweep {args.resume} runs the trainer module {module}, which is gone; put it back to "
                              f"resume the sweep")
-        extras["py_modules"] = [module]
+        extras["py_modules"] = [registry.job_package(module)]
     client.submit_job(entrypoint=command, submission_id=submission_id,
                       metadata={**metadata, jobs.RESUME_OF: args.resume},
                       runtime_env={"env_vars": {job_entry.SWEEP_ID_ENV: args.resume, **STOP_ENVIRONMENT}, **extras})

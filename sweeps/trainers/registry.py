@@ -14,10 +14,12 @@ user's module, as any Python import does: a sweep file names code, so only run s
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import importlib.metadata
 import pathlib
 import sys
+import tempfile
 from typing import Iterator
 
 from sweeps.trainers import api
@@ -91,6 +93,24 @@ def shipped_module(name: str, folder: str) -> str:
         if candidate.is_file() or (candidate / "__init__.py").is_file():
             return str(candidate)
     return ""
+
+
+def job_package(module: str) -> str:
+    """A folder Ray's job client can ship as ``py_modules`` for ``module`` (a ``.py`` file or a package folder).
+
+    A package folder ships as it is. A single file is copied into a package of its name (``<name>/__init__.py``)
+    under the temporary folder, named by its content's hash: Ray 2.60's job client uploads only folders from
+    ``py_modules`` (it passes a ``.py`` file to its folder upload, which refuses it).
+    """
+    path = pathlib.Path(module)
+    if path.is_dir():
+        return str(path)
+    text = path.read_bytes()
+    folder = pathlib.Path(tempfile.gettempdir()) / f"glovesweep-trainer-{hashlib.sha256(text).hexdigest()[:16]}"
+    package = folder / path.stem
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_bytes(text)
+    return str(package)
 
 
 def folder_of(source_path: str) -> str:
