@@ -74,7 +74,8 @@ def measured(tables: dict, table: str, filters: dict, epochs: int | None) -> lis
     if table.startswith("baseline:"):
         source, kind = "study", table.split(":", 1)[1]
     rows = tables.get(source) or []
-    return [row["val_acc"] for row in rows
+    # Report folders written since the value column was neutral call it "value"; older ones "val_acc".
+    return [row["value"] if "value" in row else row["val_acc"] for row in rows
             if row["model"] == kind and row["epochs"] == epochs
             and all(row[name] == value for name, value in filters.items())]
 

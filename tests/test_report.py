@@ -132,14 +132,14 @@ def test_table_has_one_row_per_trial_and_requested_epoch_count(schema_sweep):
     assert len(keras_rows) == len(expected)
     for row in keras_rows:
         info = logged["keras"][row["run_id"]]
-        assert row["val_acc"] == pytest.approx(info["values"][row["epochs"]])
+        assert row["value"] == pytest.approx(info["values"][row["epochs"]])
         assert row["val_loss"] == pytest.approx(1.2 - info["values"][row["epochs"]])
         assert (row["dataset"], row["strip"], row["seed"]) == (info["dataset"], info["strip"], info["seed"])
         assert row["leakage"] == pytest.approx(0.04 if info["dataset"] == "19997" else 0.0)
         assert row["glove_coverage"] == pytest.approx(0.93) and row["max_epochs"] == 3
         assert row["factors"] == "dataset,strip,epochs" and row["sweep_name"] == "schema-sweep"
     baseline_rows = [row for row in table if row["trainer"] == "baseline"]
-    assert {row["run_id"]: row["val_acc"] for row in baseline_rows} == pytest.approx(
+    assert {row["run_id"]: row["value"] for row in baseline_rows} == pytest.approx(
         {run_id: info["val_acc"] for run_id, info in logged["baseline"].items()})
     assert {row["model"] for row in baseline_rows} == {"multinomial_nb"}
     assert all(row["epochs"] is None for row in baseline_rows)
@@ -248,8 +248,12 @@ def test_report_command_errors_name_the_fix(tmp_path, capsys):
     missing = tmp_path / "absent.db"
     assert cli.main(["report", "x", "--tracking-uri", f"sqlite:///{missing}"]) == 2
     assert f"tracking store {missing} does not exist" in capsys.readouterr().err
-    assert cli.main(["report", "x", "--blog-cell", "colour=red"]) == 2
+    # Checked against the runs' own settings (any trainer's), once they are read.
+    study = pathlib.Path(__file__).resolve().parents[1] / "docs" / "results" / "study-cpu"
+    assert cli.main(["report", str(study), "--out", str(tmp_path / "out"), "--blog-cell", "colour=red"]) == 2
     assert "cell key 'colour' is not a trainer setting" in capsys.readouterr().err
+    assert cli.main(["report", "x", "--blog-cell", "seed=1"]) == 2
+    assert "cell key 'seed' is not a trainer setting" in capsys.readouterr().err
 
 
 def test_smoke_mode(tmp_path, capsys, monkeypatch):
@@ -330,14 +334,14 @@ def test_real_sweep_table_matches_its_mlflow_runs(tiny_sweep):
     by_run = {run.info.run_id: run for run in keras_runs}
     for row in keras_rows:
         run = by_run[row["run_id"]]
-        assert row["val_acc"] == pytest.approx(run.data.metrics[f"val_acc_at_{row['epochs']}"])
+        assert row["value"] == pytest.approx(run.data.metrics[f"val_acc_at_{row['epochs']}"])
         assert (row["dataset"], row["strip"], row["seed"]) == (
             run.data.params["dataset"], run.data.params["strip"], int(run.data.params["seed"]))
     # The summary at E equals the step metric of epoch E in the history table.
-    history = {(row["run_id"], row["epoch"]): row["val_acc"]
+    history = {(row["run_id"], row["epoch"]): row["value"]
                for row in parquet.read_table(result.files["history"]).to_pylist()}
     # val_acc_at_<E> is the epoch's value rounded to 4 digits.
-    assert all(history[(row["run_id"], row["epochs"])] == pytest.approx(row["val_acc"], abs=5e-5) for row in keras_rows)
+    assert all(history[(row["run_id"], row["epochs"])] == pytest.approx(row["value"], abs=5e-5) for row in keras_rows)
     assert len([row for row in table if row["trainer"] == "baseline"]) == len(baseline_runs)
     cells = [cell for cell in result.tables.cells if cell["model"] == "keras"]
     assert len(cells) == 4 * 2 and all(cell["n"] == 2 for cell in cells)
@@ -371,7 +375,7 @@ def test_new_metric_names_are_logged_when_present_and_read_as_missing_when_absen
     folder = pathlib.Path(__file__).resolve().parents[1] / "docs" / "results" / "study-cpu"
     study = reader.read_runs(folder)
     assert study.runs[[names.LEAK_FRACTION_TRAIN, names.LEAK_FRACTION_VAL]].notna().all().all()
-    assert study.runs["val_acc"].notna().all()
+    assert study.runs["value"].notna().all()
     assert len(study.runs) == parquet.read_metadata(folder / reader.RUNS_FILE).num_rows
     # A folder written before the new columns and the metadata existed (as the study was at 4e1f7cc).
     older = study.runs.drop(columns=[names.LEAK_FRACTION_TRAIN, names.LEAK_FRACTION_VAL])

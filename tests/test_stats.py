@@ -153,9 +153,9 @@ def test_variance_shares_are_type_2_on_an_unbalanced_three_factor_design():
     dropped = {0, 4, 5, 13, 22, 30}
     data = frame([row for index, row in enumerate(rows) if index not in dropped])
     effects = stats.attribute(data, list(levels), bootstrap_samples=200, interaction_min_share=0.0)
-    table = anova.anova_lm(smf.ols("val_acc ~ (C(dataset) + C(strip) + C(embedding)) ** 2",
-                                   data=data.astype({"val_acc": float})).fit(), typ=2)
-    total = float(((data["val_acc"] - data["val_acc"].mean()) ** 2).sum())
+    table = anova.anova_lm(smf.ols("value ~ (C(dataset) + C(strip) + C(embedding)) ** 2",
+                                   data=data.astype({"value": float})).fit(), typ=2)
+    total = float(((data["value"] - data["value"].mean()) ** 2).sum())
     found = {":".join(f"C({name})" for name in record.term.split(" x ")): record.share for record in effects
              if record.kind != "residual"}
     expected = {name: table.loc[name, "sum_sq"] / total for name in table.index if name != "Residual"}
@@ -244,7 +244,7 @@ def test_intervals_cover_a_known_gap_at_the_nominal_rate():
         strip = next(item for item in gap.contributions if item.factor == "strip")
         covered["t gap"] += gap.gap_low <= true_gap <= gap.gap_high
         covered["t strip"] += strip.low <= true_strip <= strip.high
-        values = data["val_acc"].to_numpy()
+        values = data["value"].to_numpy()
         cells = [np.flatnonzero((data["dataset"] == dataset) & (data["strip"] == strip_mode))
                  for dataset, strip_mode in means]
         for method, inflate in (("percentile", False), ("inflated", True)):
@@ -285,9 +285,9 @@ def test_variance_shares_equal_statsmodels_anova_type_2(study):
     network = stats.network_runs(study.runs)
     assert study.factors == ["dataset", "strip"]
     for count in stats.epoch_counts(study.runs):
-        data = network[network["epochs"] == count].astype({"val_acc": float})
-        table = anova.anova_lm(smf.ols("val_acc ~ C(dataset) * C(strip)", data=data).fit(), typ=2)
-        total = float(((data["val_acc"] - data["val_acc"].mean()) ** 2).sum())
+        data = network[network["epochs"] == count].astype({"value": float})
+        table = anova.anova_lm(smf.ols("value ~ C(dataset) * C(strip)", data=data).fit(), typ=2)
+        total = float(((data["value"] - data["value"].mean()) ** 2).sum())
         expected = {"dataset": table.loc["C(dataset)", "sum_sq"] / total,
                     "strip": table.loc["C(strip)", "sum_sq"] / total,
                     "dataset x strip": table.loc["C(dataset):C(strip)", "sum_sq"] / total,
@@ -301,9 +301,9 @@ def test_gap_intervals_equal_statsmodels_contrasts(study):
 
     network = stats.network_runs(study.runs)
     for gap in gap_module.decompose_gap(study.runs, study.factors, **STUDY_CELLS):
-        data = network[network["epochs"] == gap.epochs].astype({"val_acc": float})
+        data = network[network["epochs"] == gap.epochs].astype({"value": float})
         data = data.assign(cell=data["dataset"] + "/" + data["strip"])
-        fit = smf.ols("val_acc ~ C(cell) - 1", data=data).fit()
+        fit = smf.ols("value ~ C(cell) - 1", data=data).fit()
         names = list(fit.params.index)
         contrast = np.zeros(len(names))
         contrast[names.index("C(cell)[19997/none]")], contrast[names.index("C(cell)[bydate/sklearn_all]")] = 1, -1

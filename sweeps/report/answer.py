@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 from sweeps.report import gap as gap_module
+from sweeps.report import objective as objective_module
+from sweeps.report import reader
 from sweeps.tracking import names
 from sweeps.report import wording
 from sweeps.report import stats
@@ -150,8 +152,12 @@ def json_safe(value: Any) -> Any:
 
 def compute_answer(runs: pd.DataFrame, factors: Sequence[str], blog_cell: dict[str, str],
                    user_cell: dict[str, str], epochs: Sequence[int] | None = None, *, cells_from: str = "",
-                   gaps: list[gap_module.GapSplit] | None = None, confidence: float = stats.CONFIDENCE) -> Answer:
+                   gaps: list[gap_module.GapSplit] | None = None, confidence: float = stats.CONFIDENCE,
+                   objective: objective_module.Metric = objective_module.DEFAULT) -> Answer:
     """Attribute the blog-user gap to the label leak or to the factors, per epoch count.
+
+    The label leak is weighed only where the runs measure it (a ``leakage`` metric, the 20 Newsgroups trainer's)
+    and the cells name a ``strip`` setting; otherwise the answer is the gap split's, in the objective's direction.
 
     Parameters
     ----------
@@ -172,7 +178,7 @@ def compute_answer(runs: pd.DataFrame, factors: Sequence[str], blog_cell: dict[s
     blog_cell = {key: str(value) for key, value in blog_cell.items()}
     user_cell = {key: str(value) for key, value in user_cell.items()}
     gaps = gaps if gaps is not None else gap_module.decompose_gap(runs, factors, blog_cell, user_cell,
-                                                                   confidence=confidence)
+                                                                   confidence=confidence, objective=objective)
     wanted = list(epochs) if epochs is not None else stats.epoch_counts(runs)
     network = stats.network_runs(runs)
     answers = []
@@ -180,13 +186,14 @@ def compute_answer(runs: pd.DataFrame, factors: Sequence[str], blog_cell: dict[s
         if record.epochs not in wanted:
             continue
         if record.missing is not None:
-            sentence = wording.answer_sentences([record], blog_cell, user_cell)[0]
+            sentence = wording.answer_sentences([record], blog_cell, user_cell, objective)[0]
             answers.append(EpochAnswer(epochs=record.epochs, mechanism=NOT_MEASURED, sentence=sentence,
                                        missing=record.missing))
             continue
         at_count = network[network["epochs"] == record.epochs].reset_index(drop=True)
-        answers.append(_answer_at(at_count, factors, blog_cell, user_cell, record, confidence))
-    glove_dims = sorted({int(value) for value in network["glove_dim"].dropna()})
+        answers.append(_answer_at(at_count, factors, blog_cell, user_cell, record, confidence, objective))
+    glove_dims = (sorted({int(value) for value in network["glove_dim"].dropna()}) if "glove_dim" in network
+                  else [])
     return Answer(blog_cell=blog_cell, user_cell=user_cell, cells_from=cells_from, by_epochs=answers,
                   glove_dims=glove_dims)
 
@@ -199,10 +206,12 @@ def rows_of(frame: pd.DataFrame, cell: dict[str, str]) -> np.ndarray:
     return np.flatnonzero(mask)
 
 
-def summarize(frame: pd.DataFrame, cell: dict[str, str], confidence: float = stats.CONFIDENCE) -> CellSummary:
+def summarize(frame: pd.DataFrame, cell: dict[str, str], confidence: float = stats.CONFIDENCE,
+              objective: objective_module.Metric = objective_module.DEFAULT) -> CellSummary:
     """The ``CellSummary`` of ``cell``'s rows in ``frame`` (one epoch count)."""
     members = frame.iloc[rows_of(frame, cell)]
-    mean, low, high = stats.t_interval(members["val_acc"].astype(float), confidence, bounds=(0.0, 1.0))
+    mean, low, high = stats.t_interval(members[reader.VALUE].astype(float), confidence,
+                                       bounds=objective_module.bounds(objective))
 
     def leak(column: str) -> float:
         values = members[column].astype(float).dropna()
@@ -214,7 +223,7 @@ def summarize(frame: pd.DataFrame, cell: dict[str, str], confidence: float = sta
 
 
 def _answer_at(at_count: pd.DataFrame, factors: Sequence[str], blog_cell: dict[str, str], user_cell: dict[str, str],
-               record: gap_module.GapSplit, confidence: float) -> EpochAnswer:
+               record: gap_module.GapSplit, confidence: float, objective: objective_module.Metric) -> EpochAnswer:
     """The ``EpochAnswer`` of one epoch count whose gap split has both cells."""
     held = dict(record.held)
     blog_full, user_full = dict(held, **blog_cell), dict(held, **user_cell)
@@ -223,16 +232,20 @@ def _answer_at(at_count: pd.DataFrame, factors: Sequence[str], blog_cell: dict[s
 
     def contrast(left: dict[str, str], right: dict[str, str]) -> Contrast:
         left_rows, right_rows = rows_of(at_count, left), rows_of(at_count, right)
-        statistic = 100 * (design.columns[left_rows].mean(axis=0) - design.columns[right_rows].mean(axis=0))
+        factor = objective_module.sign(objective) * objective_module.scale(objective)
+        statistic = factor * (design.columns[left_rows].mean(axis=0) - design.columns[right_rows].mean(axis=0))
         return Contrast(*design.contrast_interval(statistic))
 
-    blog, user = summarize(at_count, blog_full, confidence), summarize(at_count, user_full, confidence)
+    blog, user = (summarize(at_count, cell, confidence, objective) for cell in (blog_full, user_full))
     common = dict(epochs=record.epochs, blog=blog, user=user, held=held, shapley=record.contributions)
+    split_sentence = wording.answer_sentences([record], blog_cell, user_cell, objective)[0]
     if blog.n == 0 or user.n == 0:
         # A corner the gap split had to model: no observed cell to contrast.
-        return EpochAnswer(mechanism=_top_factor(record), sentence=wording.answer_sentences(
-            [record], blog_cell, user_cell)[0], **common)
+        return EpochAnswer(mechanism=_top_factor(record), sentence=split_sentence, **common)
     gap = contrast(blog_full, user_full)
+    if not leak_measurable(at_count, blog_full):
+        # Not the 20 Newsgroups trainer (no leakage measure, no strip setting): the gap split is the answer.
+        return EpochAnswer(mechanism=_top_factor(record), sentence=split_sentence, gap=gap, **common)
     candidates = _headers_cut_candidates(at_count, blog_full, user_full, confidence)
     alternatives = tuple(Alternative(cell=candidate.cell, mean=candidate.mean, n=candidate.n,
                                      leak_fraction_train=candidate.leak_fraction_train,
@@ -240,9 +253,8 @@ def _answer_at(at_count: pd.DataFrame, factors: Sequence[str], blog_cell: dict[s
                                      **dataclasses.asdict(contrast(blog_full, candidate.cell)))
                          for candidate, _ in candidates)
     if not candidates:
-        sentence = wording.answer_sentences([record], blog_cell, user_cell)[0]
-        sentence += (" The sweep has no run of the blog's dataset with its headers cut, so the label leak cannot be "
-                     "separated from the dataset.")
+        sentence = split_sentence + (" The sweep has no run of the blog's dataset with its headers cut, so the label "
+                                     "leak cannot be separated from the dataset.")
         return EpochAnswer(mechanism=_top_factor(record), sentence=sentence, gap=gap, **common)
     cut, choice = candidates[0]
     leak_effect, remainder = contrast(blog_full, cut.cell), contrast(cut.cell, user_full)
@@ -259,6 +271,11 @@ def _answer_at(at_count: pd.DataFrame, factors: Sequence[str], blog_cell: dict[s
                          remainder=remainder, leak_share=share, leak_measured=measured, alternatives=alternatives,
                          **common)
     return dataclasses.replace(result, sentence=answer_sentence(result, record, blog_cell, user_cell))
+
+
+def leak_measurable(at_count: pd.DataFrame, blog: dict[str, str]) -> bool:
+    """Whether the runs can speak of a header leak: they carry the ``leakage`` measure and the cells a strip mode."""
+    return "strip" in blog and "strip" in at_count and bool(at_count[names.LEAKAGE].notna().any())
 
 
 def _top_factor(record: gap_module.GapSplit) -> str:
@@ -354,21 +371,26 @@ def answer_sentence(result: EpochAnswer, record: gap_module.GapSplit, blog_cell:
     return f"{sentence} The label leak cannot be confirmed: {why}; {cut_text}."
 
 
-def effects_note(effects: Sequence[stats.Effect], record: gap_module.GapSplit) -> str:
-    """One sentence on why a factor's main effect and its Shapley share of the gap differ (empty if they agree)."""
+def effects_note(effects: Sequence[stats.Effect], record: gap_module.GapSplit,
+                 objective: objective_module.Metric = objective_module.DEFAULT) -> str:
+    """One sentence on why a factor's main effect and its Shapley share of the gap differ (empty if they agree:
+    within 1 point, or 5% of the gap for a metric in its own units)."""
     if record.missing is not None or not record.contributions:
         return ""
     count = record.epochs
+    amount = lambda value: objective_module.amount_text(objective, value)  # noqa: E731 - a local spelling
+    close = 1.0 if objective_module.is_fraction(objective) else 0.05 * abs(record.gap_points)
     mains = {item.term: item for item in effects if item.epochs == count and item.kind == "main"}
     differing = [(item, mains[item.factor]) for item in record.contributions if item.factor in mains
-                 and abs(item.points - mains[item.factor].effect_points) >= 1.0]
+                 and abs(item.points - mains[item.factor].effect_points) >= close]
     if not differing:
         return ""
     interactions = [item for item in effects if item.epochs == count and item.kind == "interaction"]
-    pairs = "; ".join(f"{item.factor} {main.effect_points:.1f} as a main effect, {item.points:.1f} in the "
+    pairs = "; ".join(f"{item.factor} {amount(main.effect_points)} as a main effect, {amount(item.points)} in the "
                       f"gap" for item, main in differing)
     interaction = (f", and the factors interact ({interactions[0].term}: up to "
-                   f"{interactions[0].effect_points:.1f} points off additivity), which the main effects average "
+                   f"{amount(interactions[0].effect_points)} {objective_module.unit(objective)} off additivity), "
+                   f"which the main effects average "
                    f"away and the split shares between the factors" if interactions else "")
     return (f"At {wording.epochs_text(count)} the factor-effects table and the gap split differ ({pairs}): a main "
             f"effect is the best-minus-worst level of a model fitted to every cell, averaged over the other factors' "

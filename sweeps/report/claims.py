@@ -4,7 +4,8 @@
 ``claims:`` block (``SweepSpec.claims``: source, cell, epoch, value) names the published values that this
 sweep's cells can judge; ``judge_claims`` gives each a ``Verdict``: the measured mean over seeds with its 95%
 t-interval of the mean, and whether the published value lies inside the 95% prediction interval of a single run,
-``mean +- t(n-1) * s * sqrt(1 + 1/n)`` (clipped to [0, 1]): a published number is one run, not a mean.
+``mean +- t(n-1) * s * sqrt(1 + 1/n)`` (clipped to the objective's range where it declares one: [0, 1] for an
+accuracy, never for a loss): a published number is one run, not a mean. The claims are of the sweep's objective.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from sweeps.report import objective as objective_module
+from sweeps.report import reader
 from sweeps.report import stats
 
 # GloVe 6B vector size every publication below used.
@@ -78,18 +81,22 @@ class Verdict:
                 for key, value in values.items()}
 
 
-def prediction_interval(values: Sequence[float], confidence: float = stats.CONFIDENCE) -> tuple[float, float]:
-    """95% prediction interval of one more run, ``mean +- t(n-1) s sqrt(1 + 1/n)``, clipped to [0, 1]; NaN if n < 2."""
+def prediction_interval(values: Sequence[float], confidence: float = stats.CONFIDENCE, *,
+                        objective: objective_module.Metric = objective_module.DEFAULT) -> tuple[float, float]:
+    """95% prediction interval of one more run, ``mean +- t(n-1) s sqrt(1 + 1/n)``, clipped to the objective's
+    range (accuracy: [0, 1]; a metric without bounds: not clipped); NaN if n < 2."""
     values = np.asarray(values, dtype=float)
     if values.size < 2:
         return math.nan, math.nan
     half_width = (stats.t_quantile(confidence, values.size - 1) * values.std(ddof=1)
                   * math.sqrt(1 + 1 / values.size))
-    return max(0.0, float(values.mean() - half_width)), min(1.0, float(values.mean() + half_width))
+    low, high = objective_module.bounds(objective)
+    return max(low, float(values.mean() - half_width)), min(high, float(values.mean() + half_width))
 
 
 def judge_claims(runs: pd.DataFrame, claims: Sequence[dict[str, Any]], *, held: dict[int, dict[str, str]] | None = None,
-                 confidence: float = stats.CONFIDENCE) -> list[Verdict]:
+                 confidence: float = stats.CONFIDENCE,
+                 objective: objective_module.Metric = objective_module.DEFAULT) -> list[Verdict]:
     """One ``Verdict`` per claim (``source``, ``cell``, ``epoch``, ``value``) on the network rows of ``runs``.
 
     ``held`` maps an epoch count to the settings of factors the claim's cell does not name (the gap's stratum);
@@ -105,36 +112,41 @@ def judge_claims(runs: pd.DataFrame, claims: Sequence[dict[str, Any]], *, held: 
         mask = np.ones(len(at_count), dtype=bool)
         for key, value in full.items():
             mask &= at_count[key].astype(str).to_numpy() == value
-        values = at_count.loc[mask, "val_acc"].astype(float).to_list()
-        mean, low, high = stats.t_interval(values, confidence, bounds=(0.0, 1.0))
-        prediction_low, prediction_high = prediction_interval(values, confidence)
+        values = at_count.loc[mask, reader.VALUE].astype(float).to_list()
+        mean, low, high = stats.t_interval(values, confidence, bounds=objective_module.bounds(objective))
+        prediction_low, prediction_high = prediction_interval(values, confidence, objective=objective)
         published = float(claim["value"])
         inside = None if math.isnan(prediction_low) else bool(prediction_low <= published <= prediction_high)
         if not values:
             text = f"not run: no runs of this cell at {epoch} epochs"
         elif inside is None:
-            text = f"one run ({mean:.3f}): no interval to judge by"
+            text = f"one run ({objective_module.value_text(objective, mean)}): no interval to judge by"
         elif inside:
             text = "consistent: inside the 95% prediction interval of one run"
         else:
             direction = "above" if published > prediction_high else "below"
-            text = f"not reproduced: {100 * abs(published - mean):.1f} points {direction} the measured mean"
+            distance = objective_module.scale(objective) * abs(published - mean)
+            text = (f"not reproduced: {objective_module.amount_text(objective, distance)} "
+                    f"{objective_module.unit(objective)} {direction} the measured mean")
         verdicts.append(Verdict(source=str(claim["source"]), cell=cell, epoch=epoch, published=published,
                                 n=len(values), mean=mean, ci_low=low, ci_high=high, prediction_low=prediction_low,
                                 prediction_high=prediction_high, inside=inside, verdict=text))
     return verdicts
 
 
-def claims_markdown(verdicts: Sequence[Verdict]) -> list[str]:
-    """The claims table in Markdown, one line per verdict."""
+def claims_markdown(verdicts: Sequence[Verdict],
+                    objective: objective_module.Metric = objective_module.DEFAULT) -> list[str]:
+    """The claims table in Markdown, one line per verdict (values as the objective prints them)."""
+    value = lambda number: objective_module.value_text(objective, number)  # noqa: E731 - a local spelling
+    published = (lambda number: f"{number:.2f}") if objective_module.is_fraction(objective) else value
     lines = ["| source | cell | epochs | published | measured mean [95% CI] | one run, 95% prediction interval | "
              "verdict |", "|---|---|---|---|---|---|---|"]
     for item in verdicts:
         cell = ", ".join(f"{key}={value}" for key, value in item.cell.items())
-        measured = ("" if item.n == 0 else f"{item.mean:.3f} (n=1)" if item.n < 2
-                    else f"{item.mean:.3f} [{item.ci_low:.3f}, {item.ci_high:.3f}] n={item.n}")
+        measured = ("" if item.n == 0 else f"{value(item.mean)} (n=1)" if item.n < 2
+                    else f"{value(item.mean)} [{value(item.ci_low)}, {value(item.ci_high)}] n={item.n}")
         prediction = ("" if math.isnan(item.prediction_low)
-                      else f"[{item.prediction_low:.3f}, {item.prediction_high:.3f}]")
-        lines.append(f"| {item.source} | {cell} | {item.epoch} | {item.published:.2f} | {measured} | {prediction} | "
-                     f"{item.verdict} |")
+                      else f"[{value(item.prediction_low)}, {value(item.prediction_high)}]")
+        lines.append(f"| {item.source} | {cell} | {item.epoch} | {published(item.published)} | {measured} | "
+                     f"{prediction} | {item.verdict} |")
     return lines

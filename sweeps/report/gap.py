@@ -1,4 +1,4 @@
-"""The accuracy gap between two cells (the blog's and the user's), split among the factors that differ.
+"""The gap between two cells (the blog's and the user's) in the objective, split among the factors that differ.
 
 Works on a sweep's runs frame (``sweeps.report.reader``) with ``sweeps.report.stats.Design``; the split is by Shapley values
 and every number in it is a linear contrast of the runs' accuracies, so its interval is the Student-t
@@ -15,14 +15,16 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from sweeps.report import objective as objective_module
 from sweeps.report import stats
 from trainer import config as config_module
 
 
 @dataclasses.dataclass(frozen=True)
 class Contribution:
-    """One differing factor's Shapley part of the gap: points (100 x fraction) with its 95% t-interval (NaN: one
-    seed per cell), and the factor's value in the blog's cell (``from_value``) and in the user's (``to_value``)."""
+    """One differing factor's Shapley part of the gap: points (100 x fraction; a metric not bounded to [0, 1]: its
+    own units), positive where switching to the user's value makes the cell worse, with its 95% t-interval (NaN:
+    one seed per cell), and the factor's value in the blog's cell (``from_value``) and in the user's (``to_value``)."""
 
     factor: str
     points: float
@@ -60,8 +62,12 @@ class GapSplit:
 
 
 def decompose_gap(runs: pd.DataFrame, factors: Sequence[str], blog_cell: dict[str, str], user_cell: dict[str, str],
-                  *, confidence: float = stats.CONFIDENCE) -> list[GapSplit]:
-    """Split the accuracy gap between the blog's cell and the user's cell among the factors that differ.
+                  *, confidence: float = stats.CONFIDENCE,
+                  objective: objective_module.Metric = objective_module.DEFAULT) -> list[GapSplit]:
+    """Split the gap between the blog's cell and the user's cell in ``objective`` among the factors that differ.
+
+    The gap is how much better the blog's cell is, in the objective's direction: ``blog - user`` for a ``max``
+    metric, ``user - blog`` for a ``min`` one, in points for a metric bounded to [0, 1] (else its own units).
 
     At each requested epoch count, the two cells are compared with every other factor held at one setting
     (the stratum with the most observed corner cells, then the most runs, then the most trainer defaults). The
@@ -89,6 +95,9 @@ def decompose_gap(runs: pd.DataFrame, factors: Sequence[str], blog_cell: dict[st
         at_count = network[network["epochs"] == count]
         missing = []
         for key in keys:
+            if key not in at_count:
+                missing.append(f"{key}={blog[key]} (not a setting of these runs)")
+                continue
             present = {str(value) for value in at_count[key]}
             absent = [value for value in dict.fromkeys([blog[key], user[key]]) if value not in present]
             if absent:
@@ -99,13 +108,14 @@ def decompose_gap(runs: pd.DataFrame, factors: Sequence[str], blog_cell: dict[st
             continue
         design = stats.Design(at_count, list(dict.fromkeys(list(factors) + keys)), bootstrap_samples=0, seed=0,
                               confidence=confidence)
-        results.append(_split(design, at_count, keys, differing, blog, user, count))
+        results.append(_split(design, at_count, keys, differing, blog, user, count,
+                              objective_module.sign(objective) * objective_module.scale(objective)))
     return results
 
 
 def _split(design: stats.Design, at_count: pd.DataFrame, keys: list[str], differing: list[str],
-           blog: dict[str, str], user: dict[str, str], count: int) -> GapSplit:
-    """The gap split of one epoch count (see ``decompose_gap``)."""
+           blog: dict[str, str], user: dict[str, str], count: int, factor: float) -> GapSplit:
+    """The gap split of one epoch count (see ``decompose_gap``); ``factor`` orients and scales a difference."""
     others = [name for name in design.factors if name not in keys]
     coefficients = np.linalg.pinv(design.matrix(design.factors)) @ design.columns
 
@@ -150,11 +160,11 @@ def _split(design: stats.Design, at_count: pd.DataFrame, keys: list[str], differ
             current = following
     contributions = []
     for key in differing:
-        points, low, high = design.contrast_interval(100 * shapley[key] / len(orders))
+        points, low, high = design.contrast_interval(factor * shapley[key] / len(orders))
         contributions.append(Contribution(factor=key, points=points, low=low, high=high, from_value=blog[key],
                                           to_value=user[key]))
     contributions.sort(key=lambda item: -abs(item.points))
-    gap, gap_low, gap_high = design.contrast_interval(100 * (blog_values - user_values))
+    gap, gap_low, gap_high = design.contrast_interval(factor * (blog_values - user_values))
     blog_key = corner_key(dict(fixed, **{key: blog[key] for key in differing}), stratum)
     user_key = corner_key(dict(fixed, **{key: user[key] for key in differing}), stratum)
     return GapSplit(epochs=count, blog=float(blog_values[0]), user=float(user_values[0]), gap_points=gap,

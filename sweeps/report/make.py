@@ -1,4 +1,7 @@
-"""``glovesweep report``: read a sweep's runs, tabulate them, and attribute the accuracy gap to its factors.
+"""``glovesweep report``: read a sweep's runs, tabulate them, and attribute the gap to its factors.
+
+Everything is in the sweep's objective (``sweeps.report.objective``: the parent run's ``glovesweep.objective``, or
+validation accuracy for runs logged before it); below, "validation accuracy" is the built-in trainer's objective.
 
 Three rooms, one direction: ``sweeps.report.reader`` reads the runs into frames (from MLflow, or from a report folder's
 ``runs.parquet`` + ``history.parquet``, so a committed study can be reported on a fresh clone without its MLflow
@@ -65,10 +68,13 @@ DEFAULT_USER_CELL = ",".join(f"{key}={value}" for key, value in report_inputs.DE
 CHOICES = stats.CHOICES
 
 
-def parse_cell(items: str | Sequence[str]) -> dict[str, str]:
+def parse_cell(items: str | Sequence[str], *,
+               settings: Sequence[str] | None = reader.PARAM_COLUMNS) -> dict[str, str]:
     """Parse ``key=value`` items (comma- or space-separated) into a cell spec, e.g. ``dataset=19997,strip=none``.
 
-    Keys must be ``TrainerConfig`` fields; values of choice fields must be allowed values.
+    Keys must be ``settings`` (default: the Keras trainer's ``TrainerConfig`` fields, whose choice fields must
+    have allowed values); ``settings=None`` checks only the form and that no key is seed or epochs, for a report
+    whose runs (any trainer's) are not read yet: ``make_report`` checks the keys against the runs' params.
     """
     items = [items] if isinstance(items, str) else list(items)
     cell: dict[str, str] = {}
@@ -81,10 +87,10 @@ def parse_cell(items: str | Sequence[str]) -> dict[str, str]:
             key, value = key.strip(), value.strip()
             if not separator or not key or not value:
                 raise ValueError(f"cell item {part!r} is not key=value; write e.g. dataset=19997,strip=none")
-            if key not in reader.CONFIG_FIELDS or key in reader.NOT_CELL_FACTORS:
+            if key in reader.NOT_CELL_FACTORS or (settings is not None and key not in settings):
                 raise ValueError(f"cell key {key!r} is not a trainer setting that can define a cell; "
-                                 f"allowed: {', '.join(reader.PARAM_COLUMNS)}")
-            if key in CHOICES and value not in [str(choice) for choice in CHOICES[key]]:
+                                 f"allowed: {', '.join(settings if settings is not None else reader.PARAM_COLUMNS)}")
+            if settings is not None and key in CHOICES and value not in [str(choice) for choice in CHOICES[key]]:
                 raise ValueError(f"cell value {key}={value!r} is not allowed; allowed values: "
                                  f"{', '.join(str(choice) for choice in CHOICES[key])}")
             cell[key] = value
@@ -141,20 +147,24 @@ def make_report(source: str | os.PathLike, *, tracking_uri: str | None = None, o
     if swept.runs.empty:
         raise ValueError(f"sweep {swept.sweep_name!r} (parent run {swept.parent_run_id}) has no child run with a "
                          f"finished epoch yet; wait for trials to report, or check that the sweep ran")
+    for cell in (blog_cell, user_cell):
+        if cell:
+            # Flags name the runs' own settings, whichever trainer made them.
+            parse_cell([f"{key}={value}" for key, value in cell.items()], settings=swept.params)
     out_dir = pathlib.Path(out_dir) if out_dir else pathlib.Path("reports") / _safe_name(swept.sweep_name)
     files = reader.write_frames(swept, out_dir)
     inputs = report_inputs.resolve(str(source), swept, blog_cell=blog_cell, user_cell=user_cell)
     blog_cell, user_cell = inputs.blog_cell, inputs.user_cell
-    factors = swept.factors
-    effects = stats.attribute(swept.runs, factors, bootstrap_samples=bootstrap_samples, seed=seed)
-    gaps = gap_module.decompose_gap(swept.runs, factors, blog_cell, user_cell)
+    factors, metric = swept.factors, swept.objective
+    effects = stats.attribute(swept.runs, factors, bootstrap_samples=bootstrap_samples, seed=seed, objective=metric)
+    gaps = gap_module.decompose_gap(swept.runs, factors, blog_cell, user_cell, objective=metric)
     answer = answer_module.compute_answer(swept.runs, factors, blog_cell, user_cell, cells_from=inputs.cells_from,
-                                          gaps=gaps)
+                                          gaps=gaps, objective=metric)
     held = {item.epochs: item.held for item in answer.by_epochs}
-    verdicts = claims_module.judge_claims(swept.runs, inputs.claims, held=held)
-    tables = render.Tables(factors=factors, cells=stats.cell_table(swept.runs, factors), effects=effects, gaps=gaps,
-                           answers=answer.sentences, bootstrap_samples=bootstrap_samples,
-                           notes=[note for gap in gaps if (note := answer_module.effects_note(effects, gap))],
+    verdicts = claims_module.judge_claims(swept.runs, inputs.claims, held=held, objective=metric)
+    tables = render.Tables(factors=factors, cells=stats.cell_table(swept.runs, factors, objective=metric),
+                           effects=effects, gaps=gaps, answers=answer.sentences, bootstrap_samples=bootstrap_samples,
+                           notes=[note for gap in gaps if (note := answer_module.effects_note(effects, gap, metric))],
                            answer=answer, verdicts=verdicts)
     files.update(render.write_tables(out_dir, tables))
     files.update(write_json(out_dir, answer, verdicts))
@@ -308,8 +318,9 @@ def _check_tracking_uri(uri: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    blog_cell = parse_cell(args.blog_cell) if args.blog_cell else None
-    user_cell = parse_cell(args.user_cell) if args.user_cell else None
+    # Any trainer's settings: make_report checks the keys against the runs it reads.
+    blog_cell = parse_cell(args.blog_cell, settings=None) if args.blog_cell else None
+    user_cell = parse_cell(args.user_cell, settings=None) if args.user_cell else None
     if args.smoke_test:
         return _smoke_test(args, blog_cell, user_cell)
     if not args.sweep:

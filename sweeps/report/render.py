@@ -11,12 +11,16 @@ import math
 import pathlib
 from typing import Any, Sequence
 
+import pandas as pd
+
 from sweeps.report import claims as claims_module
 from sweeps.report import gap as gap_module
-from sweeps.tracking import names
+from sweeps.report import newsgroups
+from sweeps.report import objective as objective_module
 from sweeps.report import reader
 from sweeps.report import stats
 from sweeps.report import wording
+from sweeps.tracking import names
 from trainer import baselines
 
 CELL_COLUMNS = ("model", "{factors}", "epochs", "n", "mean", "std", "ci_low", "ci_high", "leakage", "seeds")
@@ -60,6 +64,8 @@ def write_tables(folder: pathlib.Path, tables: Tables) -> dict[str, pathlib.Path
     paths = {"cells": folder / "cells.csv", "effects": folder / "effects.csv", "gap": folder / "gap.csv"}
     cell_columns = [column for name in CELL_COLUMNS
                     for column in (tables.factors if name == "{factors}" else [name])]
+    if any(record.get("non_finite") for record in tables.cells):
+        cell_columns.append("non_finite")
     write_csv(paths["cells"], tables.cells, cell_columns)
     write_csv(paths["effects"], [effect.to_dict() for effect in tables.effects], EFFECT_COLUMNS)
     write_csv(paths["gap"], gap_rows(tables.gaps), GAP_COLUMNS)
@@ -75,12 +81,17 @@ def write_csv(path: pathlib.Path, records: list[dict], columns: Sequence[str]) -
                                    else value) for key, value in record.items()})
 
 
-def _format_cell(record: dict | None) -> str:
+def _format_cell(record: dict | None, objective: objective_module.Metric = objective_module.DEFAULT) -> str:
     if record is None:
         return ""
+    value = lambda number: objective_module.value_text(objective, number)  # noqa: E731 - a local spelling
+    failed = record.get("non_finite", 0)
+    note = f", {failed} non-finite left out" if failed else ""
+    if record["n"] == 0:
+        return f"no finite value ({failed} non-finite)"
     if record["n"] < 2:
-        return f"{record['mean']:.3f} (n=1, no interval)"
-    return f"{record['mean']:.3f} [{record['ci_low']:.3f}, {record['ci_high']:.3f}] n={record['n']}"
+        return f"{value(record['mean'])} (n=1, no interval{note})"
+    return f"{value(record['mean'])} [{value(record['ci_low'])}, {value(record['ci_high'])}] n={record['n']}{note}"
 
 
 def _markdown_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:
@@ -89,8 +100,10 @@ def _markdown_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> li
     return output
 
 
-def cell_markdown(cells: list[dict], factors: Sequence[str]) -> list[str]:
-    """The cell table in Markdown: one line per network cell, a column per epoch count, baselines beside."""
+def cell_markdown(cells: list[dict], factors: Sequence[str],
+                  objective: objective_module.Metric = objective_module.DEFAULT) -> list[str]:
+    """The cell table in Markdown: one line per trainer cell, a column per epoch count, references beside, and
+    the ``leakage`` column where the runs measure it."""
     network = [record for record in cells if record["epochs"] is not None]
     counts = sorted({record["epochs"] for record in network})
     models = sorted({record["model"] for record in network})
@@ -99,30 +112,35 @@ def cell_markdown(cells: list[dict], factors: Sequence[str]) -> list[str]:
     by_key = {(record["model"], tuple(record[name] for name in factors), record["epochs"]): record
               for record in cells}
     keys = list(dict.fromkeys(tuple(record[name] for name in factors) for record in network))
+    leakage = any(not math.isnan(record["leakage"]) for record in cells)
     header = list(factors) + [f"{model} @{count}" for model in models for count in counts]
-    header += [f"{model} (TF-IDF)" for model in baseline_models] + ["leakage"]
+    header += [f"{model} (TF-IDF)" for model in baseline_models] + (["leakage"] if leakage else [])
     lines = []
     for key in keys:
         line = list(key)
-        line += [_format_cell(by_key.get((model, key, count))) for model in models for count in counts]
+        line += [_format_cell(by_key.get((model, key, count)), objective) for model in models for count in counts]
         baseline_key = tuple(value if name in baseline_factors else "" for name, value in zip(factors, key))
-        line += [_format_cell(by_key.get((model, baseline_key, None))) for model in baseline_models]
+        line += [_format_cell(by_key.get((model, baseline_key, None)), objective) for model in baseline_models]
         leak = next((by_key[(model, key, count)]["leakage"] for model in models for count in counts
                      if (model, key, count) in by_key), math.nan)
-        line.append("" if math.isnan(leak) else f"{leak:.3f}")
+        if leakage:
+            line.append("" if math.isnan(leak) else f"{leak:.3f}")
         lines.append(line)
     if not network:
         # Only baselines in this sweep: list them alone.
-        header = list(factors) + ["model", "val_acc"]
-        lines = [[record[name] for name in factors] + [record["model"], _format_cell(record)] for record in cells]
+        header = list(factors) + ["model", objective.name]
+        lines = [[record[name] for name in factors] + [record["model"], _format_cell(record, objective)]
+                 for record in cells]
     return _markdown_table(header, lines)
 
 
-def _effect_text(value: float, low: float, high: float) -> str:
+def _effect_text(value: float, low: float, high: float,
+                 objective: objective_module.Metric = objective_module.DEFAULT) -> str:
     if math.isnan(value):
         return ""
-    interval = "" if math.isnan(low) else f" [{low:.1f}, {high:.1f}]"
-    return f"{value:.1f}{interval}"
+    amount = lambda number: objective_module.amount_text(objective, number)  # noqa: E731 - a local spelling
+    interval = "" if math.isnan(low) else f" [{amount(low)}, {amount(high)}]"
+    return f"{amount(value)}{interval}"
 
 
 def _share_text(value: float, low: float, high: float) -> str:
@@ -132,80 +150,88 @@ def _share_text(value: float, low: float, high: float) -> str:
     return f"{100 * value:.0f}%{interval}"
 
 
-def effects_markdown(effects: Sequence[stats.Effect]) -> list[str]:
+def effects_markdown(effects: Sequence[stats.Effect],
+                     objective: objective_module.Metric = objective_module.DEFAULT) -> list[str]:
     lines = [[record.epochs, record.rank or "", record.term, record.levels,
               _share_text(record.share, record.share_low, record.share_high),
-              _effect_text(record.effect_points, record.effect_low, record.effect_high)]
+              _effect_text(record.effect_points, record.effect_low, record.effect_high, objective)]
              for record in effects]
     return _markdown_table(["epochs", "rank", "term", "best vs worst level", "share of variance [95% bootstrap]",
-                            "effect, points [95% t-interval]"], lines)
+                            f"effect, {objective_module.unit(objective)} [95% t-interval]"], lines)
 
 
-def gap_markdown(gaps: Sequence[gap_module.GapSplit]) -> list[str]:
+def gap_markdown(gaps: Sequence[gap_module.GapSplit],
+                 objective: objective_module.Metric = objective_module.DEFAULT) -> list[str]:
     lines = []
+    unit = objective_module.unit(objective)
     for gap in gaps:
         if gap.missing is not None:
             lines.append([gap.epochs, "", "", "", gap.missing, ""])
             continue
-        lines.append([gap.epochs, f"{gap.blog:.3f}", f"{gap.user:.3f}",
-                      _effect_text(gap.gap_points, gap.gap_low, gap.gap_high),
-                      "; ".join(f"{item.factor} {_effect_text(item.points, item.low, item.high)}"
+        lines.append([gap.epochs, objective_module.value_text(objective, gap.blog),
+                      objective_module.value_text(objective, gap.user),
+                      _effect_text(gap.gap_points, gap.gap_low, gap.gap_high, objective),
+                      "; ".join(f"{item.factor} {_effect_text(item.points, item.low, item.high, objective)}"
                                 for item in gap.contributions),
                       gap.stratum])
-    return _markdown_table(["epochs", "blog cell", "user cell", "gap, points [95% t-interval]",
-                            "explained by, points [95% t-interval]", "others held at"], lines)
+    return _markdown_table(["epochs", "blog cell", "user cell", f"gap, {unit} [95% t-interval]",
+                            f"explained by, {unit} [95% t-interval]", "others held at"], lines)
 
 
-
-
-def glove_text(runs_frame) -> str:
-    """The GloVe sizes the network runs used, against the publications' 100d."""
-    network = runs_frame[runs_frame["trainer"] != names.TRAINER_BASELINE]
-    sizes = sorted({int(value) for value in network["glove_dim"].dropna()})
-    used = " and ".join(f"{size}d" for size in sizes) or "an unrecorded size"
-    published = claims_module.PUBLISHED_GLOVE_DIM
-    if sizes == [published]:
-        return f"This sweep uses GloVe 6B {used}, as the publications did."
-    return (f"This sweep uses GloVe 6B {used}; the publications used {published}d, so a measured cell is the same "
-            f"setup with smaller word vectors, not a replica.")
-
-
-def preamble_markdown(swept: reader.SweepFrame) -> list[str]:
-    """The question, every published number with its source, the GloVe size, and what the terms mean."""
-    lines = ["## The question", "",
-             "The Keras blog's GloVe + Conv1D example on 20 Newsgroups reports 95% validation accuracy after 2 "
-             "epochs; people running it get about 40% after 2 and 55-75% after 10. Which difference between the "
-             "blog's setup and theirs explains the gap?", "", "Published numbers (validation accuracy):", ""]
-    for item in claims_module.PUBLISHED:
-        values = ", ".join(f"{'about ' if item.approximate else ''}{value:.2f} @{count}"
-                           for count, value in sorted(item.values.items()))
-        lines.append(f"- {item.source}: {values} ({item.setup}; GloVe {claims_module.PUBLISHED_GLOVE_DIM}d).")
-    lines += ["", glove_text(swept.runs), "", "Terms:", ""]
-    strips = [value for value in stats.level_order("strip", swept.runs["strip"].dropna())]
-    lines += [f"- strip={value}: {claims_module.STRIP_MEANINGS.get(value, 'see trainer/data.py')}" for value in strips]
-    lines += [f"- {claims_module.LEAKAGE_MEANING}.", "- dataset=19997: the original 19,997-post archive (full Usenet "
-              "headers, 80/20 split); dataset=bydate: scikit-learn's train/test version (no Newsgroups: header)."]
+def non_finite_markdown(runs, objective: objective_module.Metric = objective_module.DEFAULT) -> list[str]:
+    """One line per run with a NaN or infinite metric: its cell, seed and ``metric@epoch`` list; [] if none."""
+    flagged = stats.non_finite_runs(runs)
+    if flagged.empty:
+        return []
+    lines = ["", f"Non-finite values (NaN or infinite) the runs reported; a {objective.name} value among them is left "
+                 f"out of every mean, interval, share and gap above:", ""]
+    for run_id, rows in flagged.groupby("run_id", sort=False):
+        first = rows.iloc[0]
+        # The run's tag lists every metric and epoch; a value the tag missed is named by the row itself.
+        marks = first["non_finite"] if isinstance(first["non_finite"], str) else ", ".join(
+            f"{objective.name}@{int(epochs)}" for epochs in rows["epochs"])
+        seed = "" if pd.isna(first["seed"]) else f", seed {int(first['seed'])}"
+        lines.append(f"- run `{run_id}` ({first['cell'] or first['model']}{seed}): {marks.replace(',', ', ')}")
     return lines
+
+
+
+
+def effect_unit_words(metric: objective_module.Metric) -> str:
+    """``accuracy points``, ``points of <label>`` or the metric's own units and direction, for the effects' text."""
+    if metric == objective_module.DEFAULT:
+        return "accuracy points"
+    if objective_module.is_fraction(metric) and metric.mode == "max":
+        return f"points of {objective_module.label(metric)}"
+    return f"{objective_module.unit(metric)}, positive = better ({objective_module.higher(metric)})"
 
 
 def report_markdown(swept: reader.SweepFrame, tables: Tables, *, reproduce: str,
                     plots: dict[str, tuple[Any, str]] | None = None) -> str:
-    """The whole ``report.md``: the question, the answer, the claims, the three tables and the plots.
+    """The whole ``report.md``: the question, the answer, the claims, the three tables and the plots, in the
+    sweep's objective (``swept.objective``).
 
     ``plots`` maps a plot's name to ``(path or None, caption or why it was not drawn)``.
     """
-    network = swept.runs[swept.runs["trainer"] != names.TRAINER_BASELINE]
-    baseline_count = swept.runs.loc[swept.runs["trainer"] == names.TRAINER_BASELINE, "run_id"].nunique()
+    metric = swept.objective
+    label, clipped = objective_module.label(metric), objective_module.clipped_text(metric)
+    references = reader.reference_rows(swept.runs)
+    network = swept.runs[~references]
+    baseline_count = swept.runs.loc[references, "run_id"].nunique()
+    kinds = sorted(set(network["trainer"].dropna()))
+    runs_text = (f"{network['run_id'].nunique()} network runs, {baseline_count} baseline runs"
+                 if baseline_count or kinds == [names.TRAINER_KERAS] else
+                 f"{network['run_id'].nunique()} runs of {', '.join(kinds) or 'no trainer'}")
     # Paths relative to the working directory and store URIs without credentials: a report folder gets committed.
     origin = (f"Parent run `{swept.parent_run_id}` at `{reader.shown_store(swept.tracking_uri)}`"
               if swept.tracking_uri else
               f"Read from `{reader.shown_path(swept.source)}` (runs.parquet, history.parquet); the runs were logged "
               f"to MLflow parent run `{swept.parent_run_id}`")
     lines = [f"# Sweep report: {swept.sweep_name}", "",
-             f"{origin}: {network['run_id'].nunique()} network runs, {baseline_count} baseline runs, epoch counts "
+             f"{origin}: {runs_text}, epoch counts "
              f"{stats.epoch_counts(swept.runs) or 'none'}, cell factors {', '.join(tables.factors) or 'none'}.", "",
              f"Reproduce: `{reproduce}`", ""]
-    lines += preamble_markdown(swept)
+    lines += newsgroups.preamble_markdown(swept)
     lines += ["", "## Answer", ""]
     if tables.answer is not None:
         lines += [f"Blog cell {wording.describe(tables.answer.blog_cell)}, user cell {wording.describe(tables.answer.user_cell)} "
@@ -214,30 +240,34 @@ def report_markdown(swept: reader.SweepFrame, tables: Tables, *, reproduce: str,
     lines += ["", "## Published claims against this sweep", ""]
     if tables.verdicts:
         lines += ["A published number is one run: it is consistent when it lies inside the 95% prediction interval "
-                  "of a single run, mean +- t * s * sqrt(1 + 1/n) (clipped to [0, 1]). Also in claims.json.", ""]
-        lines += claims_module.claims_markdown(tables.verdicts)
+                  f"of a single run, mean +- t * s * sqrt(1 + 1/n){f' ({clipped[2:]})' if clipped else ''}. Also in "
+                  f"claims.json.", ""]
+        lines += claims_module.claims_markdown(tables.verdicts, metric)
     else:
         lines += ["The sweep file lists no claims this sweep's cells can judge (a `claims:` block names them)."]
-    lines += ["", "## Validation accuracy by cell", "",
-              "Mean over seeds [95% Student-t interval of the mean, clipped to [0, 1]], n = seeds. With one seed there "
+    lines += ["", f"## {objective_module.title(metric)} by cell", "",
+              f"Mean over seeds [95% Student-t interval of the mean{clipped}], n = seeds. With one seed there "
               "is no interval (shown as n=1).", ""]
-    lines += cell_markdown(tables.cells, tables.factors)
-    lines += ["", "## What moves validation accuracy", "",
-              f"Share of the variance of validation accuracy per term (Type II sums of squares, as statsmodels' "
+    lines += cell_markdown(tables.cells, tables.factors, metric)
+    lines += non_finite_markdown(swept.runs, metric)
+    lines += ["", f"## What moves {label}", "",
+              f"Share of the variance of {label} per term (Type II sums of squares, as statsmodels' "
               f"anova_lm(typ=2); interactions listed from {100 * stats.INTERACTION_MIN_SHARE:.0f}%), and the effect "
-              f"in accuracy points (main: best minus worst level, others held fixed; interaction: largest departure "
-              f"from additivity). Effect intervals: Student-t of the contrast with the seed noise pooled within cells "
-              f"(about 95% coverage on synthetic 3-seed designs, where a percentile bootstrap of seeds covers only "
-              f"about 81%). Share intervals: {tables.bootstrap_samples} seeded residual-bootstrap resamples of seeds "
-              f"within cells, a rough guide (about 88% coverage on those designs).", ""]
-    lines += effects_markdown(tables.effects) if tables.effects else ["No factor varies between network runs."]
+              f"in {effect_unit_words(metric)} (main: best minus worst level, others held fixed; interaction: largest "
+              f"departure from additivity). Effect intervals: Student-t of the contrast with the seed noise pooled "
+              f"within cells (about 95% coverage on synthetic 3-seed designs, where a percentile bootstrap of seeds "
+              f"covers only about 81%). Share intervals: {tables.bootstrap_samples} seeded residual-bootstrap "
+              f"resamples of seeds within cells, a rough guide (about 88% coverage on those designs).", ""]
+    lines += effects_markdown(tables.effects, metric) if tables.effects else ["No factor varies between network runs."]
     if any(record.single_seed for record in tables.effects):
         lines += ["", "Some epoch counts have one seed per cell: seed noise cannot be estimated, so they have no "
                       "intervals."]
     lines += ["", "## The gap between the blog's cell and the user's cell", "",
               "Split by Shapley values over the switching order; intervals: Student-t of each contrast, seed noise "
-              "pooled within cells.", ""]
-    lines += gap_markdown(tables.gaps) if tables.gaps else ["No network runs."]
+              "pooled within cells."
+              + ("" if metric.mode == "max" else f" Lower {metric.name} is better: a positive gap or part means the "
+                 f"user's cell has that much more {metric.name}."), ""]
+    lines += gap_markdown(tables.gaps, metric) if tables.gaps else ["No network runs."]
     if tables.notes:
         lines += ["", "Why this split and the main effects above differ:", ""] + [f"- {note}" for note in tables.notes]
     if swept.skipped:

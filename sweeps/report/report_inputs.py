@@ -15,6 +15,7 @@ from typing import Any
 
 from sweeps.report import reader
 from sweeps import spec as spec_module
+from sweeps.tracking import names
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,23 @@ def sweep_text(source: str, swept: reader.SweepFrame) -> str:
         return pathlib.Path(path).read_text()
 
 
+def sweep_file_path(source: str, swept: reader.SweepFrame) -> str:
+    """Where the sweep file is said to be: for runs read from MLflow, the parent run's ``glovesweep.sweep_file``
+    tag, so that a trainer named ``module:function`` resolves beside the file as it did for the sweep; else
+    ``<source>:sweep.yaml``."""
+    fallback = f"{source}:{SWEEP_FILE}"
+    if reader.is_folder(source):
+        return fallback
+    import mlflow
+    from mlflow import exceptions as mlflow_exceptions
+
+    try:
+        tags = mlflow.MlflowClient(tracking_uri=swept.tracking_uri or None).get_run(swept.parent_run_id).data.tags
+    except mlflow_exceptions.MlflowException:
+        return fallback
+    return tags.get(names.SWEEP_FILE_TAG) or fallback
+
+
 def parse_spec(text: str, where: str) -> spec_module.SweepSpec | None:
     """The validated sweep file, or None (with a warning) when it no longer validates."""
     if not text:
@@ -71,7 +89,7 @@ def resolve(source: str, swept: reader.SweepFrame, *, blog_cell: dict[str, Any] 
             user_cell: dict[str, Any] | None = None) -> ReportInputs:
     """The cells and claims of a report on ``swept`` (read from ``source``); see the module docstring."""
     text = sweep_text(str(source), swept)
-    sweep = parse_spec(text, f"{source}:{SWEEP_FILE}")
+    sweep = parse_spec(text, sweep_file_path(str(source), swept)) if text else None
     claims = list(sweep.claims) if sweep else []
     if blog_cell or user_cell:
         cells_from = FROM_FLAGS

@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from sweeps.report import objective as objective_module
+from sweeps.report import reader
 from sweeps.tracking import names
 from trainer import baselines
 from trainer import config as config_module
@@ -109,8 +111,16 @@ def level_order(name: str, values: Iterable[Any]) -> list:
 
 
 def network_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The network rows with an epoch count and an accuracy (baselines and unfinished rows left out)."""
-    return runs[(runs["trainer"] != names.TRAINER_BASELINE) & runs["epochs"].notna() & runs["val_acc"].notna()]
+    """The trainer's rows with an epoch count and a finite value (references, unfinished and non-finite rows
+    left out: ``non_finite_runs`` lists the last)."""
+    return runs[~reader.reference_rows(runs) & runs["epochs"].notna() & runs[reader.VALUE].notna()]
+
+
+def non_finite_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The trainer's rows whose value at their epoch count came out NaN or infinite (left out of every mean), and
+    rows of runs whose ``glovesweep.non_finite`` tag lists another metric or epoch."""
+    trainer_rows = runs[~reader.reference_rows(runs) & runs["epochs"].notna()]
+    return trainer_rows[trainer_rows[reader.VALUE].isna() | trainer_rows["non_finite"].notna()]
 
 
 def epoch_counts(runs: pd.DataFrame) -> list[int]:
@@ -118,20 +128,28 @@ def epoch_counts(runs: pd.DataFrame) -> list[int]:
     return sorted(int(count) for count in network_runs(runs)["epochs"].unique())
 
 
-def cell_table(runs: pd.DataFrame, factors: Sequence[str], *, confidence: float = CONFIDENCE) -> list[dict]:
-    """Mean and t-interval (clipped to [0, 1]) over seeds of validation accuracy per cell.
+def cell_table(runs: pd.DataFrame, factors: Sequence[str], *, confidence: float = CONFIDENCE,
+               objective: objective_module.Metric = objective_module.DEFAULT) -> list[dict]:
+    """Mean and t-interval (clipped to the objective's range where it has one) over seeds of the objective per cell.
 
-    Network cells: one record per (factor values, epoch count). Baselines: one record per (model, values of
-    the factors that shape a baseline's split, ``trainer.baselines.DATA_FIELDS``), other factors ``""`` and
-    ``epochs`` None. Each record: ``model``, the factors, ``epochs``, ``n`` (seeds), ``mean``, ``std``,
-    ``ci_low``, ``ci_high`` (fractions; NaN with one seed), ``leakage`` (mean), ``seeds``.
+    Trainer cells: one record per (factor values, epoch count). References (baselines): one record per (model,
+    values of the factors that shape a baseline's split, ``trainer.baselines.DATA_FIELDS``), other factors ``""``
+    and ``epochs`` None. Each record: ``model``, the factors, ``epochs``, ``n`` (seeds with a finite value),
+    ``mean``, ``std``, ``ci_low``, ``ci_high`` (the metric's units; NaN with one seed), ``leakage`` (mean),
+    ``seeds``, ``non_finite`` (runs whose value came out NaN or infinite: left out of the mean).
     """
     groups: dict[tuple, list[dict]] = {}
     for row in network_runs(runs).to_dict("records"):
         groups.setdefault((row["model"], tuple(row[name] for name in factors), int(row["epochs"])), []).append(row)
+    failed: dict[tuple, int] = {}
+    for row in non_finite_runs(runs).to_dict("records"):
+        if pd.isna(row[reader.VALUE]):
+            key = (row["model"], tuple(row[name] for name in factors), int(row["epochs"]))
+            groups.setdefault(key, [])
+            failed[key] = failed.get(key, 0) + 1
     baseline_factors = [name for name in factors if name in baselines.DATA_FIELDS]
-    # A baseline has one accuracy per run, whatever epoch counts it was logged under.
-    baseline_rows = runs[(runs["trainer"] == names.TRAINER_BASELINE) & runs["val_acc"].notna()]
+    # A baseline has one value per run, whatever epoch counts it was logged under.
+    baseline_rows = runs[reader.reference_rows(runs) & runs[reader.VALUE].notna()]
     for row in baseline_rows.drop_duplicates("run_id").to_dict("records"):
         values = tuple(row[name] if name in baseline_factors else "" for name in factors)
         groups.setdefault((row["model"], values, None), []).append(row)
@@ -141,21 +159,21 @@ def cell_table(runs: pd.DataFrame, factors: Sequence[str], *, confidence: float 
         model, values, epochs = key
         positions = tuple(orders[name].index(value) if value in orders[name] else -1
                           for name, value in zip(factors, values))
-        return (model != names.TRAINER_KERAS, model, positions, epochs or 0)
+        return (epochs is None, model, positions, epochs or 0)
 
     records = []
     for key in sorted(groups, key=sort_key):
         model, values, epochs = key
         members = groups[key]
-        accuracies = [member["val_acc"] for member in members]
-        mean, low, high = t_interval(accuracies, confidence, bounds=(0.0, 1.0))
+        accuracies = [member[reader.VALUE] for member in members]
+        mean, low, high = t_interval(accuracies, confidence, bounds=objective_module.bounds(objective))
         leakages = [member[names.LEAKAGE] for member in members if not math.isnan(member[names.LEAKAGE])]
         seeds = sorted(int(member["seed"]) for member in members if not pd.isna(member["seed"]))
         records.append({"model": model, **dict(zip(factors, values)), "epochs": epochs, "n": len(members),
                         "mean": mean, "std": float(np.std(accuracies, ddof=1)) if len(members) > 1 else math.nan,
                         "ci_low": low, "ci_high": high,
                         "leakage": float(np.mean(leakages)) if leakages else math.nan,
-                        "seeds": " ".join(str(seed) for seed in seeds)})
+                        "seeds": " ".join(str(seed) for seed in seeds), "non_finite": failed.get(key, 0)})
     return records
 
 
@@ -200,7 +218,7 @@ class Design:
         for index in range(self.size):
             cells.setdefault(tuple(int(self.codes[name][index]) for name in self.factors), []).append(index)
         self.cells = {key: np.array(indices) for key, indices in cells.items()}
-        observed = runs["val_acc"].to_numpy(dtype=float)
+        observed = runs[reader.VALUE].to_numpy(dtype=float)
         self.single_seed = all(indices.size < 2 for indices in self.cells.values())
         self.residual_df = self.size - len(self.cells)
         within = sum(float(np.sum((observed[indices] - observed[indices].mean()) ** 2))
@@ -274,8 +292,12 @@ class Design:
 
 
 def attribute(runs: pd.DataFrame, factors: Sequence[str], *, bootstrap_samples: int = DEFAULT_BOOTSTRAP_SAMPLES,
-              seed: int = 0, interaction_min_share: float = INTERACTION_MIN_SHARE) -> list[Effect]:
-    """Rank the factors (and the two-way interactions that matter) by their effect on validation accuracy.
+              seed: int = 0, interaction_min_share: float = INTERACTION_MIN_SHARE,
+              objective: objective_module.Metric = objective_module.DEFAULT) -> list[Effect]:
+    """Rank the factors (and the two-way interactions that matter) by their effect on the objective.
+
+    The best level is the best in the objective's direction (lowest for a ``min`` metric); effects are in points
+    for a metric bounded to [0, 1], else in the metric's units (``objective_module.scale``), positive = better.
 
     For each requested epoch count, on the network rows: the share of the variance of validation accuracy that
     each main effect and each two-way interaction explains (Type II sums of squares of the model with every main
@@ -318,10 +340,12 @@ def attribute(runs: pd.DataFrame, factors: Sequence[str], *, bootstrap_samples: 
             width = len(design.levels[name]) - 1
             effects = np.vstack([np.zeros((1, columns.shape[1])), coefficients[offset:offset + width]])
             offset += width
-            best, worst = int(np.argmax(effects[:, 0])), int(np.argmin(effects[:, 0]))
+            oriented = objective_module.sign(objective) * effects
+            best, worst = int(np.argmax(oriented[:, 0])), int(np.argmin(oriented[:, 0]))
+            points = objective_module.scale(objective) * (oriented[best] - oriented[worst])
             terms.append(dict(common, term=name, kind="main",
                               levels=f"{design.levels[name][best]} vs {design.levels[name][worst]}",
-                              share=share, points=design.contrast_interval(100 * (effects[best] - effects[worst]))))
+                              share=share, points=design.contrast_interval(points)))
         for left, right in pairs:
             explained, degrees_of_freedom = design.type_two((left, right), model_terms)
             if degrees_of_freedom == 0:
@@ -329,7 +353,8 @@ def attribute(runs: pd.DataFrame, factors: Sequence[str], *, bootstrap_samples: 
             share = explained / safe_total
             if not share[0] >= interaction_min_share:
                 continue  # Too small to matter (or undefined: no variance at all).
-            departures = 100 * (design.fitted(list(design.factors) + [(left, right)]) - main_fit)
+            departures = objective_module.scale(objective) * (design.fitted(list(design.factors) + [(left, right)])
+                                                              - main_fit)
             largest = int(np.argmax(np.abs(departures[:, 0])))
             # The departure at the run where it is largest, signed so that the observed value is positive.
             points = design.contrast_interval(np.sign(departures[largest, 0]) * departures[largest])

@@ -10,6 +10,7 @@ import math
 from typing import Sequence
 
 from sweeps.report import gap as gap_module
+from sweeps.report import objective as objective_module
 
 
 def epochs_text(count: int) -> str:
@@ -22,10 +23,19 @@ def describe(cell: dict[str, str]) -> str:
     return ", ".join(f"{key}={value}" for key, value in cell.items())
 
 
-def answer_sentences(gaps: Sequence[gap_module.GapSplit], blog_cell: dict[str, str],
-                     user_cell: dict[str, str]) -> list[str]:
-    """One plain sentence per epoch count: the gap in points and, when the blog's cell scores higher, the factor
-    whose Shapley part explains most of it (a factor is named only for a positive gap and a positive part)."""
+def gap_text(objective: objective_module.Metric, points: float) -> str:
+    """``a gap of 59.9 points``; for a metric where lower is better, ``a gap of 0.12 rmse (lower is better)``."""
+    text = f"a gap of {objective_module.amount_text(objective, points)} {objective_module.unit(objective)}"
+    return text if objective.mode == "max" else f"{text} (lower is better)"
+
+
+def answer_sentences(gaps: Sequence[gap_module.GapSplit], blog_cell: dict[str, str], user_cell: dict[str, str],
+                     objective: objective_module.Metric = objective_module.DEFAULT) -> list[str]:
+    """One plain sentence per epoch count: the gap (points, or the objective's units) and, when the blog's cell
+    scores better, the factor whose Shapley part explains most of it (a factor is named only for a positive gap
+    and a positive part; positive = better in the objective's direction)."""
+    value, amount = (lambda number: objective_module.value_text(objective, number),
+                     lambda number: objective_module.amount_text(objective, number))
     sentences = []
     for gap in gaps:
         count = gap.epochs
@@ -37,17 +47,18 @@ def answer_sentences(gaps: Sequence[gap_module.GapSplit], blog_cell: dict[str, s
             continue
         held = f" (with {gap.stratum})" if gap.stratum else ""
         sentence = (f"At {epochs_text(count)} the blog's cell ({describe(blog_cell)}) reaches "
-                    f"{gap.blog:.3f} and the user's cell ({describe(user_cell)}) {gap.user:.3f}{held}, "
-                    f"a gap of {gap.gap_points:.1f} points")
+                    f"{value(gap.blog)} and the user's cell ({describe(user_cell)}) {value(gap.user)}{held}, "
+                    f"{gap_text(objective, gap.gap_points)}")
         top = top_contribution(gap)
         if top is None:
-            sentence += ": the blog's cell does not score higher, so there is no gap for a factor to explain."
+            sentence += (f": the blog's cell does not score {objective_module.higher(objective)}, so there is no gap "
+                         f"for a factor to explain.")
         else:
             interval = ("no interval: one seed per cell" if math.isnan(top.low)
-                        else f"95% t-interval {top.low:.1f} to {top.high:.1f}")
-            sentence += (f"; {top.factor} ({top.from_value} -> {top.to_value}) explains {top.points:.1f} of them "
+                        else f"95% t-interval {amount(top.low)} to {amount(top.high)}")
+            sentence += (f"; {top.factor} ({top.from_value} -> {top.to_value}) explains {amount(top.points)} of them "
                          f"({interval})")
-            rest = [f"{item.factor} {item.points:.1f}" for item in gap.contributions if item is not top]
+            rest = [f"{item.factor} {amount(item.points)}" for item in gap.contributions if item is not top]
             sentence += (f", {'; '.join(rest)}." if rest else ".")
         if gap.modelled:
             sentence += f" Not run, predicted by the main-effects model: {'; '.join(gap.modelled)}."

@@ -246,7 +246,8 @@ def run_config(spec: spec_module.SweepSpec, state: state_module.SweepState, *, n
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
         callbacks=[progress.SweepCallback(state.identity.tracking_uri, state.identity.experiment_id,
-                                          state.identity.parent_run_id)],
+                                          state.identity.parent_run_id,
+                                          objective=spec.main_trainer.objective.name)],
         verbose=0,
     )
 

@@ -2,12 +2,13 @@
 
 At the start (``parent_params``): the sweep's factors, values, seeds, epochs and search mode as params. At the
 end of a sweep (``summarize``, after the report): the answer in Markdown as the run's description (MLflow's
-note), per-cell mean validation accuracy at each reported epoch count, the gap and each factor's share as
+note), per-cell mean of the objective (the parent's ``glovesweep.objective``; validation accuracy for the
+built-in trainer) at each reported epoch count, the gap and each factor's share as
 metrics, the devices and data checksums as tags; the report itself (HTML with its images inside, Markdown,
 PNGs, Parquet) is logged by ``sweeps.report.make`` under ``report/``.
 
 ``runs_table_url`` saves a view of the experiment (MLflow's shared view state: an experiment tag holding the
-UI state) that shows the sweep's child runs with their factor and accuracy columns, best first, and returns
+UI state) that shows the sweep's child runs with their factor and objective columns, best first, and returns
 the ``#/experiments/<id>/runs?viewStateShareKey=...`` URL of MLflow's classic runs table.
 """
 
@@ -19,6 +20,7 @@ import math
 import urllib.parse
 from typing import Any
 
+from sweeps.report import newsgroups
 from sweeps.tracking import names
 from sweeps import spec as spec_module
 from sweeps.tracking import mlflow_runs
@@ -41,18 +43,22 @@ def parent_params(spec: spec_module.SweepSpec) -> dict[str, str]:
     return params
 
 
-def cell_metric_name(epochs: int, values: list[Any]) -> str:
-    """``mean_val_acc_at_2/19997/none``: MLflow metric names allow letters, digits, ``_-./`` and spaces."""
-    return f"mean_{names.val_acc_at(epochs)}/" + "/".join(str(value) for value in values)
+def cell_metric_name(epochs: int, values: list[Any], metric: str = names.VAL_ACC) -> str:
+    """``mean_val_acc_at_2/19997/none`` (``mean_rmse_at_2/...`` for a sweep whose objective is ``rmse``): MLflow
+    metric names allow letters, digits, ``_-./`` and spaces."""
+    return f"mean_{names.metric_at(metric, epochs)}/" + "/".join(str(value) for value in values)
 
 
 def summary_metrics(report) -> dict[str, float]:
     """Per-cell means, the gap and the factors' shares from a ``sweeps.report.make.Report``, rounded."""
     metrics: dict[str, float] = {}
     tables = report.tables
+    objective = report.sweep.objective.name
     for cell in tables.cells:
-        if cell.get("model") == names.TRAINER_KERAS and cell.get("epochs") is not None:
-            metrics[cell_metric_name(int(cell["epochs"]), [cell[name] for name in tables.factors])] = cell["mean"]
+        # The trainer's own cells (a reference's, the baselines', have no epoch count).
+        if cell.get("epochs") is not None:
+            metrics[cell_metric_name(int(cell["epochs"]), [cell[name] for name in tables.factors],
+                                     objective)] = cell["mean"]
     for gap in tables.gaps:
         if not math.isnan(gap.gap_points):
             metrics[f"gap_points_at_{gap.epochs}"] = gap.gap_points
@@ -77,10 +83,14 @@ def summary_metrics(report) -> dict[str, float]:
 
 def answer_markdown(spec: spec_module.SweepSpec, report, *, report_url: str = "") -> str:
     """The parent run's description: the question, the answer sentences, where the full report is."""
-    lines = [f"## {spec.name}: why does the Keras GloVe example score differently?", ""]
+    study = newsgroups.is_newsgroups(report.sweep.runs)
+    objective = report.sweep.objective
+    lines = [f"## {spec.name}: why does the Keras GloVe example score differently?" if study else
+             f"## {spec.name}: which factor explains the gap in {objective.name}?", ""]
     if spec.description:
         lines += [spec.description.strip(), ""]
-    lines += ["**The answer** (computed by `glovesweep report` from the cell means and the logged leak fractions):", ""]
+    lines += [f"**The answer** (computed by `glovesweep report` from the cell means"
+              f"{' and the logged leak fractions' if study else f' of {objective.name}'}):", ""]
     lines += [f"- {sentence}" for sentence in report.answers]
     verdicts = getattr(report, "verdicts", [])
     if verdicts:
@@ -105,15 +115,19 @@ def summarize(tracking_uri: str, experiment_id: str, parent_run_id: str, spec: s
 
 
 def view_state(spec: spec_module.SweepSpec, parent_run_id: str) -> dict[str, Any]:
-    """MLflow UI state for the sweep's runs: its children only, factor and accuracy columns, best first."""
+    """MLflow UI state for the sweep's runs: its children only, factor and objective columns, best first (lowest
+    first for a ``min`` objective)."""
     last = spec.max_epochs
+    objective = spec.main_trainer.objective
     columns = ["attributes.`Run Name`", "attributes.`Dataset`"]
     columns += [f"params.`{name}`" for name in spec.factor_names if name != "epochs"]
-    columns += [f"metrics.`{names.val_acc_at(epochs)}`" for epochs in spec.epochs]
-    columns += [f"metrics.`{name}`" for name in ("best_epoch", names.LEAK_FRACTION_VAL, "epoch_seconds_median")]
+    columns += [f"metrics.`{names.metric_at(objective.name, epochs)}`" for epochs in spec.epochs]
+    extra = ("best_epoch", names.LEAK_FRACTION_VAL, "epoch_seconds_median") if spec.main_trainer.leak_metric else ()
+    columns += [f"metrics.`{name}`" for name in extra]
     return {
         "searchFilter": f"tags.`{names.PARENT_TAG}` = '{parent_run_id}'",
-        "orderByKey": f"metrics.`{names.val_acc_at(last)}`", "orderByAsc": False, "startTime": "ALL",
+        "orderByKey": f"metrics.`{names.metric_at(objective.name, last)}`", "orderByAsc": objective.mode == "min",
+        "startTime": "ALL",
         "lifecycleFilter": "Active", "modelVersionFilter": "All Runs", "datasetsFilter": [],
         "selectedColumns": columns, "columnOrder": columns, "runsHiddenMode": "SHOW_ALL", "runsExpanded": {},
         "runsPinned": [], "runsHidden": [], "runsVisibilityMap": {}, "viewMaximized": False, "runListHidden": False,

@@ -12,6 +12,7 @@ from ray import tune
 from sweeps import console
 from sweeps import spec as spec_module
 from sweeps.tracking import mlflow_runs
+from sweeps.tracking import names
 from sweeps.run import trial as trial_module
 
 logger = logging.getLogger(__name__)
@@ -22,13 +23,17 @@ class SweepCallback(tune.Callback):
 
     Holds only strings and numbers, so Tune can pickle it into the experiment state. The trial count comes
     from Tune at the start (``setup``): with ``max_concurrent_trials`` Tune creates a trial only when a slot is
-    free, so the trials it has not created yet are pending too.
+    free, so the trials it has not created yet are pending too. Each epoch's line shows ``objective``, the
+    sweep's objective metric (its trainer's first), or ``val_acc`` where a trial reports no such metric (the
+    TF-IDF baselines beside the network).
     """
 
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str) -> None:
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, *,
+                 objective: str = names.VAL_ACC) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
+        self.objective = objective
         self.reported_outage = False
         self.total_trials: int | None = None
 
@@ -59,9 +64,11 @@ class SweepCallback(tune.Callback):
         elif not pending and self.reported_outage:
             self._print(trials, f"MLflow at {self.tracking_uri} answers again; buffered values sent")
         self.reported_outage = bool(pending)
-        if "val_acc" in result:
+        shown = next((name for name in (self.objective, names.VAL_ACC) if isinstance(result.get(name), (int, float))),
+                     None)
+        if shown is not None:
             epoch = result.get("epoch", result.get("training_iteration"))
-            self._print(trials, f"{self._name(trial)}: epoch {epoch} val_acc {result['val_acc']:.3f}")
+            self._print(trials, f"{self._name(trial)}: epoch {epoch} {shown} {result[shown]:.4g}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         # A scheduler-stopped trial (ASHA) never reaches its own end; its run is finished here.

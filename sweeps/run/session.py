@@ -29,7 +29,7 @@ PENDING_METRIC = "mlflow_pending"
 # Written beside a user trainer's checkpoint: the epoch it holds, so a continued trial numbers on from it.
 EPOCH_FILE = ".glovesweep_epoch.json"
 # A child run's tag listing metrics that came out NaN or infinite ("name@epoch" joined by commas).
-NON_FINITE_TAG = "glovesweep.non_finite"
+NON_FINITE_TAG = names.NON_FINITE_TAG
 
 
 @dataclasses.dataclass

@@ -1,20 +1,23 @@
 """A sweep's progress, read from what its trials record in MLflow (never from log text).
 
 Each trial has one child run under the sweep's parent run (``sweeps.tracking.mlflow_runs``): its status says whether the
-trial finished, failed, runs or was killed; its ``val_acc`` history has one step per epoch trained; its latest
-``val_acc`` scores its cell. Trials without a child run yet are pending. An ``http(s)://`` tracking server is read
-over its REST API, without importing ``mlflow`` (``sweeps.tracking.fast_read``).
+trial finished, failed, runs or was killed; the history of the sweep's objective (the parent's
+``glovesweep.objective``; ``val_acc`` for sweeps logged before it) has one step per epoch trained; its latest value
+scores its cell, best in the objective's direction. Trials without a child run yet are pending. An ``http(s)://``
+tracking server is read over its REST API, without importing ``mlflow`` (``sweeps.tracking.fast_read``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import math
 import statistics
 import time
 from typing import Any
 
 from sweeps.tracking import fast_read
+from sweeps.tracking import mlflow_runs
 from sweeps.tracking import names
 
 
@@ -29,12 +32,18 @@ class Progress:
     epochs_done, epochs_total : int
         Network epochs trained so far, and in all (network trials x max epochs; ASHA may stop some early).
     best_cell : str or None
-        The cell (``glovesweep.cell``) with the highest mean latest ``val_acc`` over its network runs.
+        The cell (``glovesweep.cell``) with the best mean latest objective value over its trainer's runs (highest,
+        or lowest for a ``min`` objective).
     best_val_acc : float or None
+        That mean where the objective is ``val_acc`` (the key scripts have read since the service began), else None.
     best_runs : int
-        Runs averaged into ``best_val_acc``.
+        Runs averaged into ``best_value``.
     first_start : float or None
         When the first trial started (seconds since the epoch).
+    objective : str
+        The objective metric's name.
+    best_value : float or None
+        The best cell's mean of the objective.
     """
 
     total: int
@@ -49,6 +58,13 @@ class Progress:
     best_val_acc: float | None
     best_runs: int
     first_start: float | None
+    objective: str = names.VAL_ACC
+    best_value: float | None = None
+
+    def __post_init__(self) -> None:
+        # A Progress made the way it was before objectives were named gives its best cell as best_val_acc.
+        if self.best_value is None and self.best_val_acc is not None:
+            object.__setattr__(self, "best_value", self.best_val_acc)
 
     def seconds_left(self, now: float | None = None) -> float | None:
         """Estimated seconds to the end, from the epoch rate so far; None before the first epoch."""
@@ -124,24 +140,41 @@ def read_progress(tracking_uri: str, experiment_id: str, parent_run_id: str, *, 
     """
     children = fast_read.child_runs(tracking_uri, experiment_id, parent_run_id)
     statuses = [run.status for run in children]
-    networks = [run for run in children if run.tags.get("trainer") == "keras"]
+    # The trainer's own runs: the references beside it (the TF-IDF baselines) train no epochs.
+    networks = [run for run in children if run.tags.get(names.TRAINER_TAG) != names.TRAINER_BASELINE]
+    name, mode = objective_of(tracking_uri, parent_run_id)
 
     def epochs(run: fast_read.RunSummary) -> int:
-        return len(fast_read.metric_steps(tracking_uri, run.run_id, "val_acc"))
+        return len(fast_read.metric_steps(tracking_uri, run.run_id, name))
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         epochs_done = sum(pool.map(epochs, networks))
     scores: dict[str, list[float]] = {}
     for run in networks:
-        if "val_acc" in run.metrics:
-            scores.setdefault(run.tags.get(names.CELL_TAG, "?"), []).append(run.metrics["val_acc"])
-    best = max(scores, key=lambda cell: statistics.fmean(scores[cell]), default=None)
+        if math.isfinite(run.metrics.get(name, math.nan)):
+            scores.setdefault(run.tags.get(names.CELL_TAG, "?"), []).append(run.metrics[name])
+    sign = 1 if mode == "max" else -1
+    best = max(scores, key=lambda cell: sign * statistics.fmean(scores[cell]), default=None)
+    best_value = statistics.fmean(scores[best]) if best else None
     return Progress(
         total=total, done=statuses.count("FINISHED"), running=statuses.count("RUNNING"),
         pending=max(0, total - len(children)), failed=statuses.count("FAILED"), killed=statuses.count("KILLED"),
         epochs_done=epochs_done, epochs_total=network_trials * max_epochs, best_cell=best,
-        best_val_acc=statistics.fmean(scores[best]) if best else None, best_runs=len(scores[best]) if best else 0,
-        first_start=min((run.start_time for run in children), default=None) / 1000 if children else None)
+        best_val_acc=best_value if name == names.VAL_ACC else None, best_runs=len(scores[best]) if best else 0,
+        first_start=min((run.start_time for run in children), default=None) / 1000 if children else None,
+        objective=name, best_value=best_value)
+
+
+def objective_of(tracking_uri: str, parent_run_id: str) -> tuple[str, str]:
+    """(name, mode) of the sweep's objective from its parent run's ``glovesweep.objective`` tag (``name:mode...``);
+    ``val_acc``, ``max`` for a sweep logged before the tag existed."""
+    if fast_read.speaks(tracking_uri):
+        run = fast_read.call(tracking_uri, "GET", "/runs/get", query={"run_id": parent_run_id})["run"]
+        tags = {tag["key"]: tag.get("value", "") for tag in run.get("data", {}).get("tags", [])}
+    else:
+        tags = mlflow_runs.get_run(tracking_uri, parent_run_id).data.tags
+    parts = (tags.get(names.OBJECTIVE_TAG) or f"{names.VAL_ACC}:max").split(":")
+    return parts[0], parts[1] if len(parts) > 1 else "max"
 
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:

@@ -65,7 +65,7 @@ def one_line(status: progress_read.SweepStatus) -> str:
         counts = (f"{progress.done}/{progress.total} done, {progress.running} running, {progress.pending} pending, "
                   f"{progress.failed} failed; epochs {progress.epochs_done}/{progress.epochs_total}")
         if progress.best_cell:
-            counts += f"; best {progress.best_cell} val_acc {progress.best_val_acc:.3f}"
+            counts += f"; best {progress.best_cell} {progress.objective} {progress.best_value:.3f}"
     left = f", ~{progress_read.duration(status.seconds_left)} left" if status.seconds_left is not None else ""
     return f"{status.sweep_id}  {status.state:<9}  {counts}  ({progress_read.duration(status.elapsed_seconds)}{left})"
 
@@ -80,7 +80,7 @@ def details(status: progress_read.SweepStatus) -> str:
                      f"{progress.failed} failed, {progress.killed} killed, of {progress.total}")
         lines.append(f"  epochs: {progress.epochs_done} of {progress.epochs_total}")
         if progress.best_cell:
-            lines.append(f"  best cell so far: {progress.best_cell}: val_acc {progress.best_val_acc:.4f} "
+            lines.append(f"  best cell so far: {progress.best_cell}: {progress.objective} {progress.best_value:.4f} "
                          f"(mean of {progress.best_runs} run(s))")
     left = f", about {progress_read.duration(status.seconds_left)} left" if status.seconds_left is not None else ""
     lines.append(f"  elapsed {progress_read.duration(status.elapsed_seconds)}{left}")

@@ -30,6 +30,7 @@ TRAINER_BASELINE = "baseline"
 ERROR_TAG = "glovesweep.error"  # new: a FAILED trial's exception, "Type: last line"
 TRAINER_NAME_TAG = "glovesweep.trainer"  # new: the sweep's trainer as its file names it (parent run)
 OBJECTIVE_TAG = "glovesweep.objective"  # new: the objective metric, "name:mode[:low:high]" (parent run)
+NON_FINITE_TAG = "glovesweep.non_finite"  # new: metrics that came out NaN or infinite, "name@epoch" joined by commas
 RESUMED_FROM_EPOCH_TAG = "glovesweep.resumed_from_epoch"
 WORKER_PID_TAG = "glovesweep.worker_pid"
 NODE_TAG = "glovesweep.node"
