@@ -37,7 +37,7 @@ def test_the_example_runs_from_an_empty_folder_and_reports_in_its_own_metric(tmp
     result = glovesweep(["run", str(EXAMPLE / "digits.yaml"), "--smoke-test", "--num-cpus", "2"], tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "8/8 trials done, 0 failed" in result.stdout
-    (report_dir,) = [path.parent for path in tmp_path.rglob("report.md")]
+    report_dir = tmp_path / "reports" / "digits-sgd"  # also logged to the parent run as artifacts
     report = (report_dir / "report.md").read_text()
     # The study's sections, in the trainer's own metric and cells (loss x alpha), with intervals.
     for heading in ("## Answer", "## Published claims against this sweep", "by cell", "## What moves",
@@ -78,9 +78,8 @@ def test_the_example_resumes_after_a_killed_driver_and_runs_each_cell_once(tmp_p
 
 @pytest.mark.slow
 def test_the_example_runs_as_a_submitted_job_with_its_module_shipped(ray_head, mlflow_server, tmp_path, monkeypatch):
-    from ray.job_submission import JobSubmissionClient
-
     from sweeps import cli
+    from sweeps.service import jobs
 
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", ray_head.environment["RAY_AUTH_TOKEN_PATH"])
     for name in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "GLOVESWEEP_CLUSTER"):
@@ -94,7 +93,7 @@ def test_the_example_runs_as_a_submitted_job_with_its_module_shipped(ray_head, m
                      .replace("storage_path: glovesweep_results", f"storage_path: {tmp_path / 'results'}"))
     monkeypatch.chdir(tmp_path)
     assert cli.main(["submit", str(sweep), "--smoke-test", "--wait", "--json", "--address", ray_head.url]) == 0
-    client = JobSubmissionClient(ray_head.url)
+    client = jobs.connect(ray_head.url)
     [job] = [job for job in client.list_jobs() if (job.metadata or {}).get("glovesweep.sweep_name") == "digits-job"]
     assert job.status == "SUCCEEDED", client.get_job_logs(job.submission_id)[-3000:]
     assert len(job.runtime_env["py_modules"]) == 1  # the trainer module, shipped (uploaded as a package URI)
