@@ -233,3 +233,18 @@ def test_conditional_trials_are_told_to_a_fresh_study_with_their_own_distributio
     told = optuna.load_study(study_name=searcher_module.STUDY_NAME, storage=storage).trials
     assert [trial.params for trial in told] == [trial.cell for trial in trials]
     assert [trial.value for trial in told] == [trial.cell["rate"] for trial in trials]
+
+
+def test_the_example_search_file_validates_and_its_smoke_test_shortens_the_scheduler():
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits-search.yaml"
+    spec = spec_module.load_sweep(path)
+    assert spec.searched and spec.epochs == [10] and spec.start_from == [{"loss": "hinge", "alpha": 0.0001}]
+    smoke = spec_module.load_sweep(path, smoke_test=True)
+    assert smoke.epochs == [2] and smoke.scheduler["max_t"] == 2 and smoke.scheduler["grace_period"] == 2
+
+
+def test_loguniform_is_always_on_a_log_scale(folder):
+    message = rejected(folder, SEARCH.replace("{loguniform: [0.01, 0.9]}", "{loguniform: [0.01, 0.9], log: false}"))
+    assert "factors.rate: loguniform is on a log scale; use {uniform: [0.01, 0.9]}" in message

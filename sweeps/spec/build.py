@@ -235,6 +235,12 @@ def _apply_smoke(where: str, parsed: schema.SweepFile) -> schema.SweepFile:
             factors[key] = value if isinstance(value, list) else [value]
         else:
             fixed[key] = value
+    smoke_epochs = (smoke.model_extra or {}).get("epochs")
+    if smoke_epochs is not None and parsed.scheduler is not None and parsed.scheduler.max_t is not None:
+        # A search's epoch count is its scheduler's: the smoke test's epochs shorten both.
+        max_t = max(smoke_epochs) if isinstance(smoke_epochs, list) else smoke_epochs
+        changes["scheduler"] = parsed.scheduler.model_copy(update={
+            "max_t": max_t, "grace_period": min(parsed.scheduler.grace_period, max_t)})
     declared = load_trainer(parsed.trainer, registry.folder_of(where)).factors
     for key, value in (smoke.model_extra or {}).items():
         schema.check_trainer_settings(where, "smoke", {key: value}, lists=isinstance(value, list), factors=declared,

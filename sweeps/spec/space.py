@@ -143,6 +143,8 @@ def _range(key: str, kind: str, bounds: Any, factor: Factor, *, step: Any, log: 
         raise ValueError(f"{key}: {kind} low={bounds[0]!r} must be below high={bounds[1]!r}")
     if not isinstance(log, bool):
         raise ValueError(f"{key}: log={log!r} must be true or false")
+    if kind == "loguniform" and not log:
+        raise ValueError(f"{key}: loguniform is on a log scale; use {{uniform: [{low:g}, {high:g}]}}")
     if kind == "uniform" and log:
         raise ValueError(f"{key}: uniform takes no log; use {{loguniform: [{low:g}, {high:g}]}}")
     if log and low <= 0:
