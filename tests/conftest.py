@@ -429,6 +429,33 @@ def kill_mid_sweep(process: subprocess.Popen, children, *, timeout: float = 240)
                 break
             time.sleep(0.1)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # the driver may have ended on its own
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     return finished_before
+
+
+def kill_driver_when(arguments: list[str], *, cwd, environment: dict, log_path, ready, timeout: float = 240.0):
+    """Run ``python -m sweeps.cli ARGUMENTS`` in its own session and SIGKILL that whole session (the driver and the
+    Ray it started, as on a lost host) as soon as ``ready()`` returns a true value; returns that value (None if the
+    driver ended or the time ran out first)."""
+    import contextlib
+import os
+    import signal
+    import sys
+    import time
+
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "sweeps.cli", *arguments], cwd=cwd, env=environment,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and process.poll() is None:
+                found = ready()
+                if found:
+                    return found
+                time.sleep(0.1)
+            return None
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -65,8 +65,12 @@ def run_network(session: session_module.TrialSession) -> None:
 
     config, run, context = session.config, session.run, session.context
     run.set_tags({names.DEVICE_TAG: configure_tensorflow(context.spec.resources["cpu"])})
-    key = context.data_keys[config.digest()]
-    prepared = ray.get(context.data[key])
+    key = context.data_keys.get(config.digest())
+    if key is None and len(set(context.data_keys.values())) == 1:
+        # A search's suggested training settings: its data settings are fixed, so there is one data set.
+        key = next(iter(context.data_keys.values()))
+    prepared_ref = context.data[key]
+    prepared = ray.get(prepared_ref)
     run.log_metrics(trial_run.stats_metrics(prepared.stats))
     run.set_tags({names.ARCHIVE_SHA256_TAG: prepared.stats.get("archive_sha256", ""),
                   names.GLOVE_SOURCE_TAG: prepared.stats.get("glove_source", ""), names.DATA_KEY_TAG: key})

@@ -49,6 +49,7 @@ from sweeps import spec as spec_module
 from sweeps import storage
 from sweeps.run import state as state_module
 from sweeps.tracking import mlflow_runs
+from sweeps.run import searcher as searcher_module
 from sweeps.run import trial as trial_module
 
 logger = logging.getLogger(__name__)
@@ -212,9 +213,14 @@ def run_sweep(
         git_commit=commit, data_home=data_home, cache_dir=cache_dir, download_if_missing=download_if_missing)
     total = spec.total_trials
     networks = len(spec.cells()) * len(spec.seeds)
-    print(f"glovesweep: sweep {spec.name!r}: {total} trials ({len(spec.cells())} cells x {len(spec.seeds)} seeds"
-          f"{f' + {total - networks} baselines' if spec.baselines else ''}, epochs {spec.epochs}) -> {sweep_dir}",
-          flush=True)
+    if spec.searched:
+        print(f"glovesweep: search {spec.name!r}: {spec.search['mode']} over {', '.join(spec.space)}, up to {total} "
+              f"trials{searcher_module.budget_text(spec)}, {spec.objective['metric']} ({spec.objective['mode']}), epochs "
+              f"{spec.epochs} -> {sweep_dir}", flush=True)
+    else:
+        print(f"glovesweep: sweep {spec.name!r}: {total} trials ({len(spec.cells())} cells x {len(spec.seeds)} seeds"
+              f"{f' + {total - networks} baselines' if spec.baselines else ''}, epochs {spec.epochs}) -> {sweep_dir}",
+              flush=True)
     print(f"glovesweep: MLflow {spec.tracking_uri} experiment {spec.experiment!r}, parent run {parent_run_id}",
           flush=True)
 
@@ -226,12 +232,13 @@ def run_sweep(
 
     def make_tuner() -> tune.Tuner:
         state_module.write_state(state)
-        tune_config, param_space = tune_config_and_space(spec, trials=plan.train)
+        tune_config, param_space = searcher_module.tune_config_and_space(spec, trials=plan.train)
         trainable = trial_module.make_trainable(trial_context(spec, state, shared))
         return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                           run_config=run_config(spec, state, name=name, storage_path=spec.storage_path))
 
-    result = fit_and_finish(make_tuner, state, started=started, trial_keys=[trial.key for trial in spec.trials()],
+    result = fit_and_finish(make_tuner, state, started=started,
+                            trial_keys=None if spec.searched else [trial.key for trial in spec.trials()],
                             after_fit=lambda: record_shared(spec, state, plan))
     return dataclasses.replace(result, prepare_seconds=shared.seconds, data_checksums=sources.checksums())
 
@@ -276,11 +283,12 @@ def quiet_tune_output() -> None:
 
 
 def fit_and_finish(make_tuner: Callable[[], tune.Tuner], state: state_module.SweepState, *, started: float,
-                   trial_keys: list[str], status_if_not_started: str = "FAILED",
+                   trial_keys: list[str] | None, status_if_not_started: str = "FAILED",
                    after_fit: Callable[[], Any] | None = None) -> SweepResult:
     """Build and run the Tuner; end the parent run FINISHED / FAILED / KILLED, no child run left RUNNING.
 
-    Trials are counted from their MLflow child runs (one per trial key), the record every reader uses.
+    Trials are counted from their MLflow child runs (one per trial key; ``trial_keys`` None: a search's, every
+    child run), the record every reader uses.
     ``status_if_not_started`` is the parent's status when the Tuner cannot even be built (a resume keeps the
     parent's earlier status then). ``after_fit`` runs before the count (it records merged trials).
     """
@@ -304,12 +312,15 @@ def fit_and_finish(make_tuner: Callable[[], tune.Tuner], state: state_module.Swe
                           f"space there, then: glovesweep resume {sweep_dir}") from None
         print(f"glovesweep: interrupted; continue with: glovesweep resume {sweep_dir}", file=sys.stderr, flush=True)
         raise
-    total = len(trial_keys)
+    total = len(trial_keys) if trial_keys is not None else len(results)
     try:
         outbox.replay(tracking_uri, experiment_id, sweep_dir)
         if after_fit is not None:
             after_fit()
         statuses = mlflow_runs.trial_statuses(tracking_uri, experiment_id, parent_run_id)
+        if trial_keys is None:
+            trial_keys = list(statuses)
+            total = len(trial_keys)
         done = sum(1 for key in trial_keys if statuses.get(key) == "FINISHED")
         failed = sum(1 for key in trial_keys if statuses.get(key) == "FAILED")
     except Exception as error:  # noqa: BLE001 - the server may be down right now: count from Tune
@@ -365,29 +376,3 @@ def close_runs(tracking_uri: str, experiment_id: str, parent_run_id: str, parent
                   file=sys.stderr, flush=True)
         else:
             logger.warning("could not close MLflow runs of parent %s: %s", parent_run_id, error)
-
-
-def tune_config_and_space(spec: spec_module.SweepSpec, resume_from: dict[str, list[str]] | None = None,
-                          trials: list[spec_module.Trial] | None = None) -> tuple[tune.TuneConfig, dict[str, Any]]:
-    """Tune's settings and one grid entry per trial (every search mode: the trial list is drawn up front).
-
-    ``resume_from`` maps a trial key to its earlier checkpoints (``resume``); ``trials`` defaults to all.
-    """
-    # Reused workers keep TensorFlow imported and initialised: a trial starts in about a second, not ten.
-    common = {"max_concurrent_trials": spec.max_concurrent_trials or None,
-              "trial_dirname_creator": trial_dirname, "reuse_actors": True}
-    tasks = [trial_module.TrialTask(trial=trial, resume_from=tuple((resume_from or {}).get(trial.key, ())))
-             for trial in (spec.trials() if trials is None else trials)]
-    space = trial_module.param_space(tasks)
-    if spec.search["mode"] != "asha":
-        return tune.TuneConfig(num_samples=1, **common), space
-    from ray.tune import schedulers
-
-    scheduler = schedulers.ASHAScheduler(time_attr="training_iteration", max_t=spec.max_epochs,
-                                         grace_period=spec.search["grace_period"])
-    return tune.TuneConfig(num_samples=1, scheduler=scheduler, metric="val_acc", mode="max", **common), space
-
-
-def trial_dirname(trial) -> str:
-    """Short, filesystem-safe trial folder names (Tune's default embeds the whole config)."""
-    return f"trial_{trial.trial_id}"

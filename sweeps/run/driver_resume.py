@@ -30,6 +30,8 @@ from sweeps.checks import resources_check
 from sweeps.run import shared_data
 from sweeps.run import state as state_module
 from sweeps.tracking import mlflow_runs
+from sweeps.run import search_history
+from sweeps.run import searcher as searcher_module
 from sweeps.run import trial as trial_module
 
 
@@ -88,7 +90,17 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
     statuses = mlflow_runs.trial_statuses(spec.tracking_uri, identity.experiment_id, identity.parent_run_id)
     missing = [trial for trial in trials if statuses.get(trial.key) != "FINISHED"]
     previous_status = mlflow_runs.run_status(spec.tracking_uri, identity.parent_run_id)
-    if not missing:
+    earlier = checkpoints.find_checkpoints(sweep_dir)
+    searcher = None
+    if spec.searched:
+        # A search: a fresh searcher told what ran before (MLflow), its unfinished trials re-created first.
+        past = search_history.past_trials(spec, spec.tracking_uri, identity.experiment_id, identity.parent_run_id)
+        searcher = searcher_module.TrialSearcher(spec, past, resume_from=earlier)
+        trials = [item.trial for item in past]
+        missing = [item.trial for item in past if not item.finished]
+        if not missing and (searcher.remaining == 0 or searcher.budget_spent()):
+            searcher = None
+    if not missing and searcher is None:
         print(f"glovesweep: every trial of sweep {spec.name!r} already finished ({len(trials)}/{len(trials)}); "
               f"nothing to resume", flush=True)
         if previous_status != "FINISHED":
@@ -99,19 +111,23 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
                                   seconds=time.perf_counter() - started)
     sources = shared_data.resolve_sources(spec, data_home=state.data_home, cache_dir=state.cache_dir,
                                           download_if_missing=state.download_if_missing)
-    earlier = checkpoints.find_checkpoints(sweep_dir)
     shared_data.start_ray(address=address, num_cpus=num_cpus, include_dashboard=include_dashboard)
     cluster_checks.check_cluster_storage(spec.storage_path)
     resources_check.check_trial_resources(spec)
     shared = shared_data.prepare_shared_data(spec, sources, data_home=state.data_home, cache_dir=state.cache_dir,
                                              download_if_missing=state.download_if_missing)
     plan = merging.plan_trials(spec, shared.digests)
-    to_train = [trial for trial in plan.train if trial in missing]
-    print(f"glovesweep: resuming sweep {spec.name!r}: {len(missing)} of {len(trials)} trials to finish, "
-          f"{len(to_train)} to train ({sum(1 for trial in to_train if trial.key in earlier)} from a checkpoint) in "
-          f"{sweep_dir}", flush=True)
+    to_train = [trial for trial in plan.train if trial in missing] if searcher is None else missing
+    if searcher is not None:
+        print(f"glovesweep: resuming search {spec.name!r}: {len(trials) - len(missing)} trials finished, "
+              f"{len(missing)} re-created ({sum(1 for trial in missing if trial.key in earlier)} from a checkpoint), "
+              f"up to {searcher.remaining - len(missing)} new in {sweep_dir}", flush=True)
+    else:
+        print(f"glovesweep: resuming sweep {spec.name!r}: {len(missing)} of {len(trials)} trials to finish, "
+              f"{len(to_train)} to train ({sum(1 for trial in to_train if trial.key in earlier)} from a checkpoint) "
+              f"in {sweep_dir}", flush=True)
 
-    if not to_train:
+    if not to_train and searcher is None:
         # Every missing trial shares a finished one's result: record them, nothing to train.
         if not driver.record_shared(spec, state, plan):
             raise OSError(f"{sweep_dir}: {len(missing)} trial(s) share results that MLflow does not hold; run the "
@@ -121,13 +137,15 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
 
     def make_tuner() -> tune.Tuner:
         mlflow_runs.reopen_run(spec.tracking_uri, identity.parent_run_id)
-        tune_config, param_space = driver.tune_config_and_space(spec, resume_from=earlier, trials=to_train)
+        tune_config, param_space = searcher_module.tune_config_and_space(spec, resume_from=earlier, trials=to_train,
+                                                                        searcher=searcher)
         run_config = driver.run_config(spec, state, name=f"resume-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}",
                                        storage_path=sweep_dir)
         trainable = trial_module.make_trainable(driver.trial_context(spec, state, shared))
         return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
-    result = driver.fit_and_finish(make_tuner, state, started=started, trial_keys=[trial.key for trial in trials],
+    result = driver.fit_and_finish(make_tuner, state, started=started,
+                                   trial_keys=None if spec.searched else [trial.key for trial in trials],
                                    status_if_not_started=previous_status,
                                    after_fit=lambda: driver.record_shared(spec, state, plan))
     return dataclasses.replace(result, prepare_seconds=shared.seconds, data_checksums=sources.checksums())

@@ -35,6 +35,7 @@ DIGITS = 4
 def parent_params(spec: spec_module.SweepSpec) -> dict[str, str]:
     """The sweep's design as params: ``factor.<name>`` = values, seeds, epochs, search mode, trial count."""
     params = {f"factor.{name}": "|".join(map(str, values)) for name, values in spec.factors.items()}
+    params.update({f"factor.{name}": distribution.text() for name, distribution in spec.space.items()})
     params.update({f"fixed.{name}": str(value) for name, value in spec.fixed.items()})
     params.update(seeds=",".join(map(str, spec.seeds)), epochs=",".join(map(str, spec.epochs)),
                   search=spec.search["mode"], trials=str(spec.total_trials))

@@ -229,6 +229,16 @@ def user_trainer_plan(spec: spec_module.SweepSpec) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> int:
     spec = spec_module.load_sweep(args.sweep_file, smoke_test=args.smoke_test)
+    if spec.searched:
+        # Suggested as it runs: the count is an upper bound (budget, scheduler); no time estimate of a search yet.
+        plan = dict(user_trainer_plan(spec), trials=spec.total_trials, networks=spec.total_trials,
+                    to_train=spec.total_trials, epochs_to_train=spec.total_trials * spec.max_epochs)
+        print(json.dumps(plan, indent=1) if args.json else
+              f"search {plan['sweep']!r}: up to {plan['trials']} trials of trainer {spec.trainer!r}, at most "
+              f"{plan['epochs_to_train']} epochs in all{' (the scheduler stops some early)' if spec.scheduler else ''}"
+              f"; no time estimate of a search yet: time one trial with 'glovesweep run {args.sweep_file} "
+              f"--smoke-test'")
+        return 0
     if not spec.main_trainer.prepares_data:
         plan = user_trainer_plan(spec)
         print(json.dumps(plan, indent=1) if args.json else

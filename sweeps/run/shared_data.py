@@ -91,7 +91,7 @@ def resolve_sources(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=No
 
     archives: dict[tuple[str, str], tuple[str, str]] = {}
     glove: dict[tuple[int, str], str] = {}
-    for trial in spec.trials():
+    for trial in spec.data_trials():
         trainer = spec.trainer_of(trial)
         if not trainer.reads_archives:
             continue
@@ -216,7 +216,7 @@ def prepare_shared_data(spec: spec_module.SweepSpec, sources: Sources, *, data_h
     started = time.perf_counter()
     keys: dict[str, str] = {}
     by_archive: dict[tuple[str, str], dict[str, config_module.TrainerConfig]] = {}
-    for trial in spec.trials():
+    for trial in spec.data_trials():
         if not spec.trainer_of(trial).prepares_data:
             continue
         config = spec.trial_config(trial)

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from sweeps.spec import schema
+from sweeps.spec import search_checks
 from sweeps.spec.sweep import BASELINES_TRAINER, SweepSpec, load_trainer
 from sweeps.trainers import registry
 
@@ -72,13 +73,15 @@ def _build(parsed: schema.SweepFile, where: str, base: pathlib.Path, *, text: st
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
     declared = trainer.factors
-    factors = schema.check_trainer_settings(where, "factors", parsed.factors, lists=True, factors=declared,
-                                            trainer=parsed.trainer)
+    searched = search_checks.is_search(parsed)
+    factors = schema.check_trainer_settings(where, "factors", search_checks.listed_factors(where, parsed, searched),
+                                            lists=True, factors=declared, trainer=parsed.trainer)
+    space = search_checks.parse_space(where, parsed, trainer) if searched else {}
     fixed = schema.check_trainer_settings(where, "fixed", parsed.fixed, lists=False, factors=declared,
                                           trainer=parsed.trainer)
     if "seed" in fixed:
         raise ValueError(f"{where}: fixed.seed: seeds are set per trial; use 'seeds: [{fixed['seed']}]' instead")
-    both = sorted(set(factors) & set(fixed))
+    both = sorted((set(factors) | set(space)) & set(fixed))
     if both:
         raise ValueError(f"{where}: {both[0]} is both a factor and fixed; keep it in one of 'factors' or 'fixed'")
     seeds_value: Any = parsed.seeds
@@ -92,8 +95,10 @@ def _build(parsed: schema.SweepFile, where: str, base: pathlib.Path, *, text: st
                          f"so a sweep of it has one seed; remove 'seeds' or give the trainer a seed factor")
     epochs_is_factor = "epochs" in factors
     # A trainer without an epoch axis reports once: its result is "epoch 1".
+    epochs_given = epochs_is_factor or "epochs" in fixed
     epochs = sorted(factors.pop("epochs")) if epochs_is_factor else \
         [fixed.pop("epochs", declared["epochs"].default) if trainer.epoch_axis else 1]
+    scheduler, epochs = search_checks.scheduler_and_epochs(where, parsed, trainer, epochs, epochs_given=epochs_given)
     for key in (name for name, factor in declared.items() if factor.path):
         if fixed.get(key):
             fixed[key] = str((base / pathlib.Path(fixed[key]).expanduser()).resolve())
@@ -105,11 +110,12 @@ def _build(parsed: schema.SweepFile, where: str, base: pathlib.Path, *, text: st
         if missing:
             raise ValueError(f"{where}: baselines: the TF-IDF baselines need the data factors {', '.join(missing)}, "
                              f"which trainer {parsed.trainer!r} does not declare; remove 'baselines'")
-    search = parsed.search.model_dump()
+    search = parsed.search.model_dump(exclude_none=True)
+    search_checks.check_search(where, parsed, trainer, space, seeds)
     if search["mode"] != "grid" and parsed.baselines:
         raise ValueError(f"{where}: baselines run only in search.mode 'grid' (one per cell); got mode "
                          f"{search['mode']!r}")
-    if search["mode"] != "grid":
+    if search["mode"] != "grid" and not space:
         combinations = len(seeds) * len(list(itertools.product(*factors.values())))
         if search["num_samples"] > combinations:
             raise ValueError(f"{where}: search.num_samples={search['num_samples']} exceeds the {combinations} distinct "
@@ -139,7 +145,9 @@ def _build(parsed: schema.SweepFile, where: str, base: pathlib.Path, *, text: st
         experiment=parsed.mlflow.experiment or parsed.name,
         storage_path=resolve_storage_path(parsed.storage_path, base), smoke_test=smoke_test, source_text=text,
         source_path=where, description=parsed.description, answer=answer, claims=claims, trainer=parsed.trainer,
-        trainer_folder=folder,
+        trainer_folder=folder, space=space, objective=search_checks.objective(where, parsed, trainer),
+        scheduler=scheduler, budget=parsed.budget.model_dump() if parsed.budget else {},
+        start_from=search_checks.start_points(where, parsed, trainer, space),
     )
     _check_claims(where, spec)
     _check_every_config(where, spec)
@@ -227,6 +235,12 @@ def _apply_smoke(where: str, parsed: schema.SweepFile) -> schema.SweepFile:
             factors[key] = value if isinstance(value, list) else [value]
         else:
             fixed[key] = value
+    smoke_epochs = (smoke.model_extra or {}).get("epochs")
+    if smoke_epochs is not None and parsed.scheduler is not None and parsed.scheduler.max_t is not None:
+        # A search's epoch count is its scheduler's: the smoke test's epochs shorten both.
+        max_t = max(smoke_epochs) if isinstance(smoke_epochs, list) else smoke_epochs
+        changes["scheduler"] = parsed.scheduler.model_copy(update={
+            "max_t": max_t, "grace_period": min(parsed.scheduler.grace_period, max_t)})
     declared = load_trainer(parsed.trainer, registry.folder_of(where)).factors
     for key, value in (smoke.model_extra or {}).items():
         schema.check_trainer_settings(where, "smoke", {key: value}, lists=isinstance(value, list), factors=declared,
@@ -250,7 +264,14 @@ def _check_every_config(where: str, spec: SweepSpec) -> None:
                 trainer.make_config(dict(base, **{name: value}))
             except ValueError as error:
                 raise ValueError(f"{where}: factors.{name} value {value!r}: {error}") from None
-    for trial in spec.trials():
+    for name, distribution in spec.space.items():
+        for value in distribution.values or (distribution.low, distribution.high):
+            try:
+                trainer.make_config(dict(base, **{name: value}))
+            except ValueError as error:
+                raise ValueError(f"{where}: factors.{name} value {value!r}: {error}") from None
+    start = [spec.search_trial(point) for point in spec.start_from]
+    for trial in spec.trials() + start:
         try:
             spec.trial_config(trial)
         except ValueError as error:

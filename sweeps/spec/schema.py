@@ -45,8 +45,11 @@ class GridSearch(Section):
 
 
 class RandomSearch(Section):
+    """Cells of the grid drawn up front when every factor is a list; else samples of the distributions."""
+
     mode: Literal["random"]
     num_samples: StrictInt = Field(ge=1)
+    seed: StrictInt | None = Field(None, ge=0)
 
 
 class AshaSearch(Section):
@@ -55,9 +58,40 @@ class AshaSearch(Section):
     grace_period: StrictInt = Field(1, ge=1)
 
 
-Search = Annotated[Union[GridSearch, RandomSearch, AshaSearch], Field(discriminator="mode")]
-SEARCH_MODELS = {"grid": GridSearch, "random": RandomSearch, "asha": AshaSearch}
+class TpeSearch(Section):
+    """Optuna's TPE through Ray Tune's ``OptunaSearch``."""
+
+    mode: Literal["tpe"]
+    num_samples: StrictInt = Field(ge=1)
+    seed: StrictInt = Field(0, ge=0)
+
+
+Search = Annotated[Union[GridSearch, RandomSearch, AshaSearch, TpeSearch], Field(discriminator="mode")]
+SEARCH_MODELS = {"grid": GridSearch, "random": RandomSearch, "asha": AshaSearch, "tpe": TpeSearch}
 SEARCH_MODES = tuple(SEARCH_MODELS)
+
+
+class Scheduler(Section):
+    """Early stopping on the objective, epoch by epoch (Ray Tune's ASHA, or its asynchronous HyperBand)."""
+
+    mode: Literal["asha", "hyperband"]
+    grace_period: StrictInt = Field(1, ge=1)
+    reduction_factor: Number = Field(3, gt=1)
+    max_t: StrictInt | None = Field(None, ge=1)
+
+
+class Objective(Section):
+    """What the searcher and the scheduler optimize; default the trainer's first metric, in its direction."""
+
+    metric: StrictStr = Field(min_length=1)
+    mode: Literal["max", "min"] | None = None
+
+
+class Budget(Section):
+    """When a search stops suggesting: after this many trials or CPU hours (wall x CPUs held), run before too."""
+
+    trials: StrictInt | None = Field(None, ge=1)
+    cpu_hours: Number | None = Field(None, gt=0)
 
 
 class Mlflow(Section):
@@ -108,6 +142,10 @@ class SweepFile(Section):
     max_concurrent_trials: StrictInt = Field(0, ge=0)
     max_failures: StrictInt = Field(3, ge=0)
     search: Search = GridSearch()
+    scheduler: Scheduler | None = None
+    objective: Objective | None = None
+    budget: Budget | None = None
+    start_from: list[dict[str, Any]] = []
     mlflow: Mlflow = Mlflow()
     storage_path: StrictStr = Field(DEFAULT_STORAGE_PATH, min_length=1)
     answer: Answer | None = None
@@ -119,9 +157,9 @@ class SweepFile(Section):
     def _factor_lists(cls, factors: Any) -> Any:
         if isinstance(factors, dict):
             for name, values in factors.items():
-                if not isinstance(values, list) or not values:
+                if not isinstance(values, (list, dict)) or not values:
                     raise ValueError(f"factors.{name}={values!r}: must be a non-empty list of values, e.g. "
-                                     f"{name}: [a, b]")
+                                     f"{name}: [a, b], or a distribution, e.g. {{loguniform: [0.0001, 0.1]}}")
         return factors
 
 

@@ -24,6 +24,7 @@ import random
 from typing import Any
 
 from sweeps.spec import schema
+from sweeps.spec import space as space_module
 from sweeps.trainers import api as trainers_api
 from sweeps.trainers import registry
 from trainer import config as config_module
@@ -99,7 +100,18 @@ class SweepSpec:
     resources : dict
         ``cpu`` and ``gpu`` per trial (floats).
     search : dict
-        ``mode`` plus ``num_samples`` / ``grace_period`` where the mode takes them.
+        ``mode`` plus ``num_samples`` / ``grace_period`` / ``seed`` where the mode takes them.
+    space : dict of str to Distribution
+        A search's factors (``tpe``, or ``random`` over distributions), in file order; then ``factors`` is empty
+        and the trials are suggested as the search runs (``sweeps.run.searcher``). Empty in a grid.
+    objective : dict
+        ``metric`` and ``mode`` the searcher and the scheduler optimize (default: the trainer's first metric).
+    scheduler : dict or None
+        ``mode`` (asha, hyperband), ``grace_period``, ``reduction_factor``, ``max_t`` (= max(epochs)).
+    budget : dict
+        ``trials`` and/or ``cpu_hours`` (None where not set).
+    start_from : list of dict
+        Configurations a search evaluates first (typed values of searched factors).
     """
 
     name: str
@@ -124,6 +136,11 @@ class SweepSpec:
     claims: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     trainer: str = schema.DEFAULT_TRAINER
     trainer_folder: str = ""
+    space: dict[str, space_module.Distribution] = dataclasses.field(default_factory=dict)
+    objective: dict[str, str] = dataclasses.field(default_factory=dict)
+    scheduler: dict[str, Any] | None = None
+    budget: dict[str, Any] = dataclasses.field(default_factory=dict)
+    start_from: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def main_trainer(self) -> trainers_api.Trainer:
@@ -152,14 +169,39 @@ class SweepSpec:
         return hashlib.sha256(self.source_text.encode()).hexdigest()
 
     @property
+    def searched(self) -> bool:
+        """A search whose trials are suggested as it runs (``tpe``, ``random`` over distributions)."""
+        return bool(self.space)
+
+    @property
     def total_trials(self) -> int:
-        """Trials the sweep runs: every grid trial, or the search's ``num_samples``."""
+        """Trials the sweep runs: every grid trial, or the search's ``num_samples`` (capped by its trial budget)."""
+        if self.searched:
+            return min(self.search["num_samples"], self.budget.get("trials") or self.search["num_samples"])
         return len(self.trials())
 
     @property
     def factor_names(self) -> list[str]:
         """Factor names as logged in the ``factors`` param (``epochs`` included when it is a factor)."""
-        return list(self.factors) + (["epochs"] if self.epochs_is_factor else [])
+        return list(self.factors or self.space) + (["epochs"] if self.epochs_is_factor else [])
+
+    def search_trial(self, values: dict[str, Any]) -> Trial:
+        """The trial of a suggested configuration: each searched factor whose ``when`` holds, typed and rounded
+        (``Distribution.typed``), at the sweep's seed. Its key is the same for the same values in any process."""
+        declared = self.main_trainer.factors
+        cell: dict[str, Any] = {}
+        for name, distribution in self.space.items():
+            if name in values and distribution.applies(cell):
+                cell[name] = distribution.typed(declared[name], values[name])
+        return Trial(kind=self.main_trainer.kind, cell=cell, seed=self.seeds[0])
+
+    def data_trials(self) -> list[Trial]:
+        """Trials whose configs hold every data setting the sweep can reach (what is prepared before it runs):
+        every trial of a grid; a search's first configuration (its data settings are not searched)."""
+        if not self.searched:
+            return self.trials()
+        first = {name: dist.values[0] if dist.kind == "choice" else dist.low for name, dist in self.space.items()}
+        return [self.search_trial(dict(first, **(self.start_from[0] if self.start_from else {})))]
 
     def cells(self) -> list[dict[str, Any]]:
         """Every combination of factor values (full factorial), in file order."""
@@ -172,12 +214,16 @@ class SweepSpec:
         Grid: the reference trainers' trials first (one per distinct data cell and variant, seconds each), then
         cells x seeds, seed-major: every cell at the first seed runs before any cell at the second, so a sweep
         cut short already covers every cell. Random and ASHA: ``num_samples`` distinct (cell, seed) pairs drawn
-        without replacement, seeded by the sweep file's hash.
+        without replacement, seeded by ``search.seed`` or else the sweep file's hash. A search: none up front.
         """
         kind = self.main_trainer.kind
+        if self.searched:
+            return []  # Suggested as the search runs (sweeps.run.searcher); data_trials() for what to prepare.
         if self.search["mode"] != "grid":
             pairs = [(cell, seed) for seed in self.seeds for cell in self.cells()]
-            chosen = random.Random(self.source_sha256).sample(range(len(pairs)), self.search["num_samples"])
+            draw_seed = self.search.get("seed")
+            chosen = random.Random(self.source_sha256 if draw_seed is None else draw_seed).sample(
+                range(len(pairs)), self.search["num_samples"])
             return [Trial(kind=kind, cell=pairs[index][0], seed=pairs[index][1]) for index in chosen]
         trials = []
         for reference in self.trainers().values():

@@ -295,7 +295,11 @@ def get_run(tracking_uri: str, run_id: str):
         raise OSError(f"MLflow tracking store {tracking_uri} has no run {run_id} ({error})") from error
 
 
+def metric_history(tracking_uri: str, run_id: str, key: str) -> list:
+    """Every value of ``key`` logged in a run (``mlflow.entities.Metric``: value, step, timestamp in ms)."""
+    return _retry(lambda: _client(tracking_uri).get_metric_history(run_id, key), what="metric history")
+
+
 def metric_steps(tracking_uri: str, run_id: str, key: str) -> list[int]:
     """Steps at which ``key`` was logged in a run, sorted."""
-    history = _retry(lambda: _client(tracking_uri).get_metric_history(run_id, key), what="metric history")
-    return sorted(metric.step for metric in history)
+    return sorted(metric.step for metric in metric_history(tracking_uri, run_id, key))
