@@ -160,7 +160,8 @@ def tiny_archives(tiny_corpus_factory):
 
 
 # ----------------------------------------------------------- real MLflow server and local Ray (sweeps/)
-import os  # noqa: E402 - appended section
+import contextlib  # noqa: E402 - appended section
+import os  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -439,8 +440,7 @@ def kill_driver_when(arguments: list[str], *, cwd, environment: dict, log_path, 
     """Run ``python -m sweeps.cli ARGUMENTS`` in its own session and SIGKILL that whole session (the driver and the
     Ray it started, as on a lost host) as soon as ``ready()`` returns a true value; returns that value (None if the
     driver ended or the time ran out first)."""
-    import contextlib
-import os
+    import os
     import signal
     import sys
     import time
