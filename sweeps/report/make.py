@@ -56,6 +56,8 @@ from sweeps.report import render
 from sweeps.report import wording
 from sweeps.report import report_inputs
 from sweeps.report import reader
+from sweeps.report import search_report
+from sweeps.report import search_stats
 from sweeps.report import stats
 from sweeps.tracking import mlflow_runs
 from trainer import config as config_module
@@ -120,9 +122,12 @@ class Report:
 
 def make_report(source: str | os.PathLike, *, tracking_uri: str | None = None, out_dir: str | os.PathLike | None = None,
                 experiment: str | None = None, blog_cell: dict[str, str] | None = None,
-                user_cell: dict[str, str] | None = None, bootstrap_samples: int = stats.DEFAULT_BOOTSTRAP_SAMPLES,
-                seed: int = 0, log_artifacts: bool = True) -> Report:
+                user_cell: dict[str, str] | None = None, bootstrap_samples: int | None = None,
+                seed: int = 0, log_artifacts: bool = True) -> Report | search_report.SearchReport:
     """Read a sweep and write the Parquet tables, CSVs, Markdown report and plots.
+
+    A search (its parent run carries ``glovesweep.space``) gets the search's report instead
+    (``sweeps.report.search_report``: the best configuration, history, importances), returned as a ``SearchReport``.
 
     Parameters
     ----------
@@ -135,11 +140,12 @@ def make_report(source: str | os.PathLike, *, tracking_uri: str | None = None, o
         The two cells whose gap the answer explains; default: the sweep file's ``answer:`` block (the folder's
         ``sweep.yaml`` or the parent run's artifact), else ``DEFAULT_BLOG_CELL`` / ``DEFAULT_USER_CELL``.
     bootstrap_samples, seed : int
-        Resamples and random seed of the share-of-variance bootstrap.
+        Resamples and random seed of the share-of-variance bootstrap (default 1000), or of a search's importance
+        bootstrap (default ``search_stats.DEFAULT_IMPORTANCE_SAMPLES``).
     log_artifacts : bool
         Also log the folder to the parent run under ``report/`` (runs read from MLflow only).
     """
-    if bootstrap_samples < 1:
+    if bootstrap_samples is not None and bootstrap_samples < 1:
         raise ValueError(f"bootstrap_samples={bootstrap_samples}: must be >= 1, e.g. 1000")
     started = time.perf_counter()
     from_folder = reader.is_folder(source)
@@ -153,6 +159,18 @@ def make_report(source: str | os.PathLike, *, tracking_uri: str | None = None, o
             parse_cell([f"{key}={value}" for key, value in cell.items()], settings=swept.params)
     out_dir = pathlib.Path(out_dir) if out_dir else pathlib.Path("reports") / _safe_name(swept.sweep_name)
     files = reader.write_frames(swept, out_dir)
+    # As render words the source: no absolute path and no password in a file that may be committed.
+    target = (shlex.quote(reader.shown_path(source)) if from_folder else
+              f"{swept.parent_run_id} --tracking-uri {shlex.quote(reader.shown_store(swept.tracking_uri))}")
+    if swept.space:
+        if blog_cell or user_cell:
+            raise ValueError(f"sweep {swept.sweep_name!r} is a search: it has no blog's or user's cell to compare; "
+                             f"drop --blog-cell and --user-cell")
+        return search_report.make_search_report(
+            swept, out_dir, files, reproduce=f"glovesweep report {target}", seed=seed,
+            bootstrap_samples=bootstrap_samples or search_stats.DEFAULT_IMPORTANCE_SAMPLES,
+            log_artifacts=log_artifacts and not from_folder)
+    bootstrap_samples = bootstrap_samples or stats.DEFAULT_BOOTSTRAP_SAMPLES
     inputs = report_inputs.resolve(str(source), swept, blog_cell=blog_cell, user_cell=user_cell)
     blog_cell, user_cell = inputs.blog_cell, inputs.user_cell
     factors, metric = swept.factors, swept.objective
@@ -174,9 +192,6 @@ def make_report(source: str | os.PathLike, *, tracking_uri: str | None = None, o
     files.update({"markdown": out_dir / "report.md", "html": out_dir / "report.html"})
     drawn = plots.draw_all(out_dir, swept, tables, blog_cell, user_cell)
     files.update({name: path for name, (path, _) in drawn.items() if path is not None})
-    # As render words the source: no absolute path and no password in a file that may be committed.
-    target = (shlex.quote(reader.shown_path(source)) if from_folder else
-              f"{swept.parent_run_id} --tracking-uri {shlex.quote(reader.shown_store(swept.tracking_uri))}")
     reproduce = f"glovesweep report {target}"
     if inputs.cells_from == report_inputs.FROM_FLAGS:
         reproduce += f" --blog-cell {_cell_text(blog_cell)} --user-cell {_cell_text(user_cell)}"
@@ -300,8 +315,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"The blog's cell (default: the sweep file's answer block, else {DEFAULT_BLOG_CELL}).")
     parser.add_argument("--user-cell", nargs="+", default=None, metavar="KEY=VALUE",
                         help=f"The user's cell (default: the sweep file's answer block, else {DEFAULT_USER_CELL}).")
-    parser.add_argument("--bootstrap", type=int, default=stats.DEFAULT_BOOTSTRAP_SAMPLES,
-                        help="Bootstrap resamples for the intervals of the variance shares.")
+    parser.add_argument("--bootstrap", type=int, default=None,
+                        help=f"Bootstrap resamples for the intervals of the variance shares (default "
+                             f"{stats.DEFAULT_BOOTSTRAP_SAMPLES}), or of a search's importances (default "
+                             f"{search_stats.DEFAULT_IMPORTANCE_SAMPLES}).")
     parser.add_argument("--no-log-artifacts", action="store_true",
                         help="Do not log the report to the sweep's parent run (a folder source never logs).")
     parser.add_argument("--smoke-test", action="store_true",

@@ -15,7 +15,6 @@ import math
 import os
 import pathlib
 import re
-import urllib.parse
 from typing import Any, Sequence
 
 import pandas as pd
@@ -23,6 +22,8 @@ import pyarrow
 from pyarrow import parquet
 
 from sweeps.report import objective as objective_module
+from sweeps.report import shown
+from sweeps.spec import space as space_module
 from sweeps.tracking import names
 from sweeps.tracking import search
 from trainer import config as config_module
@@ -87,7 +88,8 @@ class SweepFrame:
     epochs; ``objective``: the metric ``value`` holds, with its direction and range; ``params``: the trainer's
     settings kept as columns; ``skipped``: child run ids with no finished epoch; ``source``: the tracking URI or
     folder read; ``tracking_uri``: the store the runs were read from, empty when they were read from a folder
-    (the folder's files never name it).
+    (the folder's files never name it); ``space``: a search's distributions (the parent's ``glovesweep.space``),
+    empty for a grid. Rows are in the order the runs started.
     """
 
     runs: pd.DataFrame
@@ -101,6 +103,7 @@ class SweepFrame:
     skipped: list[str] = dataclasses.field(default_factory=list)
     objective: objective_module.Metric = objective_module.DEFAULT
     params: list[str] = dataclasses.field(default_factory=lambda: list(PARAM_COLUMNS))
+    space: dict[str, space_module.Distribution] = dataclasses.field(default_factory=dict)
 
 
 def is_folder(source: str | os.PathLike) -> bool:
@@ -181,7 +184,8 @@ def read_folder(folder: str | os.PathLike) -> SweepFrame:
                       parent_run_id=metadata.get("parent_run_id") or str(first.get("parent_run_id", "")),
                       factors=metadata.get("factors") or cell_factors(runs, params), source=str(folder),
                       experiment_id=metadata.get("experiment_id", ""), skipped=metadata.get("skipped", []),
-                      objective=objective_module.from_record(metadata.get("objective")), params=params)
+                      objective=objective_module.from_record(metadata.get("objective")), params=params,
+                      space=space_module.from_records(metadata.get("space")))
 
 
 def write_frames(swept: SweepFrame, folder: str | os.PathLike) -> dict[str, pathlib.Path]:
@@ -195,6 +199,8 @@ def write_frames(swept: SweepFrame, folder: str | os.PathLike) -> dict[str, path
     metadata = {"sweep_name": swept.sweep_name, "parent_run_id": swept.parent_run_id, "factors": swept.factors,
                 "experiment_id": swept.experiment_id, "skipped": swept.skipped,
                 "objective": objective_module.to_record(swept.objective), "params": list(swept.params)}
+    if swept.space:
+        metadata["space"] = space_module.to_records(swept.space)
     runs = pyarrow.Table.from_pandas(swept.runs, schema=runs_schema(swept.params), preserve_index=False)
     runs = runs.replace_schema_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
     paths = {"runs": folder / RUNS_FILE, "history": folder / HISTORY_FILE}
@@ -205,39 +211,9 @@ def write_frames(swept: SweepFrame, folder: str | os.PathLike) -> dict[str, path
     return paths
 
 
-def shown_path(path: str | os.PathLike) -> str:
-    """A file or folder as written into a report: relative to the working directory, never absolute.
-
-    A relative path stays as given; an absolute one inside the working directory becomes relative to it; one
-    outside it is shown by its name alone, so no file a report writes names a folder of one machine.
-    """
-    path = pathlib.Path(path)
-    if not path.is_absolute():
-        return path.as_posix()
-    try:
-        return path.resolve().relative_to(pathlib.Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return path.name
-
-
-def shown_store(uri: str) -> str:
-    """A tracking URI as written into a report: a file store's path as ``shown_path`` shows it, no credentials.
-
-    A ``file:`` store is shown as its path (MLflow takes a path as a tracking URI).
-
-    ``sqlite:////home/me/study/mlflow.db`` run from ``/home/me/study`` -> ``sqlite:///mlflow.db``;
-    ``postgresql://user:secret@db:5432/mlflow?sslmode=require`` -> ``postgresql://db:5432/mlflow``.
-    """
-    if not uri:
-        return ""
-    if match := re.fullmatch(r"(sqlite[+\w]*:///)(.+)", uri):
-        return match.group(1) + shown_path(match.group(2))
-    parsed = urllib.parse.urlsplit(uri)
-    if not parsed.scheme or parsed.scheme == "file":
-        return shown_path(urllib.parse.unquote(parsed.path))
-    if not parsed.netloc:
-        return uri
-    return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc.rpartition("@")[2], parsed.path, "", ""))
+# How a report writes its source (no absolute path, no credentials), where the report's modules have found it.
+shown_path = shown.shown_path
+shown_store = shown.shown_store
 
 
 def reference_rows(runs: pd.DataFrame) -> pd.Series:
@@ -303,11 +279,12 @@ def finite_or_nan(value: float | None) -> float:
 
 
 def run_rows(run, *, sweep_name: str, parent_run_id: str, objective: objective_module.Metric = objective_module.DEFAULT,
-             params: Sequence[str] = PARAM_COLUMNS) -> list[dict[str, Any]]:
+             params: Sequence[str] = PARAM_COLUMNS, searched: bool = False) -> list[dict[str, Any]]:
     """Rows of one child run: one per requested epoch count (its ``<objective>_at_<E>`` metrics).
 
     A reference run (baseline) without summary metrics gives one row from its plain objective metric, with
-    ``epochs=None``; so does a run of a trainer without an epoch axis (no ``epochs`` param), at ``epochs=1``.
+    ``epochs=None``; so does a run of a trainer without an epoch axis (no ``epochs`` param), at ``epochs=1``, and
+    a search's trial that its scheduler stopped before the last epoch count (``read_mlflow`` sets its epochs).
     A value that came out NaN or infinite (or that the run's ``glovesweep.non_finite`` tag lists) is NaN, and the
     row's ``non_finite`` says which metric at which epoch. A run with no finished epoch gives no rows.
     """
@@ -329,8 +306,8 @@ def run_rows(run, *, sweep_name: str, parent_run_id: str, objective: objective_m
     rows = [dict(base, epochs=count, value=_value(metrics[names.metric_at(objective.name, count)], count,
                                                   objective, marks),
                  val_loss=metrics.get(names.val_loss_at(count), math.nan)) for count in counts]
-    if not rows and objective.name in metrics and (is_reference or "epochs" not in params_of):
-        epochs = None if is_reference else 1
+    if not rows and objective.name in metrics and (is_reference or searched or "epochs" not in params_of):
+        epochs = None if is_reference or "epochs" in params_of else 1
         rows = [dict(base, epochs=epochs, value=_value(metrics[objective.name], epochs, objective, marks),
                      val_loss=metrics.get(names.VAL_LOSS, math.nan))]
     return rows
@@ -350,6 +327,7 @@ def read_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str 
     parent_run_id = parent.info.run_id
     sweep_name = parent.data.tags.get(names.SWEEP_NAME_TAG, parent_run_id)
     objective = objective_module.from_text(parent.data.tags.get(names.OBJECTIVE_TAG))
+    space = space_module.from_records(json.loads(parent.data.tags.get(names.SPACE_TAG) or "[]"))
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     children = [run for run in search.child_runs(tracking_uri, parent_run_id,
                                                  experiment_ids=[parent.info.experiment_id])
@@ -357,20 +335,25 @@ def read_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str 
     params = sweep_params(children)
     rows, history, skipped = [], [], []
     for run in children:
-        found = run_rows(run, sweep_name=sweep_name, parent_run_id=parent_run_id, objective=objective, params=params)
+        found = run_rows(run, sweep_name=sweep_name, parent_run_id=parent_run_id, objective=objective, params=params,
+                         searched=bool(space))
         if not found:
             skipped.append(run.info.run_id)
             continue
         rows.extend(found)
         if with_history and found[0]["trainer"] not in REFERENCE_KINDS:
-            history.extend(_run_history(client, found[0], objective.name, params))
+            steps = _run_history(client, found[0], objective.name, params)
+            history.extend(steps)
+            if found[0]["epochs"] is None and steps:  # a search's trial stopped early: its last epoch
+                found[0]["epochs"] = steps[-1]["epoch"]
     if skipped:
         logger.warning("%d child runs have no finished epoch and are left out: %s", len(skipped), ", ".join(skipped))
     runs = runs_frame(rows, params)
     return SweepFrame(runs=runs, history=history_frame(history, params),
                       sweep_name=sweep_name, parent_run_id=parent_run_id, factors=cell_factors(runs, params),
                       source=client.tracking_uri, tracking_uri=client.tracking_uri,
-                      experiment_id=parent.info.experiment_id, skipped=skipped, objective=objective, params=params)
+                      experiment_id=parent.info.experiment_id, skipped=skipped, objective=objective, params=params,
+                      space=space)
 
 
 def _run_history(client, row: dict, metric: str, params: Sequence[str]) -> list[dict]:

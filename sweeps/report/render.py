@@ -206,6 +206,15 @@ def effect_unit_words(metric: objective_module.Metric) -> str:
     return f"{objective_module.unit(metric)}, positive = better ({objective_module.higher(metric)})"
 
 
+def origin_text(swept: reader.SweepFrame) -> str:
+    """Where the runs were read from, as a report's first line says it."""
+    # Paths relative to the working directory and store URIs without credentials: a report folder gets committed.
+    if swept.tracking_uri:
+        return f"Parent run `{swept.parent_run_id}` at `{reader.shown_store(swept.tracking_uri)}`"
+    return (f"Read from `{reader.shown_path(swept.source)}` (runs.parquet, history.parquet); the runs were logged "
+            f"to MLflow parent run `{swept.parent_run_id}`")
+
+
 def report_markdown(swept: reader.SweepFrame, tables: Tables, *, reproduce: str,
                     plots: dict[str, tuple[Any, str]] | None = None) -> str:
     """The whole ``report.md``: the question, the answer, the claims, the three tables and the plots, in the
@@ -222,13 +231,8 @@ def report_markdown(swept: reader.SweepFrame, tables: Tables, *, reproduce: str,
     runs_text = (f"{network['run_id'].nunique()} network runs, {baseline_count} baseline runs"
                  if baseline_count or kinds == [names.TRAINER_KERAS] else
                  f"{network['run_id'].nunique()} runs of {', '.join(kinds) or 'no trainer'}")
-    # Paths relative to the working directory and store URIs without credentials: a report folder gets committed.
-    origin = (f"Parent run `{swept.parent_run_id}` at `{reader.shown_store(swept.tracking_uri)}`"
-              if swept.tracking_uri else
-              f"Read from `{reader.shown_path(swept.source)}` (runs.parquet, history.parquet); the runs were logged "
-              f"to MLflow parent run `{swept.parent_run_id}`")
     lines = [f"# Sweep report: {swept.sweep_name}", "",
-             f"{origin}: {runs_text}, epoch counts "
+             f"{origin_text(swept)}: {runs_text}, epoch counts "
              f"{stats.epoch_counts(swept.runs) or 'none'}, cell factors {', '.join(tables.factors) or 'none'}.", "",
              f"Reproduce: `{reproduce}`", ""]
     lines += newsgroups.preamble_markdown(swept)

@@ -5,7 +5,9 @@ end of a sweep (``summarize``, after the report): the answer in Markdown as the 
 note), per-cell mean of the objective (the parent's ``glovesweep.objective``; validation accuracy for the
 built-in trainer) at each reported epoch count, the gap and each factor's share as
 metrics, the devices and data checksums as tags; the report itself (HTML with its images inside, Markdown,
-PNGs, Parquet) is logged by ``sweeps.report.make`` under ``report/``.
+PNGs, Parquet) is logged by ``sweeps.report.make`` under ``report/``. A search's report (``SearchReport``) puts its best
+configuration on the parent instead: tags ``glovesweep.best.<factor>`` (tags, not params: a resumed search may find
+a better one), metrics ``best_<objective>``, ``best_epochs`` and each factor's importance with its interval.
 
 ``runs_table_url`` saves a view of the experiment (MLflow's shared view state: an experiment tag holding the
 UI state) that shows the sweep's child runs with their factor and objective columns, best first, and returns
@@ -19,6 +21,8 @@ import json
 import math
 import urllib.parse
 from typing import Any
+
+import pandas as pd
 
 from sweeps.report import newsgroups
 from sweeps.tracking import names
@@ -82,8 +86,31 @@ def summary_metrics(report) -> dict[str, float]:
             if isinstance(value, (int, float)) and math.isfinite(value)}
 
 
+def search_summary(report) -> tuple[dict[str, str], dict[str, float]]:
+    """(tags, metrics) of a search's ``SearchReport``: the best configuration as ``glovesweep.best.<factor>`` tags
+    (and ``glovesweep.best_run``), ``best_<objective>``, ``best_epochs``, ``trials_finished`` and
+    ``importance/<factor>`` (``/low``, ``/high``: the bootstrap interval)."""
+    tables, objective = report.search, report.sweep.objective.name
+    best = tables.best
+    tags = {names.BEST_TAG_PREFIX + name: str(value) for name, value in report.best_configuration.items()}
+    metrics = {"trials_finished": float(tables.trials["status"].eq("FINISHED").sum())}
+    if best is not None:
+        tags[names.BEST_RUN_TAG] = str(best["run_id"])
+        metrics.update({f"best_{objective}": best["value"], "best_epochs": best["epochs"]})
+    for item in tables.importances:
+        metrics.update({f"importance/{item.factor}": item.value, f"importance/{item.factor}/low": item.low,
+                        f"importance/{item.factor}/high": item.high})
+    return tags, {key: round(float(value), DIGITS) for key, value in metrics.items()
+                  if value is not None and not pd.isna(value) and math.isfinite(float(value))}
+
+
 def answer_markdown(spec: spec_module.SweepSpec, report, *, report_url: str = "") -> str:
     """The parent run's description: the question, the answer sentences, where the full report is."""
+    if getattr(report, "search", None) is not None:
+        lines = [f"## {spec.name}: the best configuration of a {spec.search['mode']} search", ""]
+        lines += ([spec.description.strip(), ""] if spec.description else [])
+        lines += [f"- {sentence}" for sentence in report.answers]
+        return "\n".join(lines + ["", f"Full report: the `report/` artifacts (report.html renders here){report_url}."])
     study = newsgroups.is_newsgroups(report.sweep.runs)
     objective = report.sweep.objective
     lines = [f"## {spec.name}: why does the Keras GloVe example score differently?" if study else
@@ -112,7 +139,12 @@ def summarize(tracking_uri: str, experiment_id: str, parent_run_id: str, spec: s
                       if run.data.tags.get(names.DEVICE_TAG)})
     tags = {NOTE_TAG: answer_markdown(spec, report), names.DEVICE_TAG: "; ".join(devices),
             "glovesweep.data_sha256": ";".join(f"{name}={digest}" for name, digest in sorted(data_checksums.items()))}
-    mlflow_runs.log_to_run(tracking_uri, parent_run_id, tags=tags, metrics=summary_metrics(report))
+    if getattr(report, "search", None) is not None:
+        best_tags, metrics = search_summary(report)
+        tags.update(best_tags)
+    else:
+        metrics = summary_metrics(report)
+    mlflow_runs.log_to_run(tracking_uri, parent_run_id, tags=tags, metrics=metrics)
 
 
 def view_state(spec: spec_module.SweepSpec, parent_run_id: str) -> dict[str, Any]:
@@ -169,7 +201,8 @@ def conclude(spec: spec_module.SweepSpec, result, *, data_checksums: dict[str, s
                                            blog_cell=cells.get("blog_cell"), user_cell=cells.get("user_cell"))
         summarize(result.tracking_uri, result.experiment_id, result.parent_run_id, spec, report,
                   data_checksums=data_checksums)
-        print("glovesweep: the answer:", flush=True)
+        print("glovesweep: the best configuration:" if getattr(report, "search", None) is not None else
+              "glovesweep: the answer:", flush=True)
         for sentence in report.answers or ["(none: the sweep lacks the blog's or the user's cell; see the report)"]:
             print(f"  {sentence}", flush=True)
         for verdict in getattr(report, "verdicts", []):

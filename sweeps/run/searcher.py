@@ -29,6 +29,7 @@ from ray import tune
 from ray.tune import search as tune_search
 
 from sweeps import spec as spec_module
+from sweeps.spec import space as space_module
 from sweeps.run import search_history
 from sweeps.run import trial as trial_module
 
@@ -43,19 +44,6 @@ def sampler_seed(spec: spec_module.SweepSpec) -> int:
     """``search.seed``, else a number from the sweep file's hash (the same file draws the same suggestions)."""
     seed = spec.search.get("seed")
     return int(seed) if seed is not None else int(spec.source_sha256[:8], 16)
-
-
-def optuna_distribution(distribution):
-    """The ``optuna.distributions`` object of a sweep file's ``Distribution``."""
-    import optuna
-
-    if distribution.kind == "choice":
-        return optuna.distributions.CategoricalDistribution(list(distribution.values))
-    if distribution.kind == "int":
-        return optuna.distributions.IntDistribution(int(distribution.low), int(distribution.high), log=distribution.log,
-                                                    step=int(distribution.step or 1))
-    return optuna.distributions.FloatDistribution(distribution.low, distribution.high, log=distribution.log,
-                                                  step=distribution.step)
 
 
 def define_space(spec: spec_module.SweepSpec):
@@ -98,7 +86,7 @@ def make_study(spec: spec_module.SweepSpec, finished: list[search_history.PastTr
         study.add_trial(optuna.trial.create_trial(
             params=dict(past.trial.cell), value=past.value if good else None,
             state=optuna.trial.TrialState.COMPLETE if good else optuna.trial.TrialState.FAIL,
-            distributions={name: optuna_distribution(spec.space[name]) for name in past.trial.cell}))
+            distributions={name: space_module.optuna_distribution(spec.space[name]) for name in past.trial.cell}))
     return storage, sampler
 
 

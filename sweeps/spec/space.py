@@ -11,7 +11,10 @@ A factor in a search is a list (a choice among its values, as in a grid) or a ma
 
 Every bound is checked against the factor's own (type, choices, ``ge``/``gt``/``lt``) before any compute, in one
 line naming the key. The names and semantics follow Optuna's ``suggest_float`` / ``suggest_int`` /
-``suggest_categorical`` (``log``, ``step``), which the searchers call (``sweeps.run.searcher``). No Optuna here.
+``suggest_categorical`` (``log``, ``step``), which the searchers call (``sweeps.run.searcher``); Optuna is imported
+only by ``optuna_distribution``, which the searcher and the search's report (``sweeps.report.search_stats``) share.
+A distribution travels as a record (``to_records`` / ``from_records``): the parent run's ``glovesweep.space`` tag
+and a report folder's ``runs.parquet`` metadata.
 """
 
 from __future__ import annotations
@@ -184,6 +187,35 @@ def _when(key: str, when: Any, earlier: dict[str, Distribution]) -> dict[str, tu
                              f"{', '.join(map(repr, parent.values))}")
         made[name] = values
     return made
+
+
+def to_records(space: dict[str, Distribution]) -> list[list]:
+    """The space as JSON-able ``[name, record]`` pairs, in file order (a ``when`` names only earlier factors)."""
+    return [[name, {key: list(value) if isinstance(value, tuple) else value
+                    for key, value in dataclasses.asdict(distribution).items()}] for name, distribution in space.items()]
+
+
+def from_records(records: list | None) -> dict[str, Distribution]:
+    """The space ``to_records`` wrote (empty for none: a grid)."""
+    made = {}
+    for name, record in records or []:
+        record = dict(record, values=tuple(record.get("values", ())),
+                      when={key: tuple(allowed) for key, allowed in (record.get("when") or {}).items()})
+        made[name] = Distribution(**record)
+    return made
+
+
+def optuna_distribution(distribution: Distribution):
+    """The ``optuna.distributions`` object of a sweep file's ``Distribution``."""
+    import optuna
+
+    if distribution.kind == "choice":
+        return optuna.distributions.CategoricalDistribution(list(distribution.values))
+    if distribution.kind == "int":
+        return optuna.distributions.IntDistribution(int(distribution.low), int(distribution.high), log=distribution.log,
+                                                    step=int(distribution.step or 1))
+    return optuna.distributions.FloatDistribution(distribution.low, distribution.high, log=distribution.log,
+                                                  step=distribution.step)
 
 
 def from_param(factor: Factor, text: str) -> Any:

@@ -3,7 +3,8 @@
 The schema is binding (the report reads exactly this); every name is a constant of ``sweeps.tracking.names``:
 
 - parent run: tags ``glovesweep.role=sweep``, ``glovesweep.sweep_name``, ``glovesweep.sweep_hash``; the
-  sweep file as the artifact ``sweep.yaml`` (and the effective spec as ``sweep_effective.json``);
+  sweep file as the artifact ``sweep.yaml`` (and the effective spec as ``sweep_effective.json``); a search's
+  distributions as ``glovesweep.space``;
 - child run: tags ``mlflow.parentRunId``, ``glovesweep.role=trial``, ``glovesweep.trial_id``,
   ``glovesweep.cell``, ``trainer`` (``keras`` / ``baseline``); params: every ``TrainerConfig`` field plus
   ``factors`` (and ``baseline`` for baselines); step metrics ``loss``, ``acc``, ``val_loss``, ``val_acc``,
@@ -28,6 +29,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable, TypeVar
 
+from sweeps.spec import space as space_module
 from sweeps.tracking import names
 from sweeps.tracking import search
 
@@ -157,6 +159,9 @@ def start_parent_run(tracking_uri: str, experiment_id: str, *, spec, tags: dict[
                 names.EPOCHS_TAG: ",".join(map(str, spec.epochs)), names.FACTORS_TAG: ",".join(spec.factor_names),
                 names.TRAINER_NAME_TAG: spec.trainer, names.OBJECTIVE_TAG: spec.main_trainer.objective.as_text(),
                 **tags}
+    if spec.space:
+        # A search: its distributions, which the report reads to tell a search from a grid and to refit Optuna.
+        all_tags[names.SPACE_TAG] = json.dumps(space_module.to_records(spec.space))
     run_name = f"{spec.name}{' (smoke)' if spec.smoke_test else ''}"
     run = _retry(lambda: client.create_run(experiment_id, tags=all_tags, run_name=run_name), what="create parent")
     run_id = run.info.run_id

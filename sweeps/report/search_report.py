@@ -1,0 +1,170 @@
+"""The report of a search: the best configuration and the top trials, the optimization history, the factors'
+importances with intervals, parallel coordinates and the partial dependence of the top two factors.
+
+``sweeps.report.make.make_report`` hands a sweep here when its parent run carries ``glovesweep.space`` (the
+search's distributions; ``SweepFrame.space``): a search has no cells, seeds per cell or gap, so the grid's answer
+would not fit. Statistics come from ``sweeps.report.search_stats``, plots from ``sweeps.report.search_plots``.
+Written into the report folder: ``runs.parquet`` and ``history.parquet`` (as for a grid), ``trials.csv`` (one row
+per trial), ``importances.csv``, ``report.md``, ``report.html`` and the PNGs; logged to the parent run under
+``report/``. ``sweeps.run.parent_run`` puts the best configuration on the parent run as tags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from sweeps.report import html_report
+from sweeps.report import objective as objective_module
+from sweeps.report import reader
+from sweeps.report import render
+from sweeps.report import search_plots
+from sweeps.report import search_stats
+
+
+# What a grid's report writes (sweeps.report.make) that a search's does not.
+GRID_FILES = ("cells.csv", "effects.csv", "gap.csv", "answer.json", "claims.json", "factor_effects.png", "gap.png")
+
+
+@dataclasses.dataclass
+class SearchReport:
+    """What ``make_search_report`` wrote: the folder, file paths by name, the runs read and the statistics.
+
+    ``verdicts`` is empty (a search judges no published claims); ``answers`` are the sentences the run prints.
+    """
+
+    out_dir: pathlib.Path
+    files: dict[str, pathlib.Path]
+    sweep: reader.SweepFrame
+    search: search_stats.SearchTables
+    verdicts: list = dataclasses.field(default_factory=list)
+
+    @property
+    def answers(self) -> list[str]:
+        return answer_sentences(self.search, self.sweep.objective)
+
+    @property
+    def best_configuration(self) -> dict[str, Any]:
+        """The best trial's value of each searched factor (a factor a ``when`` left out is absent)."""
+        best = self.search.best
+        if best is None:
+            return {}
+        return {name: best[name] for name in self.search.factors if not _missing(best[name])}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def configuration_text(trial: pd.Series, factors: list[str]) -> str:
+    """``loss=log_loss, alpha=0.00122512``: the searched factors a trial ran (those a ``when`` left out omitted)."""
+    return ", ".join(f"{name}={trial[name]}" for name in factors if not _missing(trial[name])) or "(no factor)"
+
+
+def answer_sentences(tables: search_stats.SearchTables, metric: objective_module.Metric) -> list[str]:
+    """The best configuration, and which factor matters most, in a sentence each."""
+    best = tables.best
+    done = search_stats.finished(tables.trials)
+    if best is None:
+        return [f"No trial of the {len(tables.trials)} finished with a value of {metric.name}: no best configuration."]
+    epochs = f" at {int(best['epochs'])} epochs" if not _missing(best["epochs"]) else ""
+    sentences = [f"The best of {len(done)} finished trials ({len(tables.trials)} in all): "
+                 f"{configuration_text(best, tables.factors)}, {objective_module.label(metric)} "
+                 f"{objective_module.value_text(metric, best['value'])}{epochs} (trial {int(best['number'])}, run "
+                 f"{best['run_id']}); one run at one seed, so the best of many is optimistic."]
+    if tables.importances:
+        parts = [f"{item.factor} {item.value:.2f} [{item.low:.2f}, {item.high:.2f}]" for item in tables.importances]
+        sentences.append(f"fANOVA importance (share of the variance of {metric.name}, 95% bootstrap interval): "
+                         + "; ".join(parts) + ".")
+    return sentences
+
+
+def report_markdown(swept: reader.SweepFrame, tables: search_stats.SearchTables, *, reproduce: str,
+                    plots: dict[str, tuple[Any, str]]) -> str:
+    """The whole ``report.md`` of a search."""
+    metric = swept.objective
+    done = search_stats.finished(tables.trials)
+    space_text = ", ".join(f"{name} {distribution.text()}" for name, distribution in swept.space.items())
+    lines = [f"# Search report: {swept.sweep_name}", "",
+             f"{render.origin_text(swept)}: {len(tables.trials)} trials ({len(done)} finished), searched factors "
+             f"{space_text}; objective {metric.name} ({metric.mode}).", "", f"Reproduce: `{reproduce}`", "",
+             "## The best configuration", ""]
+    lines += [f"- {sentence}" for sentence in answer_sentences(tables, metric)]
+    lines += ["", f"A trial's value is its {metric.name} at the largest epoch count it reached (a trial its scheduler "
+                  f"stopped early: its last value, as the searcher was told). The best {search_stats.TOP}, best first "
+                  f"(every trial in trials.csv):", ""]
+    lines += top_markdown(tables, metric)
+    lines += ["", "## Optimization history", "", _image(plots, "history_plot"), "",
+              "## Which factors matter", "",
+              f"fANOVA importance as Optuna computes it (`FanovaImportanceEvaluator(seed={tables.seed})`, normalized "
+              f"to sum to 1) on the {len(done)} finished trials; interval: 95% percentile bootstrap over trials "
+              f"({tables.bootstrap_samples} resamples with replacement, the forest refitted with its own seed each "
+              f"time), a rough guide with few trials (importances.csv).", ""]
+    if tables.importances:
+        lines += ["| factor | importance [95% interval] | resamples |", "|---|---|---|"]
+        lines += [f"| {item.factor} | {item.value:.3f} [{item.low:.3f}, {item.high:.3f}] | {item.resamples} |"
+                  for item in tables.importances]
+    lines += [f"- {name}: left out ({why})." for name, why in tables.left_out.items()]
+    lines += ["", _image(plots, "importance_plot"), "", "## Parallel coordinates", "", _image(plots, "parallel_plot"),
+              "", "## Partial dependence of the top two factors", "",
+              f"Each finished trial's {metric.name} against the factor, and the mean per bin (a choice's value, else "
+              f"bins of equal trial counts): the marginal as the trials saw it, not a controlled effect.", "",
+              _image(plots, "partial_plot")]
+    if swept.skipped:
+        lines += ["", f"Left out (no finished epoch): {', '.join(swept.skipped)}."]
+    return "\n".join(lines) + "\n"
+
+
+def _image(plots: dict[str, tuple[Any, str]], name: str) -> str:
+    path, caption = plots[name]
+    return f"![{caption}]({path.name})" if path is not None else f"Not drawn: {caption}"
+
+
+def top_markdown(tables: search_stats.SearchTables, metric: objective_module.Metric) -> list[str]:
+    """The best trials as a Markdown table: rank, trial number, factors, value, epochs reached."""
+    header = ["rank", "trial", *tables.factors, metric.name, "epochs"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for rank, (_, trial) in enumerate(tables.top.iterrows(), start=1):
+        cells = [str(rank), str(int(trial["number"]))]
+        cells += ["-" if _missing(trial[name]) else f"{trial[name]:.6g}" if isinstance(trial[name], float)
+                  else str(trial[name]) for name in tables.factors]
+        cells += [objective_module.value_text(metric, trial["value"]),
+                  "" if _missing(trial["epochs"]) else str(int(trial["epochs"]))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines if len(tables.top) else ["No finished trial."]
+
+
+def write_tables(out_dir: pathlib.Path, tables: search_stats.SearchTables) -> dict[str, pathlib.Path]:
+    """``trials.csv`` (one row per trial, with the best so far) and ``importances.csv``."""
+    paths = {"trials": out_dir / "trials.csv", "importances": out_dir / "importances.csv"}
+    tables.trials.to_csv(paths["trials"], index=False)
+    pd.DataFrame([dataclasses.asdict(item) for item in tables.importances],
+                 columns=["factor", "value", "low", "high", "resamples"]).to_csv(paths["importances"], index=False)
+    return paths
+
+
+def make_search_report(swept: reader.SweepFrame, out_dir: pathlib.Path, files: dict[str, pathlib.Path], *,
+                       reproduce: str, bootstrap_samples: int = search_stats.DEFAULT_IMPORTANCE_SAMPLES,
+                       seed: int = 0, log_artifacts: bool = False) -> SearchReport:
+    """Compute the search's statistics, draw its plots and write its report into ``out_dir`` (which already holds
+    the frames, ``files``); log the folder to the parent run under ``report/`` when ``log_artifacts``."""
+    tables = search_stats.search_tables(swept, bootstrap_samples=bootstrap_samples, seed=seed)
+    for name in GRID_FILES + (f"{swept.objective.name}_by_epoch.png",):
+        # A grid's report of this sweep written into the same folder before would contradict this one.
+        (out_dir / name).unlink(missing_ok=True)
+    files = dict(files, **write_tables(out_dir, tables))
+    drawn = search_plots.draw_all(out_dir, tables, swept.space, swept.objective)
+    files.update({name: path for name, (path, _) in drawn.items() if path is not None})
+    markdown = report_markdown(swept, tables, reproduce=reproduce, plots=drawn)
+    files.update({"markdown": out_dir / "report.md", "html": out_dir / "report.html"})
+    files["markdown"].write_text(markdown)
+    files["html"].write_text(html_report.to_html(markdown, out_dir, title=f"Search report: {swept.sweep_name}"))
+    if log_artifacts:
+        mlflow.MlflowClient(tracking_uri=swept.tracking_uri).log_artifacts(swept.parent_run_id, str(out_dir),
+                                                                          artifact_path="report")
+    return SearchReport(out_dir=out_dir, files=files, sweep=swept, search=tables)
