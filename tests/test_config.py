@@ -43,7 +43,7 @@ def test_bad_values_name_the_field_and_the_allowed_values(field, value, fragment
 
 
 def test_unknown_keys_are_errors_not_ignored():
-    with pytest.raises(ValueError, match=r"unknown setting of trainer\(s\) \['epoch'\]"):
+    with pytest.raises(ValueError, match=r"unknown trainer setting\(s\) \['epoch'\]"):
         config_module.TrainerConfig.from_dict({"epoch": 2})
 
 

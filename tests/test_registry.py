@@ -104,4 +104,5 @@ def test_every_factor_declares_a_known_stage_and_a_default_that_passes_its_own_c
         factor.check(factor.default)
     # The split-stage factors are exactly what a TF-IDF baseline's result depends on.
     assert config_module.factor_names("split") == ("dataset", "data_path", "strip", "validation",
-                                                   "validation_split", "dedup", "documents_per_group", "seed")
+                                                   "validation_split", "dedup", "documents_per_group", "seed",
+                                                   "split_seed")

@@ -74,9 +74,20 @@ FACTORS: dict[str, Factor] = {factor.name: factor for factor in (
     Factor("batch_size", int, 128, "Minibatch size in samples.", "training", ge=1),
     Factor("learning_rate", float, 0.001, "RMSprop learning rate (Keras default 0.001), constant.", "training",
            gt=0.0),
-    # bydate's official split does not depend on the seed, so its seeds share one entry.
-    Factor("seed", int, 0, "Seed for the split, weight init and per-epoch shuffle.", "split", ge=0,
-           data_key=lambda config, hashes: {"split_seed": config.seed if uses_split(config) else None}),
+    # bydate's official split does not depend on the seed, so its seeds share one entry. The item is the split
+    # seed in effect (split_seed, else seed): with split_seed unset every key is the one of before.
+    Factor("seed", int, 0, "Seed for the split, weight init and per-epoch shuffle (each overridable: split_seed, "
+           "init_seed, order_seed).", "split", ge=0,
+           data_key=lambda config, hashes: {"split_seed": config.effective_split_seed if uses_split(config)
+                                            else None}),
+    # The three parts of the seed as separable factors (issue 21 item 5), for a crossed design that estimates
+    # each part's share of the seed noise. None takes `seed`, so every existing cell trains as before.
+    Factor("split_seed", int, None, "Seed of the train/validation split's shuffle (where a split is drawn); None: "
+           "seed.", "split", ge=0, optional=True, data_key=lambda config, hashes: {}),
+    Factor("init_seed", int, None, "Seed of the weight initialisation (and dropout masks); None: seed.", "training",
+           ge=0, optional=True),
+    Factor("order_seed", int, None, "Seed of each epoch's training order, drawn from (order_seed, epoch); None: "
+           "seed.", "training", ge=0, optional=True),
     Factor("deterministic", bool, True, "Enable TensorFlow op determinism (same seed on CPU -> same metrics).",
            "training"),
     # How train() computes the same network: fast skips pre-padding's work (trainer/fastpath.py) where it is
@@ -137,6 +148,22 @@ class _KerasConfigMethods(factors_module.ConfigMethods):
         if self.max_sequence_length is not None:
             return self.max_sequence_length
         return VECTORIZER_DEFAULTS[self.vectorizer]["max_sequence_length"]
+
+    # The seeds in effect: each part's own seed, else ``seed``.
+    @property
+    def effective_split_seed(self) -> int:
+        """Seed of the train/validation split's shuffle (``split_seed``, else ``seed``)."""
+        return self.seed if self.split_seed is None else self.split_seed
+
+    @property
+    def effective_init_seed(self) -> int:
+        """Seed of the weight initialisation and dropout masks (``init_seed``, else ``seed``)."""
+        return self.seed if self.init_seed is None else self.init_seed
+
+    @property
+    def effective_order_seed(self) -> int:
+        """Seed of the per-epoch training order (``order_seed``, else ``seed``)."""
+        return self.seed if self.order_seed is None else self.order_seed
 
 
 def make_trainer_config(factors: dict[str, Factor]) -> type:

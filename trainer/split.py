@@ -58,7 +58,7 @@ def make_split(
     subset (load order); strip with ``config.strip``; with ``config.dedup`` drop documents whose
     normalised stripped text equals an earlier one's (load order); then split. ``19997``/``18828``, and
     ``bydate`` with ``validation="split"`` (its train files only), use the blog's split: shuffle the load
-    order with ``numpy.random.default_rng(config.seed).permutation`` and hold out the last
+    order with ``numpy.random.default_rng(config.effective_split_seed).permutation`` and hold out the last
     ``int(validation_split * N)`` documents. ``bydate`` with ``validation="auto"`` trains on the official
     train files and validates on the test files, both in load order.
 
@@ -103,7 +103,8 @@ def make_split(
         # bydate in split mode splits its train files only; the test files are not used.
         pool = [index for index in kept if documents[index].subset in ("all", "train")]
         # Keras blog: indices = np.arange(N); np.random.shuffle(indices) (unseeded there, seeded here).
-        pool = [pool[position] for position in np.random.default_rng(config.seed).permutation(len(pool))]
+        order = np.random.default_rng(config.effective_split_seed).permutation(len(pool))
+        pool = [pool[position] for position in order]
         # Keras blog: nb_validation_samples = int(VALIDATION_SPLIT * data.shape[0]); x_val = data[-nb:].
         num_val = int(config.validation_split * len(pool))
         if num_val == 0 or num_val == len(pool):

@@ -81,26 +81,28 @@ def _restore(model: keras.Model, config: config_module.TrainerConfig, directory:
 
 
 def seed_everything(config: config_module.TrainerConfig) -> None:
-    """Reset Keras' global state, seed Python, NumPy and TensorFlow; with ``deterministic`` also make TF ops
-    deterministic."""
+    """Reset Keras' global state, seed Python, NumPy and TensorFlow from the init seed in effect
+    (``init_seed``, else ``seed``: weight initialisation and dropout masks); with ``deterministic`` also make TF
+    ops deterministic."""
     # Layer names come from a per-process counter, and Grappler's arithmetic optimizer orders the sum of a
     # variable's gradients from several uses (the fast path's tiers) by node name: a fresh state makes a
     # second run in one process (a reused Ray worker) repeat a first run bit for bit.
     keras.backend.clear_session()
-    keras.utils.set_random_seed(config.seed)
+    keras.utils.set_random_seed(config.effective_init_seed)
     if config.deterministic:
         # Same seed on CPU -> same metrics. (GPU cuDNN kernels are deterministic too under this flag.)
         tf.config.experimental.enable_op_determinism()
 
 
 def epoch_order(config: config_module.TrainerConfig, epoch: int, size: int) -> np.ndarray:
-    """Shuffle order of the training set for a 1-based ``epoch``: drawn from (seed, epoch) alone.
+    """Shuffle order of the training set for a 1-based ``epoch``: drawn from (order seed, epoch) alone, the order
+    seed in effect being ``order_seed``, else ``seed``.
 
     Keras' own ``shuffle=True`` draws from a global stream, so epoch E's order would depend on how many
     epochs ran before in this process; a per-epoch draw makes epoch E of a 10-epoch run identical to an
     E-epoch run and to a run resumed at E - 1.
     """
-    return np.random.default_rng([config.seed, epoch]).permutation(size)
+    return np.random.default_rng([config.effective_order_seed, epoch]).permutation(size)
 
 
 def train(

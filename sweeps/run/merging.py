@@ -43,7 +43,10 @@ def content_digest(prepared) -> str:
 def training_identity(config: config_module.TrainerConfig, data_digest: str) -> str:
     """What decides a network trial's numbers: the readable data and every setting outside the data."""
     settings = {name: getattr(config, name) for name in config_module.factor_names("training")}
-    settings.update(seed=config.seed, embedding=config.embedding, data=data_digest)
+    # The seed reaches training through the init and order seeds in effect (the split is in the data digest), so
+    # init_seed left unset and init_seed set to the seed train alike and merge.
+    settings.update(init_seed=config.effective_init_seed, order_seed=config.effective_order_seed,
+                    embedding=config.embedding, data=data_digest)
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:24]
 
 
