@@ -209,3 +209,15 @@ def test_glovesweep_train_takes_the_trainers_own_flags_and_prints_each_report(tm
         helped.stdout.split()) and "--dataset" not in helped.stdout
     refused = run_command(["train", "--trainer", "toy_trainer:train", "--rate", "2"], folder, timeout=120)
     assert refused.returncode == 2 and "rate=2.0: must be a number in (0, 1)" in refused.stderr
+
+
+def test_two_sweep_files_with_trainer_modules_of_the_same_name_each_get_their_own(tmp_path):
+    for name, metric in (("first", "score"), ("second", "loss")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "my_trainer.py").write_text(
+            "from sweeps.trainers import Factor, Metric, trainer\n"
+            f"@trainer(name={name!r}, factors=[Factor('seed', int, 0, 'Seed.', ge=0)], metrics=[Metric({metric!r})])\n"
+            "def train(config):\n    return {}\n")
+    assert registry.load("my_trainer:train", folder=str(tmp_path / "first")).objective.name == "score"
+    assert registry.load("my_trainer:train", folder=str(tmp_path / "second")).objective.name == "loss"

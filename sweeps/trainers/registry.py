@@ -66,6 +66,8 @@ def load(name: str, *, folder: str | None = None) -> api.Trainer:
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"trainer {where}: write it as module:function, e.g. my_trainer:train")
+    if name not in entries:
+        forget_other_copy(module_name, folder)
     with search_path(folder):
         try:
             module = importlib.import_module(module_name)
@@ -81,6 +83,20 @@ def load(name: str, *, folder: str | None = None) -> api.Trainer:
         raise ValueError(f"trainer {where}: {attribute!r} is a {type(found).__name__}, not a trainer; wrap the "
                          f"function with @sweeps.trainers.trainer(factors=..., metrics=...)")
     return found
+
+
+def forget_other_copy(module_name: str, folder: str | None) -> None:
+    """Drop an imported module of the same name that is not the one beside the sweep file (two sweep files in one
+    process, each with its own ``my_trainer.py``): the sweep file's folder is searched first, as documented."""
+    top = module_name.split(".")[0]
+    loaded = sys.modules.get(top)
+    if not folder or loaded is None:
+        return
+    beside = [pathlib.Path(folder) / f"{top}.py", pathlib.Path(folder) / top / "__init__.py"]
+    origin = pathlib.Path(getattr(loaded, "__file__", "") or "")
+    if any(path.is_file() for path in beside) and origin not in beside:
+        for name in [name for name in sys.modules if name == top or name.startswith(top + ".")]:
+            del sys.modules[name]
 
 
 def shipped_module(name: str, folder: str) -> str:
