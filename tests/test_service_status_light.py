@@ -96,8 +96,9 @@ def test_status_and_list_read_what_ray_and_mlflow_read_without_importing_them(ra
     assert set(listed) == set(by_ray) >= {sweep_id, f"{sweep_id}-resume-1"}
     for submission_id, job in by_ray.items():
         record = listed[submission_id]
+        # A job submitted without metadata (another test's) has None in Ray's record, {} in ours (typed: a dict).
         assert (record.status, record.message, record.start_time, record.end_time, record.metadata) == (
-            str(job.status.value), job.message, job.start_time, job.end_time, job.metadata)
+            str(job.status.value), job.message, job.start_time, job.end_time, job.metadata or {})
     # The runs over REST are the mlflow package's: deleted ones too, oldest first, latest metric values.
     metadata = listed[sweep_id].metadata
     experiment_id, parent_run_id = metadata[jobs.EXPERIMENT_ID], metadata[jobs.PARENT_RUN_ID]
