@@ -221,3 +221,28 @@ def test_two_sweep_files_with_trainer_modules_of_the_same_name_each_get_their_ow
             "def train(config):\n    return {}\n")
     assert registry.load("my_trainer:train", folder=str(tmp_path / "first")).objective.name == "score"
     assert registry.load("my_trainer:train", folder=str(tmp_path / "second")).objective.name == "loss"
+
+
+ONCE = '''
+from sweeps.trainers import Factor, Metric, trainer
+
+
+@trainer(name="once", factors=[Factor("width", int, 2, "Width.", ge=1)], metrics=[Metric("score", "max", 0.0, 1.0)])
+def train(config):
+    return {"score": 1 - 1 / (1 + config["width"])}  # one result, returned: no epochs, no seed
+'''
+
+
+def test_a_trainer_without_epochs_or_seed_reports_once_and_its_result_is_epoch_1(tmp_path, mlflow_server):
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / "once_trainer.py").write_text(ONCE)
+    path = folder / "once.yaml"
+    path.write_text(f'name: once\ntrainer: once_trainer:train\nfactors: {{width: [1, 3]}}\n'
+                    f'mlflow: {{tracking_uri: "{mlflow_server}"}}\nstorage_path: results\n')
+    result = run_command(["run", str(path), "--num-cpus", "2"], tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2/2 trials done, 0 failed" in result.stdout
+    _, _, children = children_of(mlflow_server, "once")
+    assert sorted(run.data.metrics["score_at_1"] for run in children) == [0.5, 0.75]
+    assert "| 3 | 0.750" in (tmp_path / "reports" / "once" / "report.md").read_text()

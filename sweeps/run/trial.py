@@ -154,7 +154,7 @@ def run_trial(param: dict[str, Any], context: TrialContext) -> None:
                     names.DEVICE_TAG: f"CPU: {platform.machine()}", names.NODE_TAG: platform.node(),
                     names.WORKER_PID_TAG: os.getpid(), names.TUNE_TRIAL_ID_TAG: tune.get_context().get_trial_id()})
     session = session_module.TrialSession(trainer=trainer, trial=trial, config=config, run=run, context=context,
-                                          requested_epochs=spec.epochs if trainer.epoch_axis else [],
+                                          requested_epochs=spec.epochs,
                                           resume_from=list(task.resume_from))
     try:
         (trainer.runner or session_module.run_function)(session)
