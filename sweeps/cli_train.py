@@ -15,7 +15,7 @@ from sweeps.spec import schema
 from sweeps.run import session as session_module
 from sweeps.trainers import registry
 from trainer import config as config_module
-from trainer.factors import Factor
+from trainer import factors as factors_module
 
 
 def _parse_bool(text: str) -> bool:
@@ -35,7 +35,7 @@ def _optional(parse):
     return parse_optional
 
 
-def _flag_type(factor: Factor):
+def _flag_type(factor: factors_module.Factor):
     """The argparse type of a factor's flag; choices stay strings, checked by the config (one message)."""
     parse = _parse_bool if factor.type is bool else factor.type
     return _optional(parse) if factor.optional else parse
@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None
     parser.add_argument("--json", default=None, help="Also write the history as JSON to this file.")
 
 
-def add_factor_flag(parser: argparse.ArgumentParser, factor: Factor) -> None:
+def add_factor_flag(parser: argparse.ArgumentParser, factor: factors_module.Factor) -> None:
     """One ``--name-with-dashes`` flag with the factor's help, default and allowed values."""
     help_text = f"{factor.help} (default: {factor.default})"
     if factor.choices:

@@ -16,7 +16,7 @@ import pydantic
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from trainer import config as config_module
-from trainer.factors import Factor
+from trainer import factors as factors_module
 
 Number = Union[StrictInt, StrictFloat]
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
@@ -163,7 +163,7 @@ class SweepFile(Section):
         return factors
 
 
-def coerce(factors: dict[str, Factor], name: str, value: Any) -> Any:
+def coerce(factors: dict[str, factors_module.Factor], name: str, value: Any) -> Any:
     """YAML reads ``dataset: 19997`` as an integer; a string factor takes it as its text, a float one as a float."""
     factor = factors.get(name)
     if factor is None or isinstance(value, bool) or not isinstance(value, int):
@@ -176,7 +176,7 @@ def coerce(factors: dict[str, Factor], name: str, value: Any) -> Any:
 
 
 def check_trainer_settings(where: str, section: str, values: dict[str, Any], *, lists: bool,
-                           factors: dict[str, Factor], trainer: str = DEFAULT_TRAINER) -> dict[str, Any]:
+                           factors: dict[str, factors_module.Factor], trainer: str = DEFAULT_TRAINER) -> dict[str, Any]:
     """Unknown trainer settings and values outside a factor's choices or bounds are one-line errors.
 
     ``factors`` are those the sweep's trainer declares. Returns the values coerced to the factors' types (lists

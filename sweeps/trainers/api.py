@@ -177,6 +177,12 @@ class Trainer:
     def metric(self, name: str) -> Metric | None:
         return next((metric for metric in self.metrics if metric.name == name), None)
 
+    def __call__(self, config: dict[str, Any]) -> Any:
+        """Call the training function itself (tests, notebooks): no trial, no MLflow."""
+        if self.function is None:
+            raise TypeError(f"trainer {self.name!r} runs only inside a sweep's trial (it has no plain function)")
+        return self.function(config)
+
     def make_config(self, values: dict[str, Any]):
         """The typed, checked config of ``values`` (unknown keys and bad values: ``ValueError``)."""
         return self.config_class.from_dict(values)
@@ -193,21 +199,13 @@ def trainer(*, factors: Iterable[Factor], metrics: Iterable[Metric], name: str =
         names = [factor.name for factor in declared]
         if len(set(names)) != len(names):
             raise ValueError(f"trainer {name or function.__name__!r}: a factor is declared twice: {names}")
-        made = CallableTrainer(name=name or function.__name__, function=function,
+        made = Trainer(name=name or function.__name__, function=function,
                                factors={factor.name: factor for factor in declared}, metrics=tuple(metrics),
                                checkpoints=checkpoints, leak_metric=leak_metric,
                                description=description or (function.__doc__ or "").strip().split("\n")[0])
         return made
 
     return wrap
-
-
-@dataclasses.dataclass(frozen=True)
-class CallableTrainer(Trainer):
-    """A ``Trainer`` that can still be called as the function it wraps (tests, notebooks)."""
-
-    def __call__(self, config: dict[str, Any]) -> Any:
-        return self.function(config)
 
 
 def report(metrics: dict[str, Any], *, checkpoint=None) -> None:
