@@ -19,6 +19,8 @@ from typing import Any
 import mlflow
 import pandas as pd
 
+from sweeps.report import confirm_report
+from sweeps.report import confirm_stats
 from sweeps.report import html_report
 from sweeps.report import objective as objective_module
 from sweeps.report import reader
@@ -43,14 +45,24 @@ class SearchReport:
     sweep: reader.SweepFrame
     search: search_stats.SearchTables
     verdicts: list = dataclasses.field(default_factory=list)
+    stages: confirm_stats.StageTables | None = None
 
     @property
     def answers(self) -> list[str]:
-        return answer_sentences(self.search, self.sweep.objective)
+        return answer_sentences(self.search, self.sweep.objective) + \
+            (confirm_report.sentences(self.stages, self.sweep.objective) if self.stages else [])
+
+    @property
+    def confirmed(self) -> confirm_stats.Confirmed | None:
+        """The confirm stage's best configuration, where the search ran one."""
+        return self.stages.best if self.stages else None
 
     @property
     def best_configuration(self) -> dict[str, Any]:
-        """The best trial's value of each searched factor (a factor a ``when`` left out is absent)."""
+        """The best configuration's value of each searched factor (a factor a ``when`` left out is absent): the
+        confirmed one where the search ran a confirm stage, else its best trial's."""
+        if self.confirmed is not None:
+            return dict(self.confirmed.score.cell)
         best = self.search.best
         if best is None:
             return {}
@@ -85,7 +97,7 @@ def answer_sentences(tables: search_stats.SearchTables, metric: objective_module
 
 
 def report_markdown(swept: reader.SweepFrame, tables: search_stats.SearchTables, *, reproduce: str,
-                    plots: dict[str, tuple[Any, str]]) -> str:
+                    plots: dict[str, tuple[Any, str]], stages: confirm_stats.StageTables | None = None) -> str:
     """The whole ``report.md`` of a search."""
     metric = swept.objective
     done = search_stats.finished(tables.trials)
@@ -95,10 +107,12 @@ def report_markdown(swept: reader.SweepFrame, tables: search_stats.SearchTables,
              f"{space_text}; objective {metric.name} ({metric.mode}).", "", f"Reproduce: `{reproduce}`", "",
              "## The best configuration", ""]
     lines += [f"- {sentence}" for sentence in answer_sentences(tables, metric)]
+    lines += [f"- {sentence}" for sentence in confirm_report.sentences(stages, metric)] if stages else []
     lines += ["", f"A trial's value is its {metric.name} at the largest epoch count it reached (a trial its scheduler "
                   f"stopped early: its last value, as the searcher was told). The best {search_stats.TOP}, best first "
                   f"(every trial in trials.csv):", ""]
     lines += top_markdown(tables, metric)
+    lines += [""] + confirm_report.markdown(stages, metric) if stages else []
     lines += ["", "## Optimization history", "", _image(plots, "history_plot"), "",
               "## Which factors matter", "",
               f"fANOVA importance as Optuna computes it (`FanovaImportanceEvaluator(seed={tables.seed})`, normalized "
@@ -154,17 +168,18 @@ def make_search_report(swept: reader.SweepFrame, out_dir: pathlib.Path, files: d
     """Compute the search's statistics, draw its plots and write its report into ``out_dir`` (which already holds
     the frames, ``files``); log the folder to the parent run under ``report/`` when ``log_artifacts``."""
     tables = search_stats.search_tables(swept, bootstrap_samples=bootstrap_samples, seed=seed)
+    stages = confirm_stats.stage_tables(swept, tables.trials)
     for name in GRID_FILES + (f"{swept.objective.name}_by_epoch.png",):
         # A grid's report of this sweep written into the same folder before would contradict this one.
         (out_dir / name).unlink(missing_ok=True)
-    files = dict(files, **write_tables(out_dir, tables))
+    files = dict(files, **write_tables(out_dir, tables), **(confirm_report.write_table(out_dir, stages) if stages else {}))
     drawn = search_plots.draw_all(out_dir, tables, swept.space, swept.objective)
     files.update({name: path for name, (path, _) in drawn.items() if path is not None})
-    markdown = report_markdown(swept, tables, reproduce=reproduce, plots=drawn)
+    markdown = report_markdown(swept, tables, reproduce=reproduce, plots=drawn, stages=stages)
     files.update({"markdown": out_dir / "report.md", "html": out_dir / "report.html"})
     files["markdown"].write_text(markdown)
     files["html"].write_text(html_report.to_html(markdown, out_dir, title=f"Search report: {swept.sweep_name}"))
     if log_artifacts:
         mlflow.MlflowClient(tracking_uri=swept.tracking_uri).log_artifacts(swept.parent_run_id, str(out_dir),
                                                                           artifact_path="report")
-    return SearchReport(out_dir=out_dir, files=files, sweep=swept, search=tables)
+    return SearchReport(out_dir=out_dir, files=files, sweep=swept, search=tables, stages=stages)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from sweeps.report import reader
 from sweeps.spec import space as space_module
+from sweeps.spec import stages
 
 TOP = 5
 DEFAULT_IMPORTANCE_SAMPLES = 100  # about 0.3 s a refit of Optuna's default forest (64 trees) on 30 trials here
@@ -54,8 +55,9 @@ class Importance:
 class SearchTables:
     """What the search report shows.
 
-    ``trials``: one row per trial, in the order the trials started: ``number`` (0-based), ``run_id``,
-    ``trial_id``, ``status``, ``epochs`` (reached), ``value``, ``best_so_far`` (over finished trials, in the
+    ``trials``: one row per trial of the search stage, in the order the trials started: ``number`` (0-based),
+    ``run_id``, ``trial_id``, ``status``, ``epochs`` (reached), ``value``, ``configuration`` (its key, tag
+    ``glovesweep.configuration``; empty in runs logged before it), ``seed``, ``best_so_far`` (over finished trials, in the
     metric's direction; NaN before the first) and one column per searched factor, typed (None where a ``when``
     left it out). ``top``: the best finished trials, best first (at most ``TOP``). ``importances``: best first;
     ``left_out``: searched factors without an importance, with why.
@@ -83,20 +85,26 @@ def typed_value(distribution: space_module.Distribution, text: Any) -> Any:
     return int(text) if distribution.kind == "int" else float(text)
 
 
-def trials_frame(swept: reader.SweepFrame) -> pd.DataFrame:
-    """One row per trial of a search (see ``SearchTables.trials``), from the runs frame's rows."""
-    runs = swept.runs[~reader.reference_rows(swept.runs)]
+def stage_rows(runs: pd.DataFrame, stage: str = stages.SEARCH) -> pd.Series:
+    """True for the rows of a search's ``stage`` (``search``: its own trials, runs logged without a stage too)."""
+    return runs["stage"].fillna(stages.SEARCH) == stage
+
+
+def trials_frame(swept: reader.SweepFrame, stage: str = stages.SEARCH) -> pd.DataFrame:
+    """One row per trial of a search's ``stage`` (see ``SearchTables.trials``), from the runs frame's rows."""
+    runs = swept.runs[~reader.reference_rows(swept.runs) & stage_rows(swept.runs, stage)]
     rows = []
     for number, (run_id, group) in enumerate(runs.groupby("run_id", sort=False)):
         # The largest epoch count the trial reached: the scheduler's max_t, or where it was stopped.
         last = group.loc[group["epochs"].fillna(0).astype(int).idxmax()] if group["epochs"].notna().any() \
             else group.iloc[-1]
         row = {"number": number, "run_id": run_id, "trial_id": last["trial_id"], "status": last["status"],
-               "epochs": last["epochs"], "value": float(last["value"])}
+               "epochs": last["epochs"], "value": float(last["value"]), "configuration": last["configuration"],
+               "seed": last["seed"]}
         row.update({name: typed_value(distribution, last.get(name)) for name, distribution in swept.space.items()})
         rows.append(row)
     frame = pd.DataFrame(rows, columns=["number", "run_id", "trial_id", "status", "epochs", "value",
-                                        *swept.space])
+                                        "configuration", "seed", *swept.space])
     frame["best_so_far"] = best_so_far(frame["value"].where(frame["status"] == FINISHED), swept.objective.mode)
     return frame
 

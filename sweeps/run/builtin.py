@@ -159,7 +159,9 @@ def run_tfidf(session: session_module.TrialSession) -> None:
 KERAS = api.Trainer(
     name="keras", function=None, factors=config_module.FACTORS, metrics=KERAS_METRICS, checkpoints=True,
     leak_metric=names.LEAKAGE, runner=run_network, reads_archives=True, prepares_data=True, config_class=config_module.TrainerConfig,
-    description="The Keras blog's GloVe + Conv1D network on 20 Newsgroups (trainer/).")
+    description="The Keras blog's GloVe + Conv1D network on 20 Newsgroups (trainer/).",
+    # bydate's validation: auto is its official test set; a search selects on a split of its training files.
+    test_set=lambda config: not config_module.uses_split(config), final_settings={"validation": "auto"})
 
 TFIDF = api.Trainer(
     name="tfidf", function=None, factors=config_module.FACTORS, metrics=(api.VAL_ACC,),

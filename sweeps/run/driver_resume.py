@@ -21,6 +21,7 @@ from ray import tune
 
 from sweeps.run import checkpoints
 from sweeps.checks import cluster_checks
+from sweeps.run import confirm
 from sweeps.run import driver
 from sweeps.run import merging
 from sweeps.tracking import outbox
@@ -58,7 +59,8 @@ def main(args: argparse.Namespace) -> int:
 
 def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | None = None,
                  include_dashboard: bool = False, **overrides: Any) -> driver.SweepResult:
-    """Finish a sweep; ``overrides`` may replace ``data_home``, ``cache_dir``, ``download_if_missing``.
+    """Finish a sweep: its trials (``resume_trials``), then the stages of a search that it still lacks
+    (``sweeps.run.confirm``); ``overrides`` may replace ``data_home``, ``cache_dir``, ``download_if_missing``.
 
     Raises
     ------
@@ -67,18 +69,33 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
         status is left as it was.
     """
     started = time.perf_counter()
+    runtime = {"address": address, "num_cpus": num_cpus, "include_dashboard": include_dashboard}
+    result = resume_trials(sweep_dir, **runtime, **overrides)
+    state = resumed_state(result.sweep_dir, overrides)
+    return confirm.run_stages(state.spec(), state, result, started=started, **runtime)
+
+
+def resumed_state(sweep_dir: str, overrides: dict[str, Any]) -> state_module.SweepState:
+    """The sweep's state, its folder where it is now (even when moved since the original run), with the data
+    options given again."""
+    state = state_module.read_state(sweep_dir)
+    return state.replace(identity=state.identity.moved_to(sweep_dir),
+                         **{key: value for key, value in overrides.items()
+                            if key in ("data_home", "cache_dir", "download_if_missing")})
+
+
+def resume_trials(sweep_dir: str, *, address: str | None = None, num_cpus: int | None = None,
+                  include_dashboard: bool = False, **overrides: Any) -> driver.SweepResult:
+    """Finish a sweep's trials (a grid's, or a search's up to its budget); see ``resume_sweep``."""
+    started = time.perf_counter()
     if "://" not in sweep_dir:
         sweep_dir = str(pathlib.Path(sweep_dir).expanduser().resolve())
-    state = state_module.read_state(sweep_dir)
+    state = resumed_state(sweep_dir, overrides)
     # A full results disk is named before anything is written there (Tune's folder, checkpoints, the outbox).
     full = driver.full_disk_message(sweep_dir)
     if full:
         raise OSError(full.replace("glovesweep: error: ", "").replace("trials could not save their checkpoints",
                                                                         "the resumed trials could not save theirs"))
-    # The sweep folder is where it is now, even when it was moved since the original run.
-    state = state.replace(identity=state.identity.moved_to(sweep_dir),
-                          **{key: value for key, value in overrides.items()
-                             if key in ("data_home", "cache_dir", "download_if_missing")})
     spec = state.spec()
     identity = state.identity
     preflight.check_store_writable(spec.tracking_uri)
@@ -132,8 +149,8 @@ def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | 
         if not driver.record_shared(spec, state, plan):
             raise OSError(f"{sweep_dir}: {len(missing)} trial(s) share results that MLflow does not hold; run the "
                           f"sweep again with: glovesweep run {state.source.source_path}")
-        return resume_sweep(sweep_dir, address=address, num_cpus=num_cpus, include_dashboard=include_dashboard,
-                            **overrides)
+        return resume_trials(sweep_dir, address=address, num_cpus=num_cpus, include_dashboard=include_dashboard,
+                             **overrides)
 
     def make_tuner() -> tune.Tuner:
         mlflow_runs.reopen_run(spec.tracking_uri, identity.parent_run_id)

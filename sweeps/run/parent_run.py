@@ -45,6 +45,10 @@ def parent_params(spec: spec_module.SweepSpec) -> dict[str, str]:
                   search=spec.search["mode"], trials=str(spec.total_trials))
     if spec.answer:
         params.update({role: spec_module.cell_label(cell) for role, cell in spec.answer.items()})
+    if spec.confirm:
+        params.update(confirm=f"top={spec.confirm.top},seeds={','.join(map(str, spec.confirm.seeds))}")
+    if spec.final:
+        params.update(final=f"{spec_module.cell_label(spec.final.settings)};seeds={','.join(map(str, spec.final.seeds))}")
     return params
 
 
@@ -86,10 +90,15 @@ def summary_metrics(report) -> dict[str, float]:
             if isinstance(value, (int, float)) and math.isfinite(value)}
 
 
-def search_summary(report) -> tuple[dict[str, str], dict[str, float]]:
+def search_summary(report, spec: spec_module.SweepSpec | None = None) -> tuple[dict[str, str], dict[str, float]]:
     """(tags, metrics) of a search's ``SearchReport``: the best configuration as ``glovesweep.best.<factor>`` tags
     (and ``glovesweep.best_run``), ``best_<objective>``, ``best_epochs``, ``trials_finished`` and
-    ``importance/<factor>`` (``/low``, ``/high``: the bootstrap interval)."""
+    ``importance/<factor>`` (``/low``, ``/high``: the bootstrap interval).
+
+    A search with a confirm stage (``spec.confirm``) writes the best configuration only once that stage is
+    complete, and then the confirmed one (``glovesweep.best_confirmed=true``), with ``confirmed_<objective>_mean``
+    (``_low``, ``_high``), ``search_<objective>`` (the search's own value of it), ``optimism_<objective>`` (``_low``,
+    ``_high``) and the final stage's score ``test_<objective>_mean`` (``_low``, ``_high``)."""
     tables, objective = report.search, report.sweep.objective.name
     best = tables.best
     tags = {names.BEST_TAG_PREFIX + name: str(value) for name, value in report.best_configuration.items()}
@@ -97,11 +106,36 @@ def search_summary(report) -> tuple[dict[str, str], dict[str, float]]:
     if best is not None:
         tags[names.BEST_RUN_TAG] = str(best["run_id"])
         metrics.update({f"best_{objective}": best["value"], "best_epochs": best["epochs"]})
+    confirmed = report.confirmed
+    if spec is not None and spec.confirm and not confirm_complete(report, spec):
+        tags = {}  # Not confirmed yet: the best configuration is written once, when it is.
+    elif confirmed is not None:
+        tags[names.CONFIRMED_TAG] = "true"
+        tags[names.BEST_RUN_TAG] = confirmed.search_run
+        score = confirmed.score
+        metrics.update({names.stage_metric("confirmed", objective, part): getattr(score, part)
+                        for part in names.CONFIRMED_PARTS})
+        metrics.update({names.stage_metric("search", objective): confirmed.search_value,
+                        names.stage_metric("optimism", objective): confirmed.optimism,
+                        names.stage_metric("optimism", objective, "low"): confirmed.optimism_low,
+                        names.stage_metric("optimism", objective, "high"): confirmed.optimism_high})
+    final = report.stages.final if report.stages else None
+    if final is not None:
+        metrics.update({names.stage_metric("test", objective, part): getattr(final, part)
+                        for part in names.CONFIRMED_PARTS})
     for item in tables.importances:
         metrics.update({f"importance/{item.factor}": item.value, f"importance/{item.factor}/low": item.low,
                         f"importance/{item.factor}/high": item.high})
     return tags, {key: round(float(value), DIGITS) for key, value in metrics.items()
                   if value is not None and not pd.isna(value) and math.isfinite(float(value))}
+
+
+def confirm_complete(report, spec: spec_module.SweepSpec) -> bool:
+    """Whether the report holds every configuration of the confirm stage at every fresh seed."""
+    found = report.stages.confirmed if report.stages else []
+    # A search that finished fewer trials than ``top`` confirms them all.
+    expected = min(spec.confirm.top, int(report.search.trials["status"].eq("FINISHED").sum()))
+    return len(found) >= expected and all(len(item.score.values) >= len(spec.confirm.seeds) for item in found)
 
 
 def answer_markdown(spec: spec_module.SweepSpec, report, *, report_url: str = "") -> str:
@@ -140,7 +174,7 @@ def summarize(tracking_uri: str, experiment_id: str, parent_run_id: str, spec: s
     tags = {NOTE_TAG: answer_markdown(spec, report), names.DEVICE_TAG: "; ".join(devices),
             "glovesweep.data_sha256": ";".join(f"{name}={digest}" for name, digest in sorted(data_checksums.items()))}
     if getattr(report, "search", None) is not None:
-        best_tags, metrics = search_summary(report)
+        best_tags, metrics = search_summary(report, spec)
         tags.update(best_tags)
     else:
         metrics = summary_metrics(report)

@@ -231,11 +231,16 @@ def main(args: argparse.Namespace) -> int:
     spec = spec_module.load_sweep(args.sweep_file, smoke_test=args.smoke_test)
     if spec.searched:
         # Suggested as it runs: the count is an upper bound (budget, scheduler); no time estimate of a search yet.
-        plan = dict(user_trainer_plan(spec), trials=spec.total_trials, networks=spec.total_trials,
-                    to_train=spec.total_trials, epochs_to_train=spec.total_trials * spec.max_epochs)
+        # Its stages (confirm, final) add a fixed number of trials, each to the last epoch.
+        trials = spec.total_trials + spec.stage_trials
+        plan = dict(user_trainer_plan(spec), trials=trials, networks=trials, to_train=trials,
+                    epochs_to_train=trials * spec.max_epochs, search_trials=spec.total_trials,
+                    stage_trials=spec.stage_trials)
+        stages_text = f" ({spec.total_trials} searched + {spec.stage_trials} in its confirm and final stages)" \
+            if spec.stage_trials else ""
         print(json.dumps(plan, indent=1) if args.json else
-              f"search {plan['sweep']!r}: up to {plan['trials']} trials of trainer {spec.trainer!r}, at most "
-              f"{plan['epochs_to_train']} epochs in all{' (the scheduler stops some early)' if spec.scheduler else ''}"
+              f"search {plan['sweep']!r}: up to {plan['trials']} trials{stages_text} of trainer {spec.trainer!r}, at "
+              f"most {plan['epochs_to_train']} epochs in all{' (the scheduler stops some early)' if spec.scheduler else ''}"
               f"; no time estimate of a search yet: time one trial with 'glovesweep run {args.sweep_file} "
               f"--smoke-test'")
         return 0

@@ -14,6 +14,7 @@ import time
 
 from sweeps import spec as spec_module
 from sweeps.spec import space as space_module
+from sweeps.spec import stages
 from sweeps.tracking import mlflow_runs
 from sweeps.tracking import names
 
@@ -48,7 +49,7 @@ class PastTrial:
 
 def past_trials(spec: spec_module.SweepSpec, tracking_uri: str, experiment_id: str,
                 parent_run_id: str) -> list[PastTrial]:
-    """Every trial of the search that has a child run, oldest first (one per trial key)."""
+    """Every trial of the search that has a child run, oldest first (one per trial key; its stages' left out)."""
     declared = spec.main_trainer.factors
     metric = spec.objective["metric"]
     found: dict[str, PastTrial] = {}
@@ -56,6 +57,8 @@ def past_trials(spec: spec_module.SweepSpec, tracking_uri: str, experiment_id: s
         key = run.data.tags.get(names.TRIAL_ID_TAG)
         if not key or key in found or run.info.lifecycle_stage == "deleted":
             continue
+        if run.data.tags.get(names.STAGE_TAG, stages.SEARCH) != stages.SEARCH:
+            continue  # A confirm or final trial: the stages' own, never told to the searcher nor in its budget.
         params = run.data.params
         cell: dict = {}
         for name, distribution in spec.space.items():

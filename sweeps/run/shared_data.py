@@ -78,8 +78,10 @@ class SharedData:
 
 
 def resolve_sources(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=None,
-                    download_if_missing: bool = True) -> Sources:
-    """Find every dataset and GloVe source the sweep needs, before any compute.
+                    download_if_missing: bool = True, trials: list[spec_module.Trial] | None = None,
+                    known: Sources | None = None) -> Sources:
+    """Find every dataset and GloVe source the sweep needs (of ``trials``: default ``spec.data_trials()``), before
+    any compute; sources in ``known`` (found before) are kept, not read again.
 
     Raises
     ------
@@ -89,9 +91,9 @@ def resolve_sources(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=No
     from trainer import data as data_module
     from trainer import embeddings as embeddings_module
 
-    archives: dict[tuple[str, str], tuple[str, str]] = {}
-    glove: dict[tuple[int, str], str] = {}
-    for trial in spec.data_trials():
+    archives = dict(known.archives) if known else {}
+    glove = dict(known.glove) if known else {}
+    for trial in spec.data_trials() if trials is None else trials:
         trainer = spec.trainer_of(trial)
         if not trainer.reads_archives:
             continue
@@ -210,13 +212,14 @@ def _prepare_task(configs: list[dict], data_home, cache_dir, download_if_missing
 
 
 def prepare_shared_data(spec: spec_module.SweepSpec, sources: Sources, *, data_home=None, cache_dir=None,
-                        download_if_missing: bool = True) -> SharedData:
-    """Prepare every distinct data key once and wait for all of them: Ray tasks on the driver's node, each
-    preparing several data sets of one archive from one read of it (``task_groups``), in parallel."""
+                        download_if_missing: bool = True, trials: list[spec_module.Trial] | None = None) -> SharedData:
+    """Prepare every distinct data key of ``trials`` (default ``spec.data_trials()``) once and wait for all of them:
+    Ray tasks on the driver's node, each preparing several data sets of one archive from one read of it
+    (``task_groups``), in parallel."""
     started = time.perf_counter()
     keys: dict[str, str] = {}
     by_archive: dict[tuple[str, str], dict[str, config_module.TrainerConfig]] = {}
-    for trial in spec.data_trials():
+    for trial in spec.data_trials() if trials is None else trials:
         if not spec.trainer_of(trial).prepares_data:
             continue
         config = spec.trial_config(trial)

@@ -19,6 +19,7 @@ from ray import tune
 
 from sweeps.tracking import names
 from sweeps import spec as spec_module
+from sweeps.spec import stages
 from sweeps.tracking import mlflow_runs
 from sweeps.tracking import trial_run
 from sweeps.run import identity as identity_module
@@ -114,7 +115,14 @@ def compact_name(trial: spec_module.Trial) -> str:
     parts += [str(value) for value in trial.cell.values()] or ["all"]
     if not trial.baseline:
         parts.append(f"s{trial.seed}")
-    return " · ".join(parts)
+    return " · ".join(parts + ([trial.stage] if trial.stage else []))
+
+
+def stage_tags(spec: spec_module.SweepSpec, trial: spec_module.Trial) -> dict[str, str]:
+    """A search's trial: its stage (``search``, ``confirm``, ``final``) and its configuration's key; else none."""
+    if not spec.searched:
+        return {}
+    return {names.STAGE_TAG: trial.stage or stages.SEARCH, names.CONFIGURATION_TAG: trial.configuration_key}
 
 
 def trial_params(spec: spec_module.SweepSpec, trial: spec_module.Trial, config) -> dict[str, Any]:
@@ -152,7 +160,8 @@ def run_trial(param: dict[str, Any], context: TrialContext) -> None:
               params=trial_params(spec, trial, config),
               tags={names.GIT_COMMIT_TAG: context.state.git_commit, names.VERSIONS_TAG: mlflow_runs.package_versions(),
                     names.DEVICE_TAG: f"CPU: {platform.machine()}", names.NODE_TAG: platform.node(),
-                    names.WORKER_PID_TAG: os.getpid(), names.TUNE_TRIAL_ID_TAG: tune.get_context().get_trial_id()})
+                    names.WORKER_PID_TAG: os.getpid(), names.TUNE_TRIAL_ID_TAG: tune.get_context().get_trial_id(),
+                    **stage_tags(spec, trial)})
     session = session_module.TrialSession(trainer=trainer, trial=trial, config=config, run=run, context=context,
                                           requested_epochs=spec.epochs,
                                           resume_from=list(task.resume_from))

@@ -12,6 +12,7 @@ import yaml
 
 from sweeps.spec import schema
 from sweeps.spec import search_checks
+from sweeps.spec import stages
 from sweeps.spec.sweep import BASELINES_TRAINER, SweepSpec, load_trainer
 from sweeps.trainers import registry
 
@@ -151,7 +152,7 @@ def _build(parsed: schema.SweepFile, where: str, base: pathlib.Path, *, text: st
     )
     _check_claims(where, spec)
     _check_every_config(where, spec)
-    return spec
+    return spec.replace(**stages.parse_stages(where, parsed, spec))
 
 
 def _check_claims(where: str, spec: SweepSpec) -> None:

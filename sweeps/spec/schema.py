@@ -94,6 +94,22 @@ class Budget(Section):
     cpu_hours: Number | None = Field(None, gt=0)
 
 
+class Confirm(Section):
+    """After a search: its ``top`` configurations retrained on ``seeds`` fresh seeds each (``sweeps.spec.stages``)."""
+
+    top: StrictInt = Field(3, ge=1)
+    seeds: StrictInt = Field(3, ge=1)
+
+
+class Final(Section):
+    """After a search: the chosen configuration retrained with these trainer settings (extra keys, e.g.
+    ``validation: auto``) on ``seeds`` seeds and scored once; checked against the trainer's factors."""
+
+    model_config = pydantic.ConfigDict(extra="allow", frozen=True)
+
+    seeds: StrictInt | None = Field(None, ge=1)
+
+
 class Mlflow(Section):
     tracking_uri: StrictStr = Field(DEFAULT_TRACKING_URI, min_length=1)
     experiment: StrictStr | None = Field(None, min_length=1)
@@ -146,6 +162,9 @@ class SweepFile(Section):
     objective: Objective | None = None
     budget: Budget | None = None
     start_from: list[dict[str, Any]] = []
+    confirm: Confirm | None = None
+    final: Final | Literal[False] | None = None  # false: no final stage, not even the trainer's default one
+    select_on_test_set: StrictBool = False  # a search may select on an official test set only when this says so
     mlflow: Mlflow = Mlflow()
     storage_path: StrictStr = Field(DEFAULT_STORAGE_PATH, min_length=1)
     answer: Answer | None = None
@@ -210,6 +229,7 @@ def parse_document(data: Any, where: str) -> SweepFile:
         raise ValueError(f"{where}: {describe(error.errors()[0])}") from None
 
 
+UNION_MEMBERS = (Final.__name__,)
 BOUND_WORDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="), "less_than": ("lt", "<"),
                "less_than_equal": ("le", "<=")}
 
@@ -222,6 +242,8 @@ def describe(error: dict[str, Any]) -> str:
             location[-1] += f"[{part}]"  # A list item: baselines[0], claims[1].
         else:
             location.append(str(part))
+    # A plain union puts the member's class into the path (final.Final.seeds); users wrote final.seeds.
+    location = [part for part in location if part not in UNION_MEMBERS]
     mode = None
     # A discriminated union puts the tag into the path (search.asha.num_samples); users wrote search.num_samples.
     if len(location) > 1 and location[0] == "search" and location[1] in SEARCH_MODES:

@@ -25,6 +25,7 @@ from typing import Any
 
 from sweeps.spec import schema
 from sweeps.spec import space as space_module
+from sweeps.spec import stages
 from sweeps.trainers import api as trainers_api
 from sweeps.trainers import registry
 from trainer import config as config_module
@@ -51,7 +52,8 @@ class Trial:
     """One trial of a sweep: a cell (factor values without the epoch axis), a seed, and what runs it.
 
     ``kind`` is the trainer's kind (``keras``, ``baseline`` for the TF-IDF models, or a user trainer's name);
-    ``baseline`` is a reference trainer's variant (the scikit-learn model). ``as_dict``/``from_dict``
+    ``baseline`` is a reference trainer's variant (the scikit-learn model); ``stage`` is a search's stage after
+    the search itself (``confirm``, ``final``: ``sweeps.spec.stages``; empty otherwise). ``as_dict``/``from_dict``
     round-trip through Ray Tune's ``param_space``.
     """
 
@@ -59,6 +61,7 @@ class Trial:
     cell: dict[str, Any]
     seed: int
     baseline: str = ""
+    stage: str = ""
 
     @property
     def label(self) -> str:
@@ -73,13 +76,22 @@ class Trial:
         """
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
+    @property
+    def configuration_key(self) -> str:
+        """Stable identity of the trial's configuration (its trainer and cell; any seed, any stage), hex, 16
+        chars: MLflow tag ``glovesweep.configuration`` ties a configuration's search, confirm and final runs."""
+        return hashlib.sha256(json.dumps({"kind": self.kind, "cell": self.cell}, sort_keys=True).encode()
+                              ).hexdigest()[:16]
+
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "cell": dict(self.cell), "seed": self.seed, "baseline": self.baseline}
+        values = {"kind": self.kind, "cell": dict(self.cell), "seed": self.seed, "baseline": self.baseline}
+        # Only a stage's trials name it, so every other trial keeps the key it always had.
+        return dict(values, stage=self.stage) if self.stage else values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Trial":
         return cls(kind=values["kind"], cell=dict(values["cell"]), seed=int(values["seed"]),
-                   baseline=values.get("baseline", "") or "")
+                   baseline=values.get("baseline", "") or "", stage=values.get("stage", "") or "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +124,8 @@ class SweepSpec:
         ``trials`` and/or ``cpu_hours`` (None where not set).
     start_from : list of dict
         Configurations a search evaluates first (typed values of searched factors).
+    confirm, final : ConfirmStage, FinalStage or None
+        A search's stages after it (``sweeps.spec.stages``).
     """
 
     name: str
@@ -141,6 +155,8 @@ class SweepSpec:
     scheduler: dict[str, Any] | None = None
     budget: dict[str, Any] = dataclasses.field(default_factory=dict)
     start_from: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    confirm: stages.ConfirmStage | None = None
+    final: stages.FinalStage | None = None
 
     @property
     def main_trainer(self) -> trainers_api.Trainer:
@@ -179,6 +195,11 @@ class SweepSpec:
         if self.searched:
             return min(self.search["num_samples"], self.budget.get("trials") or self.search["num_samples"])
         return len(self.trials())
+
+    @property
+    def stage_trials(self) -> int:
+        """Trials a search's stages add after it (``confirm``: top x seeds; ``final``: its seeds)."""
+        return (self.confirm.trials if self.confirm else 0) + (len(self.final.seeds) if self.final else 0)
 
     @property
     def factor_names(self) -> list[str]:
@@ -251,6 +272,8 @@ class SweepSpec:
         values = dict(self.fixed)
         values.update({name: factor_values[0] for name, factor_values in self.factors.items()})
         values.update(trial.cell)
+        if trial.stage == stages.FINAL:
+            values.update(self.final.settings)
         if trainer.seeded:
             values["seed"] = trial.seed
         if trainer.epoch_axis:

@@ -30,6 +30,7 @@ import urllib.request
 from typing import Any, Callable, TypeVar
 
 from sweeps.spec import space as space_module
+from sweeps.spec import stages
 from sweeps.tracking import names
 from sweeps.tracking import search
 
@@ -238,11 +239,17 @@ def child_runs(tracking_uri: str, experiment_id: str, parent_run_id: str) -> lis
                                           deleted_too=True), what="list runs")
 
 
-def trial_statuses(tracking_uri: str, experiment_id: str, parent_run_id: str) -> dict[str, str]:
-    """Trial key (tag ``glovesweep.trial_id``) -> status of its child run; the oldest run wins a duplicate."""
+def trial_statuses(tracking_uri: str, experiment_id: str, parent_run_id: str, *,
+                   stage: str | None = None) -> dict[str, str]:
+    """Trial key (tag ``glovesweep.trial_id``) -> status of its child run; the oldest run wins a duplicate.
+
+    ``stage``: only a search's runs of that stage (tag ``glovesweep.stage``; runs without one count as ``search``).
+    """
     statuses: dict[str, str] = {}
     for run in child_runs(tracking_uri, experiment_id, parent_run_id):
         key = run.data.tags.get(TRIAL_ID_TAG)
+        if stage is not None and run.data.tags.get(names.STAGE_TAG, stages.SEARCH) != stage:
+            continue
         if key and key not in statuses:
             statuses[key] = run.info.status
     return statuses

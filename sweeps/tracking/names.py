@@ -33,6 +33,9 @@ OBJECTIVE_TAG = "glovesweep.objective"  # new: the objective metric, "name:mode[
 SPACE_TAG = "glovesweep.space"  # new: a search's distributions, JSON [[name, record], ...] (parent run; none: a grid)
 BEST_TAG_PREFIX = "glovesweep.best."  # new: a search's best configuration, one tag per factor (parent run)
 BEST_RUN_TAG = "glovesweep.best_run"  # new: the child run id of a search's best trial (parent run)
+CONFIRMED_TAG = "glovesweep.best_confirmed"  # new: "true" when the best.* tags are the confirm stage's (parent run)
+STAGE_TAG = "glovesweep.stage"  # new: a search's child run: search, confirm or final (sweeps.spec.stages names them)
+CONFIGURATION_TAG = "glovesweep.configuration"  # new: a search's configuration key (any seed, any stage)
 NON_FINITE_TAG = "glovesweep.non_finite"  # new: metrics that came out NaN or infinite, "name@epoch" joined by commas
 RESUMED_FROM_EPOCH_TAG = "glovesweep.resumed_from_epoch"
 WORKER_PID_TAG = "glovesweep.worker_pid"
@@ -78,6 +81,17 @@ STATS_METRICS = (LEAKAGE, GLOVE_COVERAGE, OUT_OF_RANGE_IDS, VOCABULARY_SIZE, NUM
 VAL_ACC_AT = "val_acc_at_{epochs}"  # validation accuracy after E epochs, one per requested epoch count E
 VAL_LOSS_AT = "val_loss_at_{epochs}"
 VAL_ACC_AT_PATTERN = re.compile(r"val_acc_at_(\d+)")
+
+
+# A search's parent run, after its stages (sweeps.run.parent_run): the confirmed best's mean over its seeds with
+# the interval's ends, the search's own value of it, the optimism (search minus confirmed, in the direction that
+# favours the objective) with its interval, and the final stage's test score.
+CONFIRMED_PARTS = ("mean", "low", "high")
+
+
+def stage_metric(stage: str, metric: str, part: str = "") -> str:
+    """``confirmed_val_acc_mean``, ``search_val_acc``, ``optimism_val_acc_low``, ``test_val_acc_mean``."""
+    return f"{stage}_{metric}" + (f"_{part}" if part else "")
 
 
 def metric_at(name: str, epochs: int) -> str:

@@ -129,6 +129,12 @@ class Trainer:
         prepares the arrays once per data key and merges trials that would train identically (the network).
     check : callable, optional
         ``check(config)`` raising ``ValueError`` for combinations the factors' own bounds cannot express.
+    test_set : callable, optional
+        Built-ins only: ``test_set(config)`` is True where the config's validation metrics come from an official
+        test set (the Keras network on bydate with ``validation: auto``), so a search must not select on them.
+    final_settings : dict
+        Built-ins only: the settings a search's final stage retrains the chosen configuration with by default
+        (``{"validation": "auto"}``: all training files, scored on the test set), where they reach a test set.
     """
 
     name: str
@@ -145,6 +151,8 @@ class Trainer:
     prepares_data: bool = False
     config_class: type | None = None
     description: str = ""
+    test_set: Callable[[Any], bool] | None = None
+    final_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.metrics:
