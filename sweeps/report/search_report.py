@@ -172,7 +172,8 @@ def make_search_report(swept: reader.SweepFrame, out_dir: pathlib.Path, files: d
     for name in GRID_FILES + (f"{swept.objective.name}_by_epoch.png",):
         # A grid's report of this sweep written into the same folder before would contradict this one.
         (out_dir / name).unlink(missing_ok=True)
-    files = dict(files, **write_tables(out_dir, tables), **(confirm_report.write_table(out_dir, stages) if stages else {}))
+    files = dict(files, **write_tables(out_dir, tables))
+    files.update(confirm_report.write_table(out_dir, stages) if stages else {})
     drawn = search_plots.draw_all(out_dir, tables, swept.space, swept.objective)
     files.update({name: path for name, (path, _) in drawn.items() if path is not None})
     markdown = report_markdown(swept, tables, reproduce=reproduce, plots=drawn, stages=stages)

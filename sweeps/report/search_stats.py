@@ -57,9 +57,9 @@ class SearchTables:
 
     ``trials``: one row per trial of the search stage, in the order the trials started: ``number`` (0-based),
     ``run_id``, ``trial_id``, ``status``, ``epochs`` (reached), ``value``, ``configuration`` (its key, tag
-    ``glovesweep.configuration``; empty in runs logged before it), ``seed``, ``best_so_far`` (over finished trials, in the
-    metric's direction; NaN before the first) and one column per searched factor, typed (None where a ``when``
-    left it out). ``top``: the best finished trials, best first (at most ``TOP``). ``importances``: best first;
+    ``glovesweep.configuration``; empty in runs logged before it), ``seed``, ``best_so_far`` (over finished trials, in
+    the metric's direction; NaN before the first) and one column per searched factor, typed (None where a
+    ``when`` left it out). ``top``: the best finished trials, best first (at most ``TOP``). ``importances``: best first;
     ``left_out``: searched factors without an importance, with why.
     """
 

@@ -48,7 +48,8 @@ def parent_params(spec: spec_module.SweepSpec) -> dict[str, str]:
     if spec.confirm:
         params.update(confirm=f"top={spec.confirm.top},seeds={','.join(map(str, spec.confirm.seeds))}")
     if spec.final:
-        params.update(final=f"{spec_module.cell_label(spec.final.settings)};seeds={','.join(map(str, spec.final.seeds))}")
+        seeds = ",".join(map(str, spec.final.seeds))
+        params.update(final=f"{spec_module.cell_label(spec.final.settings)};seeds={seeds}")
     return params
 
 
