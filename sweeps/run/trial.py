@@ -142,8 +142,11 @@ def run_trial(param: dict[str, Any], context: TrialContext) -> None:
     run = trial_run.TrialRun(identity.tracking_uri, identity.experiment_id, identity.parent_run_id, trial.key,
                              sweep_dir=identity.sweep_dir)
     existing = run.find()
+    tune_ids = run.record_tune_trial(existing, tune.get_context().get_trial_id())
     if existing is not None and existing.info.status == "FINISHED":
         # Finished before the driver died, after Tune's last state snapshot: report it, never run it again.
+        run.run_id = existing.info.run_id
+        run.set_tags(tune_ids)
         metrics = existing.data.metrics
         tune.report({metric.name: metrics[metric.name] for metric in trainer.metrics if metric.name in metrics}
                     | {"epoch": config.epochs if trainer.epoch_axis else 0, "already_finished": True})
@@ -152,7 +155,7 @@ def run_trial(param: dict[str, Any], context: TrialContext) -> None:
               params=trial_params(spec, trial, config),
               tags={names.GIT_COMMIT_TAG: context.state.git_commit, names.VERSIONS_TAG: mlflow_runs.package_versions(),
                     names.DEVICE_TAG: f"CPU: {platform.machine()}", names.NODE_TAG: platform.node(),
-                    names.WORKER_PID_TAG: os.getpid(), names.TUNE_TRIAL_ID_TAG: tune.get_context().get_trial_id()})
+                    names.WORKER_PID_TAG: os.getpid()} | tune_ids)
     session = session_module.TrialSession(trainer=trainer, trial=trial, config=config, run=run, context=context,
                                           requested_epochs=spec.epochs,
                                           resume_from=list(task.resume_from))

@@ -23,6 +23,7 @@ FACTORS_TAG = "glovesweep.factors"  # factor names, comma-separated
 SMOKE_TEST_TAG = "glovesweep.smoke_test"
 TRIAL_ID_TAG = "glovesweep.trial_id"  # the trial's key (spec.Trial.key): stable across retries and resumes
 TUNE_TRIAL_ID_TAG = "glovesweep.tune_trial_id"  # Ray Tune's id of the latest Tune trial that ran it
+TUNE_TRIAL_IDS_TAG = "glovesweep.tune_trial_ids"  # every Tune trial id that ran it, comma-separated (trial_<id> folders)
 CELL_TAG = "glovesweep.cell"  # the trial's factor values, "name=value" joined by commas
 TRAINER_TAG = "trainer"  # a child run's trainer kind: TRAINER_KERAS, TRAINER_BASELINE or a user trainer's name
 TRAINER_KERAS = "keras"
