@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 
 import pytest
 from scipy import stats as scipy_stats
 
 from conftest import kill_driver_when
+from test_search_run import environment, run_command, runs_of
 from sweeps import report
 from sweeps import spec as spec_module
 from sweeps.report import reader
@@ -75,30 +73,6 @@ def write(folder, *, name, uri, pause=0.0, samples=3):
     return path
 
 
-def environment() -> dict:
-    found = dict(os.environ)
-    found.pop("RAY_ADDRESS", None)
-    return found
-
-
-def run_command(arguments, folder, timeout=420):
-    return subprocess.run([sys.executable, "-m", "sweeps.cli", *arguments], cwd=folder, env=environment(),
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def runs_of(uri: str, experiment: str):
-    import mlflow
-
-    client = mlflow.MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return client, [], []
-    runs = client.search_runs([found.experiment_id], max_results=500)
-    return (client, [run for run in runs if run.data.tags.get(names.ROLE_TAG) == names.ROLE_SWEEP],
-            sorted((run for run in runs if run.data.tags.get(names.ROLE_TAG) == names.ROLE_TRIAL),
-                   key=lambda run: run.info.start_time))
-
-
 def by_configuration(children) -> dict[str, list]:
     grouped: dict[str, list] = {}
     for run in children:
@@ -128,6 +102,9 @@ def test_a_search_takes_seeds_k_for_a_function_trainer_and_refuses_the_keras_net
     again = trial_module.TrialTask.from_param(json.loads(json.dumps(task.as_param())))
     assert again == task and [item.seed for item in again.seed_trials()] == [0, 1, 2]
     assert "seeds" not in trial_module.TrialTask(trial=trial).as_param()  # a one-seed task's params.json as before
+    planned = run_command(["plan", str(path), "--json"], tmp_path)
+    plan = json.loads(planned.stdout)
+    assert (plan["trials"], plan["seeds_per_trial"], plan["to_train"], plan["epochs_to_train"]) == (3, 3, 9, 27)
     keras = tmp_path / "keras.yaml"
     keras.write_text("name: k\nfactors: {learning_rate: {loguniform: [0.0001, 0.01]}}\nseeds: 3\n"
                      "search: {mode: tpe, num_samples: 4}\n")
@@ -340,3 +317,87 @@ def test_a_killed_search_with_seeds_k_resumes_without_training_a_seed_twice(tmp_
         key = run.data.tags[names.TRIAL_ID_TAG]
         if key in finished_before:
             assert run.info.end_time == finished_before[key], "a seed that finished before the kill never trains again"
+
+
+FLAKY = '''
+import json
+import pathlib
+import tempfile
+
+from ray.tune import Checkpoint
+
+from sweeps.trainers import Factor, Metric, get_checkpoint, report, trainer
+
+
+@trainer(name="flaky", factors=[Factor("rate", float, 0.5, "How fast it learns.", gt=0, lt=1),
+                                Factor("fail_at", str, "2", "When seed 1 fails once: at epoch 2, or at the end."),
+                                Factor("folder", str, "", "Where the calls and the one failure are noted."),
+                                Factor("epochs", int, 3, "Epochs.", ge=1),
+                                Factor("seed", int, 0, "Seed.", ge=0)],
+         metrics=[Metric("score", "max", low=0.0, high=1.0)], checkpoints=True)
+def train(config):
+    folder, start = pathlib.Path(config["folder"]), 0
+    checkpoint = get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as saved:
+            start = json.loads((pathlib.Path(saved) / "epoch.json").read_text())["epoch"]
+    with open(folder / "calls.txt", "a") as calls:
+        calls.write(f"{config['seed']} {start}\\n")
+    once = config["seed"] == 1 and not (folder / "failed").exists()
+    for epoch in range(start + 1, config["epochs"] + 1):
+        if once and config["fail_at"] == str(epoch):
+            (folder / "failed").write_text("once")
+            raise RuntimeError("a one-off failure")
+        with tempfile.TemporaryDirectory() as saved:
+            (pathlib.Path(saved) / "epoch.json").write_text(json.dumps({"epoch": epoch}))
+            report({"score": config["rate"] * epoch / 3 + 0.01 * config["seed"]},
+                   checkpoint=Checkpoint.from_directory(saved))
+    if once and config["fail_at"] == "end":
+        (folder / "failed").write_text("once")
+        raise RuntimeError("a one-off failure")
+'''
+
+FLAKY_SWEEP = '''
+name: {name}
+trainer: flaky_trainer:train
+factors:
+  rate: {{uniform: [0.1, 0.9]}}
+fixed: {{fail_at: "{fail_at}", folder: "{folder}"}}
+seeds: 3
+search: {{mode: tpe, num_samples: 1, seed: 3}}
+start_from: [{{rate: 0.5}}]
+max_failures: 1
+resources: {{cpu: 1}}
+mlflow: {{tracking_uri: "{uri}"}}
+storage_path: results
+'''
+
+
+@pytest.mark.parametrize("fail_at, calls", [
+    ("2", ["0 0", "0 1", "1 0", "1 1", "2 0", "2 1"]),  # every seed continues from its part of epoch 1's checkpoint
+    ("end", ["0 0", "1 0", "1 3", "2 0"]),  # seeds 0 and 2 finished: read back from MLflow, never trained again
+], ids=["mid", "end"])
+def test_a_failed_seed_fails_its_configuration_and_the_retry_trains_no_seed_twice(tmp_path, mlflow_server, fail_at,
+                                                                                 calls):
+    name = f"seeds-retry-{fail_at}"
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / "flaky_trainer.py").write_text(FLAKY)
+    path = folder / f"{name}.yaml"
+    path.write_text(FLAKY_SWEEP.format(name=name, fail_at=fail_at, folder=folder, uri=mlflow_server))
+    finished = run_command(["run", str(path), "--num-cpus", "2", "--no-report"], tmp_path)
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    assert "seed 1 of configuration rate=0.5 failed: RuntimeError: a one-off failure; retrying" in finished.stdout
+    assert sorted((folder / "calls.txt").read_text().splitlines()) == calls
+    client, _, children = runs_of(mlflow_server, name)
+    assert len(children) == 3 and {run.info.status for run in children} == {"FINISHED"}
+    for run in children:
+        assert sorted(score_steps(client, run)) == [1, 2, 3]
+        assert len(client.get_metric_history(run.info.run_id, "score")) == 3, "each epoch logged once"
+    (sweep_dir,) = (tmp_path / "results").iterdir()
+    results = tune_results(sweep_dir)
+    # Each epoch reaches Tune (an attempt's last report may be lost with its error: Tune buffers results), and the
+    # last result, what the searcher is told, is epoch 3's mean over all three seeds.
+    assert {result["epoch"] for result in results} == {1, 2, 3} and results[-1]["seeds"] == 3
+    assert results[-1]["epoch"] == 3
+    assert results[-1]["score"] == pytest.approx(sum(score_steps(client, run)[3] for run in children) / 3)

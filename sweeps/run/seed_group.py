@@ -107,12 +107,17 @@ class SeedGroup:
     floor : int
         The epoch the configuration's checkpoint holds (a retry): epochs up to it were reported to Tune before, so a
         seed that trains them again (it had no part in the checkpoint) passes them without waiting.
+    read_back : callable, optional
+        ``read_back(trial)``: epoch -> values its child run holds, for a seed that continued past its last epoch.
     """
 
-    def __init__(self, seeds: list[Seed], objective: str, *, floor: int = 0) -> None:
+    def __init__(self, seeds: list[Seed], objective: str, *, floor: int = 0,
+                 read_back: Callable[[Any], dict[int, dict[str, float]]] | None = None) -> None:
         self.seeds = seeds
         self.objective = objective
         self.reported = floor
+        self.told = False
+        self.read_back = read_back
         self.stopped = False
         self.condition = threading.Condition()
 
@@ -168,9 +173,14 @@ class SeedGroup:
                 checkpoints = {seed.trial.seed: seed.checkpoint for seed in self.seeds
                                if seed.waiting == epoch and seed.checkpoint is not None}
                 return Step(epoch, self.means(epoch), checkpoints)
-            # Every seed is done. Seeds that all finished before (replayed) still owe Tune their last epoch.
+            # Every seed is done. Tune still needs the last epoch where this attempt told it nothing: the seeds had
+            # finished before (replayed), or continued from a checkpoint of their last epoch, whose report Tune lost
+            # (it keeps results buffered with an error that follows them, Trainable.train_buffered).
             last = max((max(seed.values) for seed in self.seeds if seed.values), default=0)
-            if last > self.reported:
+            if last and (last > self.reported or not self.told):
+                for seed in self.seeds:
+                    if last not in seed.values and self.read_back is not None:
+                        seed.values.update(self.read_back(seed.trial))
                 metrics = self.means(last)
                 if all(seed.replayed for seed in self.seeds):
                     metrics["already_finished"] = True
@@ -180,7 +190,7 @@ class SeedGroup:
     def release(self, epoch: int) -> None:
         """Tune took ``epoch``: the seeds waiting at it go on."""
         with self.condition:
-            self.reported = max(self.reported, epoch)
+            self.reported, self.told = max(self.reported, epoch), True
             for seed in self.seeds:
                 if seed.waiting == epoch:
                     seed.waiting, seed.checkpoint = 0, None
@@ -273,17 +283,21 @@ def finished_values(tracking_uri: str, run_id: str, metrics: list[str]) -> dict[
     return values
 
 
+def seed_run(context: trial_module.TrialContext, trial):
+    """A seed's child run (``mlflow.entities.Run``), or None where it has none yet."""
+    identity = context.identity
+    return trial_run.TrialRun(identity.tracking_uri, identity.experiment_id, identity.parent_run_id, trial.key,
+                              sweep_dir=identity.sweep_dir).find()
+
+
 def open_seed(context: trial_module.TrialContext, trial, metrics: list[str], parts_folder: str | None) -> Seed:
     """A seed as the group starts it: replayed from MLflow when its run FINISHED before, else to train (from its
     part of the configuration's checkpoint where there is one)."""
     from ray import tune
 
-    identity = context.identity
-    run = trial_run.TrialRun(identity.tracking_uri, identity.experiment_id, identity.parent_run_id, trial.key,
-                             sweep_dir=identity.sweep_dir)
-    existing = run.find()
+    existing = seed_run(context, trial)
     if existing is not None and existing.info.status == "FINISHED":
-        values = finished_values(identity.tracking_uri, existing.info.run_id, metrics)
+        values = finished_values(context.identity.tracking_uri, existing.info.run_id, metrics)
         return Seed(trial, values=values, done=True, replayed=True)
     part = os.path.join(parts_folder, SEED_FOLDER.format(seed=trial.seed)) if parts_folder else ""
     return Seed(trial, start_from=tune.Checkpoint(path=part) if part and os.path.isdir(part) else None)
@@ -327,10 +341,15 @@ def run_configuration(param: dict[str, Any], context: trial_module.TrialContext)
     try:
         if composite is not None:
             composite.to_directory(parts_folder)
-        seeds = [open_seed(context, trial, [metric.name for metric in trainer.metrics], parts_folder)
-                 for trial in task.seed_trials()]
+        metrics = [metric.name for metric in trainer.metrics]
+        seeds = [open_seed(context, trial, metrics, parts_folder) for trial in task.seed_trials()]
         floor = max((session_module.checkpoint_epoch(seed.start_from) for seed in seeds), default=0)
-        group = SeedGroup(seeds, spec.objective["metric"], floor=floor)
+
+        def read_back(trial) -> dict[int, dict[str, float]]:
+            found = seed_run(context, trial)
+            return finished_values(context.identity.tracking_uri, found.info.run_id, metrics) if found else {}
+
+        group = SeedGroup(seeds, spec.objective["metric"], floor=floor, read_back=read_back)
         with routed_reports() as tune_report, tracking_environment(context.identity.tracking_uri):
             threads = [start_seed(group, seed, context) for seed in seeds if not seed.done]
             try:
