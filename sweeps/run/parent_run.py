@@ -88,7 +88,8 @@ def summary_metrics(report) -> dict[str, float]:
 
 def search_summary(report) -> tuple[dict[str, str], dict[str, float]]:
     """(tags, metrics) of a search's ``SearchReport``: the best configuration as ``glovesweep.best.<factor>`` tags
-    (and ``glovesweep.best_run``), ``best_<objective>``, ``best_epochs``, ``trials_finished`` and
+    (and ``glovesweep.best_run``), ``best_<objective>`` (``/low``, ``/high``: its interval over the seeds, where it
+    has several), ``best_epochs``, ``trials_finished`` and
     ``importance/<factor>`` (``/low``, ``/high``: the bootstrap interval)."""
     tables, objective = report.search, report.sweep.objective.name
     best = tables.best
@@ -97,6 +98,8 @@ def search_summary(report) -> tuple[dict[str, str], dict[str, float]]:
     if best is not None:
         tags[names.BEST_RUN_TAG] = str(best["run_id"])
         metrics.update({f"best_{objective}": best["value"], "best_epochs": best["epochs"]})
+        # A configuration trained at several seeds: the interval of its mean (NaN with one seed, left out below).
+        metrics.update({f"best_{objective}/{end}": best.get(end) for end in ("low", "high")})
     for item in tables.importances:
         metrics.update({f"importance/{item.factor}": item.value, f"importance/{item.factor}/low": item.low,
                         f"importance/{item.factor}/high": item.high})

@@ -231,11 +231,15 @@ def main(args: argparse.Namespace) -> int:
     spec = spec_module.load_sweep(args.sweep_file, smoke_test=args.smoke_test)
     if spec.searched:
         # Suggested as it runs: the count is an upper bound (budget, scheduler); no time estimate of a search yet.
-        plan = dict(user_trainer_plan(spec), trials=spec.total_trials, networks=spec.total_trials,
-                    to_train=spec.total_trials, epochs_to_train=spec.total_trials * spec.max_epochs)
+        # With seeds: k a trial is a configuration training k seeds side by side: k times the epochs, one slot.
+        seeds = spec.seeds_side_by_side
+        plan = dict(user_trainer_plan(spec), trials=spec.total_trials, networks=spec.total_trials * seeds,
+                    to_train=spec.total_trials * seeds, epochs_to_train=spec.total_trials * seeds * spec.max_epochs,
+                    seeds_per_trial=seeds)
+        side_by_side = f" x {seeds} seeds side by side (one trial's CPUs train all {seeds})" if seeds > 1 else ""
         print(json.dumps(plan, indent=1) if args.json else
-              f"search {plan['sweep']!r}: up to {plan['trials']} trials of trainer {spec.trainer!r}, at most "
-              f"{plan['epochs_to_train']} epochs in all{' (the scheduler stops some early)' if spec.scheduler else ''}"
+              f"search {plan['sweep']!r}: up to {plan['trials']} trials{side_by_side} of trainer {spec.trainer!r}, at "
+              f"most {plan['epochs_to_train']} epochs in all{' (the scheduler stops some early)' if spec.scheduler else ''}"
               f"; no time estimate of a search yet: time one trial with 'glovesweep run {args.sweep_file} "
               f"--smoke-test'")
         return 0

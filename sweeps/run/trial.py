@@ -48,20 +48,31 @@ class TrialTask:
     resume_from : tuple of str
         Checkpoint folders or URIs, newest first, from earlier Tune runs of this sweep (``resume``); empty in a
         first run.
+    seeds : tuple of int
+        A search's configuration trained at these seeds side by side (``sweeps.run.seed_group``; ``trial`` is its
+        first seed); empty: the one trial.
     """
 
     trial: spec_module.Trial
     resume_from: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = ()
 
     def as_param(self) -> dict[str, Any]:
-        """The task as a param-space value: ``{"trial": Trial.as_dict(), "resume_from": [...]}``."""
-        return {"trial": self.trial.as_dict(), "resume_from": list(self.resume_from)}
+        """The task as a param-space value: ``{"trial": Trial.as_dict(), "resume_from": [...]}`` (and ``"seeds"``
+        for a configuration at several seeds)."""
+        value = {"trial": self.trial.as_dict(), "resume_from": list(self.resume_from)}
+        return dict(value, seeds=list(self.seeds)) if self.seeds else value
 
     @classmethod
     def from_param(cls, value: dict[str, Any]) -> "TrialTask":
         """The task ``as_param`` wrote."""
         return cls(trial=spec_module.Trial.from_dict(value["trial"]),
-                   resume_from=tuple(value.get("resume_from") or ()))
+                   resume_from=tuple(value.get("resume_from") or ()),
+                   seeds=tuple(int(seed) for seed in value.get("seeds") or ()))
+
+    def seed_trials(self) -> list[spec_module.Trial]:
+        """The trials this task trains: one per seed of a configuration, else its one trial."""
+        return [dataclasses.replace(self.trial, seed=seed) for seed in self.seeds] or [self.trial]
 
     @classmethod
     def of_config(cls, config: dict[str, Any]) -> "TrialTask":
@@ -101,9 +112,10 @@ class TrialContext:
         return self.state.identity
 
 
-def make_trainable(context: TrialContext):
-    """The trial function bound to ``context``, with the sweep's per-trial resources."""
-    trainable = tune.with_parameters(run_trial, context=context)
+def make_trainable(context: TrialContext, function=None):
+    """The trial function (``run_trial``, or ``function`` of the same signature) bound to ``context``, with the
+    sweep's per-trial resources."""
+    trainable = tune.with_parameters(function or run_trial, context=context)
     resources = context.spec.resources
     return tune.with_resources(trainable, {"cpu": resources["cpu"], "gpu": resources["gpu"]})
 

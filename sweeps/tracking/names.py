@@ -40,6 +40,8 @@ WORKER_PID_TAG = "glovesweep.worker_pid"
 NODE_TAG = "glovesweep.node"
 DATA_KEY_TAG = "glovesweep.data_key"  # the prepare cache key of the trial's data
 SHARES_TRIAL_TAG = "glovesweep.shares_trial"  # new: this trial was merged with an identical one (its trial id)
+# New: a search's configuration (spec.Trial.config_key), the same on the child run of each of its seeds.
+CONFIG_ID_TAG = "glovesweep.config_id"
 GIT_COMMIT_TAG = "git_commit"
 GIT_DIRTY_TAG = "git_dirty"
 VERSIONS_TAG = "versions"  # "name=version;..." of the packages that shape a result
