@@ -175,6 +175,13 @@ def run(*command: str, env_extra: dict | None = None) -> tuple[dict | list, floa
     return [json.loads(line) for line in lines if line.startswith("{")], seconds
 
 
+def wait_for_idle(threshold: float, *, timeout: float = 300.0) -> None:
+    """Sleep until the 1-minute load average is under ``threshold`` (the previous round's own load decays too)."""
+    deadline = time.monotonic() + timeout
+    while os.getloadavg()[0] >= threshold and time.monotonic() < deadline:
+        time.sleep(5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
@@ -185,6 +192,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="Epochs per run; a run's time is the median of 2..N.")
     parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds of reference, keras, fast.")
     parser.add_argument("--out", default=None, help="Write the results as JSON here too.")
+    parser.add_argument("--idle-below", type=float, default=None,
+                        help="Before each round wait (up to 5 min) until the 1-minute load average is below this.")
     parser.add_argument("--worker", choices=("startup", "arrays", "train", "peak"), help=argparse.SUPPRESS)
     parser.add_argument("--compute-path", default="fast", help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
@@ -209,6 +218,8 @@ def main() -> None:
         arrays = os.path.join(scratch, "arrays.npz")
         work, _ = run(*me, "--worker", "arrays", "--cache-dir", cache, "--save-arrays", arrays)
         for round_index in range(args.rounds):
+            if args.idle_below is not None:
+                wait_for_idle(args.idle_below)
             report["load_average_before_round"].append([round(value, 2) for value in os.getloadavg()])
             if frozen:
                 reference, _ = run(sys.executable, str(ROOT / "scripts" / "reference_keras_2017.py"), arrays,

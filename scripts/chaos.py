@@ -399,6 +399,7 @@ class Chaos:
         self.threads: list[threading.Thread] = []
         self.origin = 0.0
         self.driver_exits: list[int] = []
+        self.driver_exit_reasons: list[str] = []  # each driver run's last error line, or what its exit code means
 
     def now(self) -> float:
         return round(time.monotonic() - self.origin, 2)
@@ -588,15 +589,34 @@ class Chaos:
     # ------------------------------------------------------------------ the supervisor
     def supervise(self, *, max_drivers: int) -> bool:
         """Run the driver, and ``glovesweep resume`` whenever it is gone unfinished; True once one exits 0."""
+        log = self.cluster.logs / "driver.log"
         for _ in range(max_drivers):
+            offset = log.stat().st_size if log.exists() else 0
             driver = self.cluster.start_driver()
             code = driver.wait()
             self.driver_exits.append(code)
-            print(f"chaos: driver exited with {code}", flush=True)
+            self.driver_exit_reasons.append(exit_reason(log, offset, code))
+            print(f"chaos: driver exited with {code}: {self.driver_exit_reasons[-1]}", flush=True)
             if code == 0:
                 return True
             time.sleep(2)
         return False
+
+
+def exit_reason(log: pathlib.Path, offset: int, code: int) -> str:
+    """Why a driver run ended: its last ``glovesweep ...: error`` line in ``log`` after ``offset``, else the code."""
+    if code == 0:
+        return "finished"
+    if code < 0:
+        return f"killed by signal {-code}"
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(offset)
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    errors = [line.strip() for line in lines if line.startswith("glovesweep ") and "error" in line]
+    return errors[-1][:300] if errors else (lines[-1].strip()[:300] if lines else f"exit code {code}, no output")
 
 
 # --------------------------------------------------------------------------------------------- the checks
@@ -618,6 +638,7 @@ class Checks:
     report_equal: bool = False
     report_difference: str = ""
     per_trial: dict[str, dict] = dataclasses.field(default_factory=dict)  # trial key -> runs, finished, lost
+    folders: dict[str, str] = dataclasses.field(default_factory=dict)  # trial_<Tune id> -> trial key, from the runs
 
     @property
     def held(self) -> bool:
@@ -632,6 +653,7 @@ def check_mlflow(cluster: Cluster, checks: Checks) -> None:
     from mlflow.entities import ViewType
 
     from sweeps.run import state as state_module
+    from sweeps.tracking import names
 
     state = state_module.read_state(str(cluster.sweep_dir()))
     spec, identity = state.spec(), state.identity
@@ -642,8 +664,11 @@ def check_mlflow(cluster: Cluster, checks: Checks) -> None:
     keys = [trial.key for trial in spec.trials()]
     checks.cells_expected = len(keys)
     epochs = spec.max_epochs
+    for run in children:
+        for tune_id in filter(None, run.data.tags.get(names.TUNE_TRIAL_IDS_TAG, "").split(",")):
+            checks.folders[f"trial_{tune_id}"] = run.data.tags.get(names.TRIAL_ID_TAG, "")
     for key in keys:
-        mine = [run for run in children if run.data.tags.get("glovesweep.trial_id") == key]
+        mine = [run for run in children if run.data.tags.get(names.TRIAL_ID_TAG) == key]
         finished = [run for run in mine if run.info.status == "FINISHED"]
         lost = duplicated = 0
         for run in finished:
@@ -668,11 +693,12 @@ def check_mlflow(cluster: Cluster, checks: Checks) -> None:
     checks.parent_has_answer = bool(parent.data.tags.get("mlflow.note.content"))
 
 
-def trial_keys_of_folders(cluster: Cluster) -> dict[str, str]:
-    """Tune trial folder name -> glovesweep trial key, from each folder's params.json (what Tune wrote)."""
+def trial_keys_of_folders(cluster: Cluster, checks: Checks) -> dict[str, str]:
+    """Tune trial folder name -> glovesweep trial key: each folder's params.json (what Tune wrote), else the
+    Tune trial ids each MLflow child run records (a folder whose params.json a full disk kept from being written)."""
     from sweeps import spec as spec_module
 
-    found = {}
+    found = dict(checks.folders)
     for params in cluster.sweep_dir().glob("**/trial_*/params.json"):
         try:
             task = json.loads(params.read_text())["task"]
@@ -792,6 +818,15 @@ def markdown(summary: dict) -> str:
                          f"NO: {checks['report_difference']}"),
                         ("everything held", "yes" if summary["held"] else "NO")]:
         lines.append(f"| {name} | {value} |")
+    reasons = summary.get("driver_exit_reasons") or []
+    if reasons:
+        lines += ["", "Why each driver run ended (its last error line; a resume follows every run but the last):", "",
+                  "| driver runs | exit | reason |", "|---|---|---|"]
+        counted: dict[tuple[int, str], int] = {}
+        for code, reason in zip(summary["driver_exits"], reasons):
+            counted[(code, reason)] = counted.get((code, reason), 0) + 1
+        for (code, reason), count in sorted(counted.items(), key=lambda item: -item[1]):
+            lines.append(f"| {count} | {code} | {reason.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -817,6 +852,8 @@ def main(argv: list[str] | None = None) -> int:
     # (which covers its random embedding since 2026-12-05; 0.4 s on the Keras path), three trials at once.
     epochs = args.epochs or max(10, math.ceil(args.faults / args.rate * 60 * 3 / args.trials / 0.1))
     schedule = draw_schedule(faults=args.faults, rate=args.rate, seed=args.seed)
+    # A SIGTERM (a CI timeout, kill) unwinds through the finally below, which stops the cluster it started.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="glovesweep-chaos-"))
     cluster = Cluster(workdir, str(pathlib.Path(args.data_dir).resolve()), trials=args.trials, epochs=epochs,
                       max_failures=args.max_failures, results_megabytes=1024)
@@ -847,7 +884,7 @@ def main(argv: list[str] | None = None) -> int:
         if cluster.sweep_dir() is not None:
             check_mlflow(cluster, checks)
             check_report(cluster, checks)
-            score(chaos, checks, trial_keys_of_folders(cluster))
+            score(chaos, checks, trial_keys_of_folders(cluster, checks))
     finally:
         chaos.finished.set()
         checks.processes_after_stop = cluster.stop_everything()
@@ -865,6 +902,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command, "machine": f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"), "seed": args.seed, "rate_per_minute": args.rate, "epochs": epochs,
         "max_failures": args.max_failures, "sweep_ended": ended, "driver_exits": chaos.driver_exits,
+        "driver_exit_reasons": chaos.driver_exit_reasons,
         "totals": {"faults_scheduled": len(schedule), "faults_injected": len(injected),
                    "overlapped": sum(outcome.overlapped for outcome in injected),
                    "skipped": sum(1 for outcome in chaos.outcomes if outcome.skipped),

@@ -484,14 +484,16 @@ def main(argv: list[str] | None = None) -> int:
     failures += [f"sweep {sweep.name} ended wrong" for sweep in sweeps if not sweep.ok]
     if service["all"].get("failed", 1):
         failures.append(f"status/list calls failed: {service['all']}")
-    if service["all"].get("p95_s", float("inf")) > LATENCY_LIMIT_SECONDS:
-        failures.append(f"status/list p95 {service['all'].get('p95_s')} s > {LATENCY_LIMIT_SECONDS} s")
+    # Each command on its own: a fast status must not hide a slow list in the pooled figure.
+    slow = [name for name in ("status", "list") if service[name].get("p95_s", float("inf")) > LATENCY_LIMIT_SECONDS]
+    for name in slow:
+        failures.append(f"{name} p95 {service[name].get('p95_s')} s > {LATENCY_LIMIT_SECONDS} s")
     if not samples or used["job_server_peak_mb"] - used["job_server_first_mb"] > args.job_server_growth_limit_mb:
         failures.append(f"the job server's RSS grew from {used.get('job_server_first_mb')} MB to "
                         f"{used.get('job_server_peak_mb')} MB")
     checks = {"sweeps_right": all(sweep.ok for sweep in sweeps),
               "status_list_never_failed": service["all"].get("failed") == 0,
-              "status_list_p95_within_limit": service["all"].get("p95_s", float("inf")) <= LATENCY_LIMIT_SECONDS,
+              "status_list_p95_within_limit": not slow,
               "job_server_memory_bounded": not any("job server" in failure for failure in failures),
               "nothing_left_behind": not any(left.values())}
     cpu_seconds = {}

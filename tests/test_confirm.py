@@ -53,6 +53,7 @@ factors:
   width: {{int: [2, 32]}}
 fixed: {{pause: {pause}}}
 search: {{mode: random, num_samples: {samples}, seed: 3}}
+seeds: {seeds}
 confirm: {{top: 2, seeds: 2}}
 final: {{holdout: test, seeds: {final_seeds}}}
 max_concurrent_trials: {concurrent}
@@ -62,12 +63,12 @@ storage_path: results
 """
 
 
-def write(folder, *, name, uri, pause=0.0, samples=4, concurrent=2, final_seeds=2):
+def write(folder, *, name, uri, pause=0.0, samples=4, concurrent=2, final_seeds=2, seeds=1):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "noisy_trainer.py").write_text(TRAINER)
     path = folder / f"{name}.yaml"
     path.write_text(SWEEP.format(name=name, uri=uri, pause=pause, samples=samples, concurrent=concurrent,
-                                 final_seeds=final_seeds))
+                                 final_seeds=final_seeds, seeds=seeds))
     return path
 
 
@@ -98,33 +99,40 @@ def configuration(run) -> tuple:
     return run.data.params["rate"], run.data.params["width"]
 
 
-def test_a_search_confirms_its_best_two_on_fresh_seeds_then_scores_the_confirmed_one_once(tmp_path, mlflow_server):
-    path = write(tmp_path / "user", name="confirm-e2e", uri=mlflow_server)
+@pytest.mark.parametrize("search_seeds", [1, 2])
+def test_a_search_confirms_its_best_two_on_fresh_seeds_then_scores_the_confirmed_one_once(
+        tmp_path, mlflow_server, search_seeds):
+    """With seeds: 2 the search trains each configuration at seeds 0 and 1 side by side; its stages take 2 and 3."""
+    name = f"confirm-e2e-{search_seeds}"
+    path = write(tmp_path / "user", name=name, uri=mlflow_server, seeds=search_seeds)
     finished = run_command(["run", str(path), "--num-cpus", "2"], tmp_path)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     assert "then confirm the top 2 on 2 fresh seeds, final: holdout=test on 2 seeds" in finished.stdout
-    assert "4/4 trials done, 0 failed" in finished.stdout  # the search's own count
+    runs = 4 * search_seeds
+    assert f"{runs}/{runs} trials done, 0 failed" in finished.stdout  # the search's own count
     assert "confirm stage: 4 of 4 trials to train" in finished.stdout and "final stage: 2 of 2" in finished.stdout
-    client, parent, stages = runs_by_stage(mlflow_server, "confirm-e2e")
+    client, parent, stages = runs_by_stage(mlflow_server, name)
     assert parent.info.status == "FINISHED"
-    assert {stage: len(runs) for stage, runs in stages.items()} == {"search": 4, "confirm": 4, "final": 2}
-    for run in (run for runs in stages.values() for run in runs):
+    assert {stage: len(found) for stage, found in stages.items()} == {"search": runs, "confirm": 4, "final": 2}
+    for run in (run for found in stages.values() for run in found):
         assert run.info.status == "FINISHED"
-        assert run.data.tags[names.CONFIGURATION_TAG] == next(
-            item.data.tags[names.CONFIGURATION_TAG] for item in stages["search"]
+        assert run.data.tags[names.CONFIG_ID_TAG] == next(
+            item.data.tags[names.CONFIG_ID_TAG] for item in stages["search"]
             if configuration(item) == configuration(run)), "every stage's run names its search configuration"
-    search = sorted(stages["search"], key=score, reverse=True)
-    assert {run.data.params["seed"] for run in search} == {"0"}
-    # The two best of the search, each on seeds 1 and 2 (never the search's seed 0), no scheduler: every epoch.
-    assert {configuration(run) for run in stages["confirm"]} == {configuration(run) for run in search[:2]}
+    searched = {key: statistics.mean(score(run) for run in stages["search"] if configuration(run) == key)
+                for key in {configuration(run) for run in stages["search"]}}
+    best = sorted(searched, key=searched.get, reverse=True)[:2]
+    assert {run.data.params["seed"] for run in stages["search"]} == {str(seed) for seed in range(search_seeds)}
+    # The two best of the search, each on the two seeds after the search's (never one it used), to the last epoch.
+    fresh = [str(search_seeds), str(search_seeds + 1)]
     assert sorted((configuration(run), run.data.params["seed"]) for run in stages["confirm"]) == sorted(
-        (configuration(run), seed) for run in search[:2] for seed in ("1", "2"))
+        (key, seed) for key in best for seed in fresh)
     assert all(run.data.params["holdout"] == "val" for run in stages["search"] + stages["confirm"])
     means = {key: statistics.mean(score(run) for run in stages["confirm"] if configuration(run) == key)
-             for key in {configuration(run) for run in stages["confirm"]}}
+             for key in best}
     chosen = max(means, key=means.get)
     assert {configuration(run) for run in stages["final"]} == {chosen}
-    assert sorted(run.data.params["seed"] for run in stages["final"]) == ["1", "2"]
+    assert sorted(run.data.params["seed"] for run in stages["final"]) == fresh
     assert all(run.data.params["holdout"] == "test" for run in stages["final"])
 
     # The parent carries the confirmed configuration, its mean and interval, the search's value, the optimism.
@@ -137,15 +145,14 @@ def test_a_search_confirms_its_best_two_on_fresh_seeds_then_scores_the_confirmed
     assert metrics["confirmed_score_mean"] == pytest.approx(mean, abs=1e-4)
     assert metrics["confirmed_score_low"] == pytest.approx(max(0.0, mean - half), abs=1e-4)
     assert metrics["confirmed_score_high"] == pytest.approx(min(1.0, mean + half), abs=1e-4)
-    searched = next(score(run) for run in stages["search"] if configuration(run) == chosen)
-    assert metrics["search_score"] == pytest.approx(searched, abs=1e-4)
-    assert metrics["optimism_score"] == pytest.approx(searched - mean, abs=1e-4)
+    assert metrics["search_score"] == pytest.approx(searched[chosen], abs=1e-4)
+    assert metrics["optimism_score"] == pytest.approx(searched[chosen] - mean, abs=1e-4)
     assert metrics["test_score_mean"] == pytest.approx(statistics.mean(score(run) for run in stages["final"]),
                                                        abs=1e-4)
     (report_dir,) = (tmp_path / "reports").iterdir()
     markdown = (report_dir / "report.md").read_text()
     assert "## Confirmed on fresh seeds" in markdown and "retrained with holdout=test on 2 seeds" in markdown
-    assert f"optimistic by {searched - mean:.3f}" in markdown
+    assert f"optimistic by {searched[chosen] - mean:.3f}" in markdown
     assert (report_dir / "confirmed.csv").read_text().count("\nconfirm,") == 2
     assert "Confirmed on 2 fresh seeds" in finished.stdout
 
@@ -217,7 +224,7 @@ def test_the_stages_resolve_to_fresh_seeds_and_a_final_config(tmp_path):
     confirm = spec_module.Trial(kind="noisy", cell={"rate": 0.5}, seed=5, stage="confirm")
     assert spec.trial_config(final).holdout == "test" and spec.trial_config(confirm).holdout == "val"
     assert len({final.key, confirm.key, spec.search_trial({"rate": 0.5}).key}) == 3
-    assert final.configuration_key == confirm.configuration_key == spec.search_trial({"rate": 0.5}).configuration_key
+    assert final.config_key == confirm.config_key == spec.search_trial({"rate": 0.5}).config_key
     # A trial without a stage keeps the key it always had (its dict has no 'stage').
     assert "stage" not in spec.search_trial({"rate": 0.5}).as_dict()
     assert spec_module.Trial.from_dict(final.as_dict()) == final

@@ -75,6 +75,10 @@ CASES = {
     "global_max_trainable": (dict(architecture="global_max", max_sequence_length=400, embedding="trainable"), False),
     "kerasio2020_dropout": (dict(architecture="kerasio2020", max_sequence_length=400, embedding="trainable"), True),
     "blog_random": (dict(embedding="random"), True),
+    # The network's sizes (issue 20 item 8): other filter and dense widths, and dropout where the blog has none.
+    "blog_sized_dropout_trainable": (dict(filters=16, dense_units=24, dropout=0.3, embedding="trainable"), True),
+    "global_max_sized_frozen": (dict(architecture="global_max", max_sequence_length=400, filters=48,
+                                     dense_units=200, dropout=0.1), True),
 }
 TRAINABLE = sorted(case for case, (changes, _) in CASES.items() if changes.get("embedding", "frozen") != "frozen")
 
@@ -104,7 +108,7 @@ def test_gradients_and_probabilities_equal_the_keras_path(case):
         assert np.abs(embedding_gradient[0]).max() > 0
 
 
-@pytest.mark.parametrize("case", ["blog_frozen", "kerasio2020_dropout"])
+@pytest.mark.parametrize("case", ["blog_frozen", "kerasio2020_dropout", "global_max_sized_frozen"])
 def test_one_optimizer_step_gives_the_same_weights(case):
     # The step is compared with a frozen embedding, the one the fast path runs (trainer.fastpath.supports).
     changes, padding_row = CASES[case]
@@ -286,6 +290,29 @@ def test_supported_configurations():
     assert fastpath_module.supports(config_module.TrainerConfig(embedding="random"))
     with pytest.raises(ValueError, match="compute_path='gpu' is not allowed; allowed values: 'fast', 'keras'"):
         config_module.TrainerConfig(compute_path="gpu")
+    # The network's sizes: any filters, dense units and dropout; the blog's kernel width 5 only.
+    assert fastpath_module.supports(config_module.TrainerConfig(filters=16, dense_units=8, dropout=0.5))
+    assert fastpath_module.fallback_reason(config_module.TrainerConfig(kernel_size=3)) == (
+        "kernel_size=3; the fast path's windows are Conv1D(5) over MaxPooling1D(5) only")
+    with pytest.raises(ValueError, match=r"not the blog's Embedding \+ 3 x Conv1D\(5\) stack"):
+        fastpath_module.FastPath(build(config_module.TrainerConfig(kernel_size=3)), 1000)
+
+
+def test_another_kernel_size_runs_on_the_keras_path_and_says_so(monkeypatch, caplog):
+    fast_epochs = []
+    train_epoch = fastpath_module.FastPath.train_epoch
+    monkeypatch.setattr(fastpath_module.FastPath, "train_epoch", lambda self, *args, **kwargs: (
+        fast_epochs.append(1), train_epoch(self, *args, **kwargs))[1])
+    data = test_train.tiny_prepared()
+    data.x_train[::2, :100] = 0
+    with caplog.at_level("INFO", logger=train_module.__name__):
+        fast = train_module.train(test_train.small(epochs=1, kernel_size=3, compute_path="fast"), data)
+    assert fast_epochs == []
+    assert [record.getMessage() for record in caplog.records if record.name == train_module.__name__] == [
+        "compute_path='fast' runs on the Keras path: kernel_size=3; the fast path's windows are Conv1D(5) over "
+        "MaxPooling1D(5) only"]
+    keras_path = train_module.train(test_train.small(epochs=1, kernel_size=3, compute_path="keras"), data)
+    assert fast["val_loss"] == keras_path["val_loss"] and fast["loss"] == keras_path["loss"]
 
 
 def test_train_metrics_match_and_checkpoints_cross_paths(tmp_path):
@@ -318,6 +345,22 @@ def test_train_runs_a_trainable_embedding_on_the_fast_path_with_the_keras_paths_
     histories = {path: train_module.train(test_train.small(epochs=2, compute_path=path, embedding=embedding), data)
                  for path in ("keras", "fast")}
     assert epochs_on_the_fast_path == [True, True]  # compute_path="fast" ran both epochs there, not on model.fit
+    for name in ("loss", "acc", "val_loss", "val_acc"):
+        np.testing.assert_allclose(histories["fast"][name], histories["keras"][name], rtol=1e-4, err_msg=name)
+
+
+def test_train_runs_other_sizes_and_dropout_on_the_fast_path_with_the_keras_paths_metrics(monkeypatch):
+    fast_epochs = []
+    train_epoch = fastpath_module.FastPath.train_epoch
+    monkeypatch.setattr(fastpath_module.FastPath, "train_epoch", lambda self, *args, **kwargs: (
+        fast_epochs.append(self.layers.dropout.rate), train_epoch(self, *args, **kwargs))[1])
+    data = test_train.tiny_prepared()
+    for x in (data.x_train, data.x_val):
+        x[::2, :100] = 0
+    sizes = dict(filters=16, dense_units=24, dropout=0.3, epochs=2)
+    histories = {path: train_module.train(test_train.small(compute_path=path, **sizes), data)
+                 for path in ("keras", "fast")}
+    assert fast_epochs == [0.3, 0.3]  # both epochs ran on the fast path, with the dropout asked for
     for name in ("loss", "acc", "val_loss", "val_acc"):
         np.testing.assert_allclose(histories["fast"][name], histories["keras"][name], rtol=1e-4, err_msg=name)
 

@@ -20,6 +20,7 @@ from test_sweep import client, history, runs_of, write_sweep
 
 from sweeps.run import driver
 from sweeps.tracking import mlflow_runs
+from sweeps.tracking import names
 from sweeps.tracking import outbox
 from sweeps import spec as spec_module
 from sweeps.tracking import trial_run
@@ -238,3 +239,19 @@ def test_a_resumed_trial_sends_the_epochs_its_killed_attempt_held(server, trial)
     history_of = client(server["uri"]).get_metric_history
     for key in ("loss", "acc", "val_loss", "val_acc"):
         assert sorted(metric.step for metric in history_of(trial.run_id, key)) == [1, 2, 3, 4], key
+
+
+def test_a_continued_run_lists_every_tune_trial_that_ran_it(server, trial):
+    """Found by the chaos run: a folder ``trial_<Tune id>`` whose params.json a full disk kept from being written
+    could not be traced to its cell. Each attempt adds its Tune id to the run's list; the latest stays on its own."""
+    trial.set_tags(trial.record_tune_trial(None, "aaaaa_00001"))
+    again = trial_run.TrialRun(trial.tracking_uri, trial.experiment_id, trial.parent_run_id, trial.trial_id,
+                               sweep_dir=trial.sweep_dir)
+    for tune_id in ("bbbbb_00004", "bbbbb_00004", "ccccc_00002"):
+        existing = again.find()
+        again.start(run_name="19997 · none · s0", cell="dataset=19997", trainer="keras", params={"seed": 0},
+                    tags=again.record_tune_trial(existing, tune_id), existing=existing)
+    tags = client(server["uri"]).get_run(trial.run_id).data.tags
+    assert again.run_id == trial.run_id
+    assert tags[names.TUNE_TRIAL_IDS_TAG] == "aaaaa_00001,bbbbb_00004,ccccc_00002"
+    assert tags[names.TUNE_TRIAL_ID_TAG] == "ccccc_00002"

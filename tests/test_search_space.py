@@ -130,7 +130,6 @@ def test_bad_distributions_are_one_line_errors_naming_the_key(folder, factors, e
 
 @pytest.mark.parametrize("extra, expected", [
     ("objective: {metric: accuracy}\n", "objective.metric='accuracy': not a metric of trainer"),
-    ("seeds: 2\n", "seeds=[0, 1]: a search trains each configuration at one seed for now"),
     ("start_from: [{rate: 0.95}]\n", "start_from[0].rate=0.95: outside loguniform(0.01, 0.9)"),
     ("start_from: [{pause: 1.0}]\n", "start_from[0].pause: not a searched factor"),
     ("scheduler: {mode: asha, grace_period: 5, max_t: 3}\n", "scheduler.grace_period=5 exceeds max_t=3"),

@@ -34,7 +34,8 @@ def test_the_load_smoke_ends_every_sweep_right_and_status_stays_fast(tmp_path):
     latency = load["latency"]
     assert latency["status"]["calls"] >= 3 and latency["list"]["calls"] >= 3
     assert latency["all"]["failed"] == 0 and latency["all"]["cpu_p95_s"] <= 5.0, latency
-    assert load["checks"]["status_list_p95_within_limit"] == (latency["all"]["p95_s"] <= 5.0)
+    assert load["checks"]["status_list_p95_within_limit"] == all(latency[name]["p95_s"] <= 5.0
+                                                                 for name in ("status", "list"))
     if load["load_average_1min_max"] <= 2 * load["machine"]["cpus"]:
         assert latency["all"]["p95_s"] <= 5.0, latency
     memory = load["memory"]

@@ -25,6 +25,12 @@ VECTORIZER_DEFAULTS = {
     "keras2": {"max_num_words": 20000, "max_sequence_length": 1000},
     "kerasio2020": {"max_num_words": 20000, "max_sequence_length": 200},
 }
+# The Dropout rate each architecture brings when ``dropout`` is unset (0: no Dropout layer).
+# Keras blog 2016 and examples/pretrained_word_embeddings.py (Keras 2.0.9): no Dropout.
+# keras-io "Using pre-trained word embeddings" (2020): Dropout(0.5) after Dense(128).
+ARCHITECTURE_DROPOUT = {"blog_flatten": 0.0, "global_max": 0.0, "kerasio2020": 0.5}
+# MaxPooling1D(5) after the first two convolutions (Keras blog 2016); fixed, unlike the Conv1D kernel_size.
+POOL_SIZE = 5
 
 def uses_split(config: "TrainerConfig") -> bool:
     """Whether validation documents are drawn by a seeded split (bydate's official test set is not)."""
@@ -70,6 +76,15 @@ FACTORS: dict[str, Factor] = {factor.name: factor for factor in (
            "embedding", choices=("vocab_plus_one", "num_words", "num_words_plus_one")),
     Factor("architecture", str, "blog_flatten", "blog_flatten (MaxPooling1D(35)+Flatten), global_max (Keras >= "
            "2.0.9), kerasio2020.", "training", choices=("blog_flatten", "global_max", "kerasio2020")),
+    # The network's sizes (issue 20 item 8). The defaults are the 2016 blog's Conv1D(128, 5) x 3 and Dense(128), and
+    # each architecture's own dropout, so every existing cell builds the same network and keeps its keys.
+    Factor("filters", int, 128, "Conv1D filters of each of the three convolutions (blog: 128).", "training", ge=1),
+    Factor("kernel_size", int, 5, "Conv1D kernel width in tokens (blog: 5; other widths run on the Keras path).",
+           "training", ge=1),
+    Factor("dense_units", int, 128, "Units of the Dense(relu) layer before the softmax (blog: 128).", "training",
+           ge=1),
+    Factor("dropout", float, None, "Dropout rate after the dense layer; None: the architecture's own (0.5 for "
+           "kerasio2020, else none); 0: no Dropout layer.", "training", ge=0.0, lt=1.0, optional=True),
     Factor("epochs", int, 2, "Number of training epochs.", "training", ge=1),
     Factor("batch_size", int, 128, "Minibatch size in samples.", "training", ge=1),
     Factor("learning_rate", float, 0.001, "RMSprop learning rate (Keras default 0.001), constant.", "training",
@@ -121,16 +136,17 @@ class _KerasConfigMethods(factors_module.ConfigMethods):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        steps = final_conv_steps(self.sequence_length)
+        steps = final_conv_steps(self.sequence_length, self.kernel_size)
         if steps < 1:
             raise ValueError(
-                f"max_sequence_length={self.sequence_length} is too short for the Conv1D(5)/MaxPooling1D(5) stack: "
-                f"it needs at least 149 tokens"
+                f"max_sequence_length={self.sequence_length} is too short for the Conv1D({self.kernel_size})/"
+                f"MaxPooling1D({POOL_SIZE}) stack: it needs at least {shortest_sequence(1, self.kernel_size)} tokens"
             )
         if self.architecture == "blog_flatten" and steps < 35:
             raise ValueError(
-                f"architecture='blog_flatten' needs max_sequence_length >= 999 (MaxPooling1D(35) after the third "
-                f"conv); got {self.sequence_length}. Use architecture='global_max' for shorter sequences."
+                f"architecture='blog_flatten' needs max_sequence_length >= {shortest_sequence(35, self.kernel_size)} "
+                f"(MaxPooling1D(35) after the third conv, kernel_size={self.kernel_size}); got "
+                f"{self.sequence_length}. Use architecture='global_max' for shorter sequences."
             )
 
 
@@ -148,6 +164,11 @@ class _KerasConfigMethods(factors_module.ConfigMethods):
         if self.max_sequence_length is not None:
             return self.max_sequence_length
         return VECTORIZER_DEFAULTS[self.vectorizer]["max_sequence_length"]
+
+    @property
+    def effective_dropout(self) -> float:
+        """Dropout rate after the dense layer in effect (``dropout``, else the architecture's own; 0: none)."""
+        return ARCHITECTURE_DROPOUT[self.architecture] if self.dropout is None else self.dropout
 
     # The seeds in effect: each part's own seed, else ``seed``.
     @property
@@ -177,9 +198,17 @@ def make_trainer_config(factors: dict[str, Factor]) -> type:
 TrainerConfig = make_trainer_config(FACTORS)
 
 
-def final_conv_steps(sequence_length: int) -> int:
-    """Time steps out of the third Conv1D(5) ('valid'), after two Conv1D(5) + MaxPooling1D(5) stages."""
+def final_conv_steps(sequence_length: int, kernel_size: int = 5) -> int:
+    """Time steps out of the third Conv1D(kernel_size) ('valid'), after two Conv1D + MaxPooling1D(5) stages."""
     steps = sequence_length
     for _ in range(2):
-        steps = (steps - 4) // 5
-    return steps - 4
+        steps = (steps - (kernel_size - 1)) // POOL_SIZE
+    return steps - (kernel_size - 1)
+
+
+def shortest_sequence(steps: int, kernel_size: int = 5) -> int:
+    """The fewest tokens that give ``steps`` time steps out of the third conv (``final_conv_steps``' inverse)."""
+    tokens = steps
+    for _ in range(2):
+        tokens = POOL_SIZE * (tokens + kernel_size - 1)
+    return tokens + kernel_size - 1

@@ -23,8 +23,11 @@ order before the dense head, so that Dropout draws the same mask as the Keras pa
 
 Scope: the keras2 vectorizer (pre-padding), every embedding mode, and every architecture whose final pooling
 covers all conv3 outputs (``global_max``, ``kerasio2020``, and ``blog_flatten`` where MaxPooling1D(35) sees
-exactly 35 steps, i.e. 999-1023 tokens). ``supports`` is False elsewhere and ``train()`` uses the Keras path:
-the kerasio2020 vectorizer post-pads (the constant part is a suffix, not handled here).
+exactly 35 steps, i.e. 999-1023 tokens), with any ``filters``, ``dense_units`` and ``dropout`` (the layers are
+used as built) but the blog's ``kernel_size`` 5 only: the padding slices rely on each conv window being exactly
+one MaxPooling1D(5) window wide (``padding_slices``). ``fallback_reason`` names why elsewhere, and ``train()``
+logs it and uses the Keras path: the kerasio2020 vectorizer post-pads (the constant part is a suffix, not handled
+here).
 
 A trainable (or random, hence trainable) embedding needs one step more. Its gradient is a ``tf.IndexedSlices``
 with one slice per token position (the gradient of ``tf.gather``), and Keras' RMSprop squares each slice
@@ -55,19 +58,29 @@ from trainer import tiers as tiers_module
 DEFAULT_TIERS = 4
 
 
-def supports(config: config_module.TrainerConfig) -> bool:
-    """Whether the padding-skipping path computes exactly this configuration's network.
+def fallback_reason(config: config_module.TrainerConfig) -> str:
+    """Why the padding-skipping path does not compute this configuration's network; empty where it does.
 
-    False for the kerasio2020 vectorizer (post-padding) and for ``blog_flatten`` when its MaxPooling1D(35)
-    would see other than 35 conv3 steps (then it has several windows, or drops trailing steps). Every
-    embedding mode is supported: a trainable one gets the Keras path's sparse gradient (see the module
-    docstring).
+    It does not for the kerasio2020 vectorizer (post-padding), for a ``kernel_size`` other than 5, and for
+    ``blog_flatten`` when its MaxPooling1D(35) would see other than 35 conv3 steps (then it has several windows,
+    or drops trailing steps). Every embedding mode is supported: a trainable one gets the Keras path's sparse
+    gradient (see the module docstring); so are any ``filters``, ``dense_units`` and ``dropout``.
     """
     if config.vectorizer != "keras2":
-        return False
-    if config.architecture == "blog_flatten":
-        return config_module.final_conv_steps(config.sequence_length) == 35
-    return True
+        return f"vectorizer={config.vectorizer!r} post-pads; the fast path skips pre-padding only"
+    if config.kernel_size != tiers_module.KERNEL:
+        return (f"kernel_size={config.kernel_size}; the fast path's windows are Conv1D({tiers_module.KERNEL}) over "
+                f"MaxPooling1D({tiers_module.KERNEL}) only")
+    steps = config_module.final_conv_steps(config.sequence_length, config.kernel_size)
+    if config.architecture == "blog_flatten" and steps != 35:
+        return (f"architecture='blog_flatten' at max_sequence_length={config.sequence_length} gives MaxPooling1D(35) "
+                f"{steps} steps, not one window of 35")
+    return ""
+
+
+def supports(config: config_module.TrainerConfig) -> bool:
+    """Whether the padding-skipping path computes exactly this configuration's network (``fallback_reason``)."""
+    return not fallback_reason(config)
 
 
 @dataclasses.dataclass
@@ -89,9 +102,10 @@ def _find_layers(model: keras.Model) -> _Layers:
         by_type.setdefault(type(layer).__name__, []).append(layer)
     convs, pools, dense = by_type.get("Conv1D", []), by_type.get("MaxPooling1D", []), by_type.get("Dense", [])
     final_pools = pools[2:] + by_type.get("GlobalMaxPooling1D", [])
+    widths = {tuple(layer.kernel_size) for layer in convs} | {tuple(layer.pool_size) for layer in pools[:2]}
     if (len(convs) != 3 or len(pools) not in (2, 3) or len(final_pools) != 1 or len(dense) != 2
-            or len(by_type.get("Embedding", [])) != 1):
-        raise ValueError(f"{model.name}: not the blog's Embedding + 3 x Conv1D stack the fast path computes; "
+            or len(by_type.get("Embedding", [])) != 1 or widths != {(tiers_module.KERNEL,)}):
+        raise ValueError(f"{model.name}: not the blog's Embedding + 3 x Conv1D(5) stack the fast path computes; "
                          f"use compute_path='keras'")
     dropout = by_type.get("Dropout", [None])[0]
     return _Layers(embedding=by_type["Embedding"][0], convs=convs, pools=pools[:2], dense=dense[0],
@@ -121,11 +135,11 @@ def padding_slices(copy_gradients, constants, kernels):
     Parameters
     ----------
     copy_gradients : (tensor, tensor, tensor)
-        Loss gradients at the tier's copies of ``c1`` (documents, copies1, 128), ``c2`` (documents, copies2, 128)
-        and ``c3`` (documents, n3, 128), where pool1 position ``a1 = 5 * a2 + copies1``, pool2 ``a2 = n3 +
+        Loss gradients at the tier's copies of ``c1`` (documents, copies1, filters), ``c2`` (documents, copies2,
+        filters) and ``c3`` (documents, n3, filters), where pool1 position ``a1 = 5 * a2 + copies1``, pool2 ``a2 = n3 +
         copies2`` (``FastPath._tier``).
-    constants : (c1, c2, c3), each (1, 1, 128)
-    kernels : the three Conv1D kernels, (5, in, 128)
+    constants : (c1, c2, c3), each (1, 1, filters)
+    kernels : the three Conv1D kernels, (5, in, filters)
 
     Returns
     -------
@@ -181,7 +195,7 @@ class FastPath:
 
     # ------------------------------------------------------------------ the network, tail by tail
     def _constants(self, embedding_gradient: bool = True):
-        """``(c1, c2, c3)``, each of shape (1, 1, 128): the stage outputs over all-padding windows.
+        """``(c1, c2, c3)``, each of shape (1, 1, filters): the stage outputs over all-padding windows.
 
         Without ``embedding_gradient`` the padding row reaches them as a constant: the trainable step adds its
         gradient itself, position by position (``padding_slices``).
@@ -195,7 +209,7 @@ class FastPath:
         return constant1, constant2, constant3
 
     def _tier_features(self, tier, constants):
-        """Pooled conv3 features, shape (documents, 128), of one tier (see ``_TIER_SPEC``)."""
+        """Pooled conv3 features, shape (documents, filters), of one tier (see ``_TIER_SPEC``)."""
         tokens, copies1, copies2, with_constant3 = tier
         constant1, constant2, constant3 = constants
         conv1, conv2, conv3 = self.layers.convs
@@ -209,7 +223,7 @@ class FastPath:
         return tf.where(with_constant3, tf.maximum(tensor, constant3[0]), tensor)
 
     def _tier_features_with_copies(self, tier, constants):
-        """``_tier_features`` for the trainable step: (features (documents, 128), the constants' copies).
+        """``_tier_features`` for the trainable step: (features (documents, filters), the constants' copies).
 
         The copies of ``c1``, ``c2`` and ``c3`` are returned so that their per-document gradients can be taken;
         the final pooling is the model's own layer over all conv3 steps, ``c3`` copies in front, so that equal
@@ -230,7 +244,7 @@ class FastPath:
         return tf.reshape(tensor, [-1, tensor.shape[-1]]), copies
 
     def _head(self, features, training: bool):
-        """Dense(128, relu) [+ Dropout] + Dense(classes, softmax) on pooled features (documents, 128)."""
+        """Dense(dense_units, relu) [+ Dropout] + Dense(classes, softmax) on pooled features (documents, filters)."""
         tensor = self.layers.dense(features)
         if self.layers.dropout is not None:
             tensor = self.layers.dropout(tensor, training=training)

@@ -13,7 +13,9 @@ import dataclasses
 import numpy as np
 
 PADDING_ID = 0
-KERNEL = 5  # Conv1D(128, 5) and MaxPooling1D(5) of the blog's stack (trainer/model.py).
+# Conv1D(filters, 5) and MaxPooling1D(5) of the blog's stack (trainer/model.py): the planning needs both 5 wide, so
+# another kernel_size runs on the Keras path (trainer.fastpath.fallback_reason).
+KERNEL = 5
 
 
 @dataclasses.dataclass(frozen=True)

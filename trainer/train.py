@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import pathlib
 import time
@@ -26,6 +27,8 @@ METRICS = ("loss", "acc", "val_loss", "val_acc", "epoch_seconds")
 CHECKPOINT_ARRAYS = checkpoint_files.CHECKPOINT_ARRAYS
 CHECKPOINT_STATE = checkpoint_files.CHECKPOINT_STATE
 read_checkpoint = checkpoint_files.read_checkpoint
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -145,10 +148,14 @@ def train(
     if resume is not None:
         finished, history = _restore(model, config, resume)
     # The fast path computes the same function and gradients over the same variables (trainer/fastpath.py);
-    # where it would not be exact, the Keras path runs.
+    # where it would not be exact, the Keras path runs and the log says why.
     fast = None
-    if config.compute_path == "fast" and fastpath_module.supports(config):
-        fast = fastpath_module.FastPath(model, config.sequence_length)
+    if config.compute_path == "fast":
+        reason = fastpath_module.fallback_reason(config)
+        if reason:
+            logger.info("compute_path='fast' runs on the Keras path: %s", reason)
+        else:
+            fast = fastpath_module.FastPath(model, config.sequence_length)
     for epoch in range(finished + 1, config.epochs + 1):
         order = epoch_order(config, epoch, len(data.x_train))
         started = time.perf_counter()

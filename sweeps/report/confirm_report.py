@@ -31,7 +31,7 @@ def sentences(tables: confirm_stats.StageTables, metric: objective_module.Metric
     if best is not None:
         score = best.score
         found.append(
-            f"Confirmed on {len(score.values)} fresh seeds, the best of the {len(tables.confirmed)} retrained "
+            f"Confirmed on {score.seeds} fresh seeds, the best of the {len(tables.confirmed)} retrained "
             f"configurations: {cell_text(score.cell)}, mean {objective_module.label(metric)} "
             f"{objective_module.value_text(metric, score.mean)} {interval_text(metric, score.low, score.high)} "
             f"({percent} t interval over seeds); the search's own value of it was "
@@ -42,7 +42,7 @@ def sentences(tables: confirm_stats.StageTables, metric: objective_module.Metric
         final = tables.final
         settings = ", ".join(f"{name}={value}" for name, value in tables.final_settings.items()) or "its settings"
         found.append(
-            f"Final: {cell_text(final.cell)} retrained with {settings} on {len(final.values)} seeds and scored once: "
+            f"Final: {cell_text(final.cell)} retrained with {settings} on {final.seeds} seeds and scored once: "
             f"mean {objective_module.label(metric)} {objective_module.value_text(metric, final.mean)} "
             f"{interval_text(metric, final.low, final.high)}; nothing in the selection read these scores.")
     return found
@@ -62,7 +62,7 @@ def markdown(tables: confirm_stats.StageTables, metric: objective_module.Metric)
                   "|---|---|---|---|---|---|---|"]
         for rank, item in enumerate(tables.confirmed, start=1):
             score = item.score
-            lines.append(f"| {rank} | {cell_text(score.cell)} | {len(score.values)} | "
+            lines.append(f"| {rank} | {cell_text(score.cell)} | {score.seeds} | "
                          f"{objective_module.value_text(metric, score.mean)} | "
                          f"{interval_text(metric, score.low, score.high)} | "
                          f"{objective_module.value_text(metric, item.search_value)} | "
@@ -72,21 +72,19 @@ def markdown(tables: confirm_stats.StageTables, metric: objective_module.Metric)
         lines.append("No confirm stage ran.")
     if tables.final is not None:
         lines += ["", "## Final", ""] + [f"- {sentence}" for sentence in sentences(tables, metric)[-1:]]
-        lines.append("- Values by seed: " + ", ".join(f"{seed}: {objective_module.value_text(metric, value)}"
-                                                      for seed, value in zip(tables.final.seeds, tables.final.values)))
     return lines
 
 
 def write_table(out_dir: pathlib.Path, tables: confirm_stats.StageTables) -> dict[str, pathlib.Path]:
     """``confirmed.csv``: one row per confirmed configuration (best first), then the final stage's row."""
     rows = [{"stage": "confirm", "configuration": item.score.configuration, "cell": cell_text(item.score.cell),
-             "seeds": len(item.score.values), "mean": item.score.mean, "low": item.score.low, "high": item.score.high,
+             "seeds": item.score.seeds, "mean": item.score.mean, "low": item.score.low, "high": item.score.high,
              "search_value": item.search_value, "optimism": item.optimism, "optimism_low": item.optimism_low,
              "optimism_high": item.optimism_high} for item in tables.confirmed]
     if tables.final is not None:
         final = tables.final
         rows.append({"stage": "final", "configuration": final.configuration, "cell": cell_text(final.cell),
-                     "seeds": len(final.values), "mean": final.mean, "low": final.low, "high": final.high})
+                     "seeds": final.seeds, "mean": final.mean, "low": final.low, "high": final.high})
     path = out_dir / "confirmed.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return {"confirmed": path}

@@ -2,15 +2,15 @@
 seeds with a Student-t interval, the search's own value of it and how optimistic that was, and the final stage's
 score (the test set, for the Keras network on bydate).
 
-- A stage run's value is its objective at the largest epoch count it reached (``search_stats.trials_frame``);
-  a configuration is the runs sharing a ``glovesweep.configuration`` tag.
-- The mean's interval is ``stats.t_interval`` (two-sided Student-t, ``n - 1`` degrees of freedom, clipped to
-  the metric's range); one seed gives none.
-- The search's estimate of a configuration is its search trial's value (the mean of its finished search runs
-  where it has several). Optimism is that estimate minus the confirmed mean, signed so that a positive value
-  means the search looked better than the configuration is (``max``: search - confirmed; ``min``: confirmed -
-  search). The search's value is one number chosen for being best, so the optimism's interval is the
-  confirmed mean's interval moved by it: it carries the fresh seeds' noise, not the search run's own.
+- A stage's configurations are the rows of ``search_stats.trials_frame(swept, stage)``: its runs grouped by
+  configuration, each run's value its objective at the largest epoch count it reached, the row's value their
+  mean with ``stats.t_interval`` (two-sided Student-t, ``n - 1`` degrees of freedom, clipped to the metric's
+  range; none from one seed). A configuration is tied across stages by its ``glovesweep.config_id`` tag.
+- The search's estimate of a configuration is its search trial's value (the mean over its seeds with ``seeds:
+  k``), as the searcher was told. Optimism is that estimate minus the confirmed mean, signed so that a positive
+  value means the search looked better than the configuration is (``max``: search - confirmed; ``min``:
+  confirmed - search). The search's value is one number chosen for being best, so the optimism's interval is the
+  confirmed mean's interval moved by it: it carries the fresh seeds' noise, not the search's own.
 - The best configuration is the best confirmed mean (ties: the smaller configuration key,
   ``stages.best_first``, as the driver chose the final stage's).
 """
@@ -34,16 +34,16 @@ CONFIDENCE = stats.CONFIDENCE
 
 @dataclasses.dataclass(frozen=True)
 class Score:
-    """A configuration's values over seeds: ``mean`` and its ``CONFIDENCE`` t interval (``low``, ``high``; NaN
-    from one seed), in the objective's units."""
+    """A configuration's runs in one stage: ``seeds`` of them, their ``mean`` and its ``CONFIDENCE`` t interval
+    (``low``, ``high``; NaN from one seed), in the objective's units; ``run_id``: its first run."""
 
     configuration: str
     cell: dict[str, Any]
-    seeds: tuple[int, ...]
-    values: tuple[float, ...]
+    seeds: int
     mean: float
     low: float
     high: float
+    run_id: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,18 +74,12 @@ class StageTables:
         return self.confirmed[0] if self.confirmed else None
 
 
-def scores(trials: pd.DataFrame, factors: list[str], metric: objective_module.Metric) -> list[Score]:
-    """One ``Score`` per configuration of a stage's finished runs (``trials_frame`` rows), in first-run order."""
-    done = search_stats.finished(trials)
-    made = []
-    for configuration, group in done.groupby("configuration", sort=False):
-        values = [float(value) for value in group["value"]]
-        mean, low, high = stats.t_interval(values, CONFIDENCE, bounds=objective_module.bounds(metric))
-        first = group.iloc[0]
-        cell = {name: first[name] for name in factors if not _missing(first[name])}
-        made.append(Score(configuration=str(configuration), cell=cell, values=tuple(values), mean=mean, low=low,
-                          high=high, seeds=tuple(int(seed) for seed in group["seed"] if not _missing(seed))))
-    return made
+def scores(trials: pd.DataFrame, factors: list[str]) -> list[Score]:
+    """One ``Score`` per finished configuration of a stage (``trials_frame`` rows), in first-run order."""
+    return [Score(configuration=str(row["configuration"]), cell={name: row[name] for name in factors
+                                                                  if not _missing(row[name])},
+                  seeds=int(row["seeds"]), mean=float(row["value"]), low=float(row["low"]), high=float(row["high"]),
+                  run_id=str(row["run_id"])) for _, row in search_stats.finished(trials).iterrows()]
 
 
 def _missing(value: Any) -> bool:
@@ -104,16 +98,13 @@ def confirmed(score: Score, search: pd.DataFrame, metric: objective_module.Metri
                      optimism=optimism, optimism_low=ends[0], optimism_high=ends[1])
 
 
-def final_settings(swept: reader.SweepFrame, final: pd.DataFrame, search: pd.DataFrame) -> dict[str, str]:
+def final_settings(swept: reader.SweepFrame, final: Score | None, search: pd.DataFrame) -> dict[str, str]:
     """The params the final runs hold that the search's runs of the same configuration do not (``validation``)."""
-    if final.empty:
-        return {}
-    runs = swept.runs.set_index("run_id")
-    chosen = final.iloc[0]
-    before = search[search["configuration"] == chosen["configuration"]]
+    before = search[search["configuration"] == final.configuration] if final is not None else search.iloc[:0]
     if before.empty:
         return {}
-    after, earlier = runs.loc[[chosen["run_id"]]].iloc[0], runs.loc[[before.iloc[0]["run_id"]]].iloc[0]
+    runs = swept.runs.drop_duplicates("run_id").set_index("run_id")
+    after, earlier = runs.loc[final.run_id], runs.loc[before.iloc[0]["run_id"]]
     return {name: str(after[name]) for name in swept.params
             if name not in reader.NOT_CELL_FACTORS and str(after[name]) != str(earlier[name])}
 
@@ -125,10 +116,9 @@ def stage_tables(swept: reader.SweepFrame, search: pd.DataFrame) -> StageTables 
     final = search_stats.trials_frame(swept, stages.FINAL)
     if confirm.empty and final.empty:
         return None
-    found = [confirmed(score, search, metric) for score in scores(confirm, factors, metric)]
+    found = [confirmed(score, search, metric) for score in scores(confirm, factors)]
     order = stages.best_first([item.score.mean for item in found], [item.score.configuration for item in found],
                               metric.mode)
-    final_scores = scores(final, factors, metric)
-    return StageTables(confirmed=[found[position] for position in order],
-                       final=final_scores[0] if final_scores else None,
-                       final_settings=final_settings(swept, final, search))
+    final_score = next(iter(scores(final, factors)), None)
+    return StageTables(confirmed=[found[position] for position in order], final=final_score,
+                       final_settings=final_settings(swept, final_score, search))

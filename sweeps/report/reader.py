@@ -47,7 +47,7 @@ REFERENCE_KINDS = (names.TRAINER_BASELINE,)
 # ``val_acc``, and read as before.
 VALUE = "value"
 LEGACY_VALUE = names.VAL_ACC
-# ``stage`` and ``configuration``: a search's child runs (tags ``glovesweep.stage``, ``glovesweep.configuration``).
+# ``stage`` and ``configuration``: a search's child runs (tags ``glovesweep.stage``, ``glovesweep.config_id``).
 META_COLUMNS = ("sweep_name", "parent_run_id", "run_id", "trial_id", "status", "trainer", "model", "cell",
                 "factors", "non_finite", "stage", "configuration")
 INT_COLUMNS = ("epochs", "max_epochs", "seed")
@@ -299,7 +299,7 @@ def run_rows(run, *, sweep_name: str, parent_run_id: str, objective: objective_m
             "model": params_of.get(names.BASELINE_PARAM, trainer) if is_reference else trainer,
             "cell": tags.get(names.CELL_TAG, ""), "factors": params_of.get(names.FACTORS_PARAM, ""),
             "non_finite": ",".join(f"{metric}@{epoch}" for metric, epoch in marks) or None,
-            "stage": tags.get(names.STAGE_TAG), "configuration": tags.get(names.CONFIGURATION_TAG),
+            "stage": tags.get(names.STAGE_TAG), "configuration": tags.get(names.CONFIG_ID_TAG),
             "max_epochs": _as_int(params_of.get("epochs")), "seed": _as_int(params_of.get("seed"))}
     base.update({name: metrics.get(name, math.nan) for name in FLOAT_COLUMNS if name not in (VALUE, names.VAL_LOSS)})
     base.update({name: params_of.get(name) for name in params})

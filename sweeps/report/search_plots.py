@@ -70,10 +70,15 @@ def draw_all(out_dir: pathlib.Path, tables: search_stats.SearchTables, space: di
 
 def plot_history(path: pathlib.Path, trials, metric: objective_module.Metric) -> None:
     """The objective per trial in the order the trials started, and the best so far (a step line) in the
-    metric's direction. Hollow: a trial its scheduler stopped before the last epoch count; grey: not finished."""
+    metric's direction. Hollow: a trial its scheduler stopped before the last epoch count; grey: not finished. A
+    configuration trained at several seeds is its mean with a bar for its 95% interval over the seeds."""
     figure = matplotlib_figure.Figure(figsize=(7.5, 4.0), layout="constrained")
     axes = figure.add_subplot()
     finished = trials["status"] == search_stats.FINISHED
+    spread = trials[trials["low"].notna() & trials["high"].notna()] if "low" in trials else trials.iloc[:0]
+    if len(spread):
+        axes.vlines(spread["number"], spread["low"].astype(float), spread["high"].astype(float), color=TRIAL,
+                    alpha=0.5, linewidth=1.2, zorder=2, label="95% interval over the seeds")
     deepest = trials["epochs"].max() if trials["epochs"].notna().any() else None
     full = finished & ((trials["epochs"] == deepest) if deepest is not None else True)
     axes.scatter(trials.loc[full, "number"], trials.loc[full, "value"], color=TRIAL, s=22, zorder=3,

@@ -78,6 +78,13 @@ def configuration_text(trial: pd.Series, factors: list[str]) -> str:
     return ", ".join(f"{name}={trial[name]}" for name in factors if not _missing(trial[name])) or "(no factor)"
 
 
+def interval_text(metric: objective_module.Metric, trial: pd.Series) -> str:
+    """``[0.912, 0.948]``: a trial's interval over its seeds; ``-`` where it has none (one seed)."""
+    if _missing(trial.get("low")) or _missing(trial.get("high")):
+        return "-"
+    return f"[{objective_module.value_text(metric, trial['low'])}, {objective_module.value_text(metric, trial['high'])}]"
+
+
 def answer_sentences(tables: search_stats.SearchTables, metric: objective_module.Metric) -> list[str]:
     """The best configuration, and which factor matters most, in a sentence each."""
     best = tables.best
@@ -85,10 +92,16 @@ def answer_sentences(tables: search_stats.SearchTables, metric: objective_module
     if best is None:
         return [f"No trial of the {len(tables.trials)} finished with a value of {metric.name}: no best configuration."]
     epochs = f" at {int(best['epochs'])} epochs" if not _missing(best["epochs"]) else ""
+    seeds = int(best.get("seeds", 1) or 1)
+    if seeds > 1:
+        caveat = (f"the mean of {seeds} seeds, 95% t interval {interval_text(metric, best)}; still the best of many "
+                  f"means, so optimistic")
+    else:
+        caveat = "one run at one seed, so the best of many is optimistic"
     sentences = [f"The best of {len(done)} finished trials ({len(tables.trials)} in all): "
                  f"{configuration_text(best, tables.factors)}, {objective_module.label(metric)} "
                  f"{objective_module.value_text(metric, best['value'])}{epochs} (trial {int(best['number'])}, run "
-                 f"{best['run_id']}); one run at one seed, so the best of many is optimistic."]
+                 f"{best['run_id']}); {caveat}."]
     if tables.importances:
         parts = [f"{item.factor} {item.value:.2f} [{item.low:.2f}, {item.high:.2f}]" for item in tables.importances]
         sentences.append(f"fANOVA importance (share of the variance of {metric.name}, 95% bootstrap interval): "
@@ -109,8 +122,8 @@ def report_markdown(swept: reader.SweepFrame, tables: search_stats.SearchTables,
     lines += [f"- {sentence}" for sentence in answer_sentences(tables, metric)]
     lines += [f"- {sentence}" for sentence in confirm_report.sentences(stages, metric)] if stages else []
     lines += ["", f"A trial's value is its {metric.name} at the largest epoch count it reached (a trial its scheduler "
-                  f"stopped early: its last value, as the searcher was told). The best {search_stats.TOP}, best first "
-                  f"(every trial in trials.csv):", ""]
+                  f"stopped early: its last value, as the searcher was told){seeds_text(tables)}. The best "
+                  f"{search_stats.TOP}, best first (every trial in trials.csv):", ""]
     lines += top_markdown(tables, metric)
     lines += [""] + confirm_report.markdown(stages, metric) if stages else []
     lines += ["", "## Optimization history", "", _image(plots, "history_plot"), "",
@@ -139,16 +152,34 @@ def _image(plots: dict[str, tuple[Any, str]], name: str) -> str:
     return f"![{caption}]({path.name})" if path is not None else f"Not drawn: {caption}"
 
 
+def several_seeds(tables: search_stats.SearchTables) -> bool:
+    """Whether some trial is a configuration trained at several seeds (``seeds: k``)."""
+    return "seeds" in tables.trials and bool((tables.trials["seeds"] > 1).any())
+
+
+def seeds_text(tables: search_stats.SearchTables) -> str:
+    """How a configuration's value comes from its seeds, where it has several."""
+    if not several_seeds(tables):
+        return ""
+    return ("; a trial is a configuration trained at several seeds side by side, its value their mean (the "
+            "searcher and the scheduler were told the mean at each epoch) with a 95% Student-t interval over the "
+            "seeds, each seed's run in the MLflow UI under the tag glovesweep.config_id")
+
+
 def top_markdown(tables: search_stats.SearchTables, metric: objective_module.Metric) -> list[str]:
-    """The best trials as a Markdown table: rank, trial number, factors, value, epochs reached."""
-    header = ["rank", "trial", *tables.factors, metric.name, "epochs"]
+    """The best trials as a Markdown table: rank, trial number, factors, value (with its interval over the seeds
+    and their count where a trial has several), epochs reached."""
+    seeded = several_seeds(tables)
+    header = ["rank", "trial", *tables.factors, metric.name] + (["95% interval", "seeds"] if seeded else []) + \
+        ["epochs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rank, (_, trial) in enumerate(tables.top.iterrows(), start=1):
         cells = [str(rank), str(int(trial["number"]))]
         cells += ["-" if _missing(trial[name]) else f"{trial[name]:.6g}" if isinstance(trial[name], float)
                   else str(trial[name]) for name in tables.factors]
-        cells += [objective_module.value_text(metric, trial["value"]),
-                  "" if _missing(trial["epochs"]) else str(int(trial["epochs"]))]
+        cells += [objective_module.value_text(metric, trial["value"])]
+        cells += [interval_text(metric, trial), str(int(trial["seeds"]))] if seeded else []
+        cells += ["" if _missing(trial["epochs"]) else str(int(trial["epochs"]))]
         lines.append("| " + " | ".join(cells) + " |")
     return lines if len(tables.top) else ["No finished trial."]
 

@@ -6,7 +6,10 @@ configuration is best, how the search got there, and which factors matter. The f
 ``sweeps.report.reader`` (a search's ``SweepFrame.space`` is not empty); one trial is one child run.
 
 - A trial's value is its objective at the largest epoch count it reached: the last value of a trial that its
-  scheduler stopped early, as the searcher was told (``reader.run_rows``).
+  scheduler stopped early, as the searcher was told (``reader.run_rows``). A configuration trained at k seeds
+  (``seeds: k``, one child run per seed sharing the configuration's ``glovesweep.cell``) is one trial: its value is
+  the mean of its seeds' values, with their Student-t interval (``stats.t_interval``, clipped to the metric's
+  bounds), as the searcher was told the mean.
 - Importance is fANOVA as Optuna computes it (``optuna.importance.FanovaImportanceEvaluator``, normalized to sum
   to 1), on an Optuna study built from the finished trials with ``optuna.trial.create_trial`` and each factor's
   distribution. Its interval is a percentile bootstrap over trials (trials resampled with replacement, the forest
@@ -24,7 +27,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from sweeps.report import objective as objective_module
 from sweeps.report import reader
+from sweeps.report import stats
 from sweeps.spec import space as space_module
 from sweeps.spec import stages
 
@@ -55,11 +60,13 @@ class Importance:
 class SearchTables:
     """What the search report shows.
 
-    ``trials``: one row per trial of the search stage, in the order the trials started: ``number`` (0-based),
-    ``run_id``, ``trial_id``, ``status``, ``epochs`` (reached), ``value``, ``configuration`` (its key, tag
-    ``glovesweep.configuration``; empty in runs logged before it), ``seed``, ``best_so_far`` (over finished trials, in
-    the metric's direction; NaN before the first) and one column per searched factor, typed (None where a
-    ``when`` left it out). ``top``: the best finished trials, best first (at most ``TOP``). ``importances``: best first;
+    ``trials``: one row per trial of the search stage (a configuration, at all its seeds), in the order the trials
+    started: ``number`` (0-based), ``run_id`` and ``trial_id`` (its first seed's), ``status``, ``epochs``
+    (reached), ``value`` (the mean over its seeds), ``seeds`` (how many), ``low`` and ``high`` (the 95% t interval
+    of that mean; NaN with one seed), ``configuration`` (its key, tag ``glovesweep.config_id``; empty in runs logged
+    before it), ``best_so_far`` (over finished trials, in the metric's direction; NaN before the first) and one
+    column per searched factor, typed (None where a ``when`` left it out). ``top``: the best finished trials, best
+    first (at most ``TOP``). ``importances``: best first;
     ``left_out``: searched factors without an importance, with why.
     """
 
@@ -91,20 +98,33 @@ def stage_rows(runs: pd.DataFrame, stage: str = stages.SEARCH) -> pd.Series:
 
 
 def trials_frame(swept: reader.SweepFrame, stage: str = stages.SEARCH) -> pd.DataFrame:
-    """One row per trial of a search's ``stage`` (see ``SearchTables.trials``), from the runs frame's rows."""
+    """One row per trial of a search's ``stage`` (see ``SearchTables.trials``), from the runs frame's rows; in
+    the confirm and final stages, one row per configuration over its fresh seeds."""
     runs = swept.runs[~reader.reference_rows(swept.runs) & stage_rows(swept.runs, stage)]
+    lasts = []
+    for run_id, group in runs.groupby("run_id", sort=False):
+        # The largest epoch count the run reached: the scheduler's max_t, or where it was stopped.
+        lasts.append(group.loc[group["epochs"].fillna(0).astype(int).idxmax()] if group["epochs"].notna().any()
+                     else group.iloc[-1])
+    # The seeds of one configuration share its cell (the searched values); runs without one stand alone.
+    configuration = [str(last["cell"]) if isinstance(last["cell"], str) and last["cell"] else last["run_id"]
+                     for last in lasts]
+    bounds = objective_module.bounds(swept.objective)
     rows = []
-    for number, (run_id, group) in enumerate(runs.groupby("run_id", sort=False)):
-        # The largest epoch count the trial reached: the scheduler's max_t, or where it was stopped.
-        last = group.loc[group["epochs"].fillna(0).astype(int).idxmax()] if group["epochs"].notna().any() \
-            else group.iloc[-1]
-        row = {"number": number, "run_id": run_id, "trial_id": last["trial_id"], "status": last["status"],
-               "epochs": last["epochs"], "value": float(last["value"]), "configuration": last["configuration"],
-               "seed": last["seed"]}
-        row.update({name: typed_value(distribution, last.get(name)) for name, distribution in swept.space.items()})
+    for number, key in enumerate(dict.fromkeys(configuration)):
+        members = [last for last, owner in zip(lasts, configuration) if owner == key]
+        first = members[0]
+        mean, low, high = stats.t_interval([float(last["value"]) for last in members], bounds=bounds)
+        statuses = [last["status"] for last in members]
+        epochs = [last["epochs"] for last in members]
+        row = {"number": number, "run_id": first["run_id"], "trial_id": first["trial_id"],
+               "status": next((status for status in statuses if status != FINISHED), FINISHED),
+               "epochs": max(epochs) if all(pd.notna(item) for item in epochs) else first["epochs"],
+               "value": mean, "seeds": len(members), "low": low, "high": high, "configuration": first["configuration"]}
+        row.update({name: typed_value(distribution, first.get(name)) for name, distribution in swept.space.items()})
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=["number", "run_id", "trial_id", "status", "epochs", "value",
-                                        "configuration", "seed", *swept.space])
+    frame = pd.DataFrame(rows, columns=["number", "run_id", "trial_id", "status", "epochs", "value", "seeds", "low",
+                                        "high", "configuration", *swept.space])
     frame["best_so_far"] = best_so_far(frame["value"].where(frame["status"] == FINISHED), swept.objective.mode)
     return frame
 

@@ -6,7 +6,7 @@ Each stage is one more Tune run of the same trial function in the sweep folder (
 ``final-<time>``), a grid over its trials, so retries, checkpoints and MLflow logging are the search's own. The
 stages are drawn from MLflow, never from memory: the search's finished trials ranked by their objective (ties: the
 smaller trial key), the confirm runs' means; every stage trial has a stable key (``Trial.stage`` is part of it)
-and a child run tagged ``glovesweep.stage`` and ``glovesweep.configuration``. So ``resume`` after a killed driver
+and a child run tagged ``glovesweep.stage`` and ``glovesweep.config_id``. So ``resume`` after a killed driver
 runs this again and trains only the stage trials whose runs did not finish. The stages start once every search
 trial finished; the search's budget counts the search alone (the stages' cost is fixed by the file: ``top x
 seeds + final seeds`` trials, which ``glovesweep plan`` counts).
@@ -72,7 +72,7 @@ def stage_values(spec: spec_module.SweepSpec, identity, stage: str) -> dict[str,
         tags = run.data.tags
         if tags.get(names.STAGE_TAG) == stage and run.info.status == "FINISHED":
             value = run.data.metrics.get(names.metric_at(metric, spec.max_epochs), run.data.metrics.get(metric))
-            values.setdefault(tags.get(names.CONFIGURATION_TAG, ""), []).append(
+            values.setdefault(tags.get(names.CONFIG_ID_TAG, ""), []).append(
                 math.nan if value is None else float(value))
     return values
 
@@ -84,9 +84,9 @@ def chosen_cell(spec: spec_module.SweepSpec, identity, best: list[search_history
         return best[0].trial.cell
     chosen = best[:spec.confirm.top]
     values = stage_values(spec, identity, stages.CONFIRM)
-    means = [float(sum(found) / len(found)) if (found := values.get(item.trial.configuration_key)) else math.nan
+    means = [float(sum(found) / len(found)) if (found := values.get(item.trial.config_key)) else math.nan
              for item in chosen]
-    order = stages.best_first(means, [item.trial.configuration_key for item in chosen], spec.objective["mode"])
+    order = stages.best_first(means, [item.trial.config_key for item in chosen], spec.objective["mode"])
     return chosen[order[0]].trial.cell
 
 

@@ -49,6 +49,7 @@ from sweeps import storage
 from sweeps.run import state as state_module
 from sweeps.tracking import mlflow_runs
 from sweeps.run import searcher as searcher_module
+from sweeps.run import seed_group
 from sweeps.run import trial as trial_module
 
 logger = logging.getLogger(__name__)
@@ -201,8 +202,10 @@ def run_sweep(
     total = spec.total_trials
     networks = len(spec.cells()) * len(spec.seeds)
     if spec.searched:
+        side_by_side = f" of {spec.seeds_side_by_side} seeds each" if spec.seeds_side_by_side > 1 else ""
         print(f"glovesweep: search {spec.name!r}: {spec.search['mode']} over {', '.join(spec.space)}, up to {total} "
-              f"trials{searcher_module.budget_text(spec)}, {spec.objective['metric']} ({spec.objective['mode']}), epochs "
+              f"trials{side_by_side}{searcher_module.budget_text(spec)}, {spec.objective['metric']} "
+              f"({spec.objective['mode']}{', the mean over the seeds' if side_by_side else ''}), epochs "
               f"{spec.epochs}{confirm.stages_text(spec)} -> {sweep_dir}", flush=True)
     else:
         print(f"glovesweep: sweep {spec.name!r}: {total} trials ({len(spec.cells())} cells x {len(spec.seeds)} seeds"
@@ -220,7 +223,7 @@ def run_sweep(
     def make_tuner() -> tune.Tuner:
         state_module.write_state(state)
         tune_config, param_space = searcher_module.tune_config_and_space(spec, trials=plan.train)
-        trainable = trial_module.make_trainable(trial_context(spec, state, shared))
+        trainable = seed_group.make_trainable(trial_context(spec, state, shared))
         return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                           run_config=run_config(spec, state, name=name, storage_path=spec.storage_path))
 

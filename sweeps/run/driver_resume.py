@@ -33,7 +33,7 @@ from sweeps.run import state as state_module
 from sweeps.tracking import mlflow_runs
 from sweeps.run import search_history
 from sweeps.run import searcher as searcher_module
-from sweeps.run import trial as trial_module
+from sweeps.run import seed_group
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,7 +158,7 @@ def resume_trials(sweep_dir: str, *, address: str | None = None, num_cpus: int |
                                                                         searcher=searcher)
         run_config = driver.run_config(spec, state, name=f"resume-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}",
                                        storage_path=sweep_dir)
-        trainable = trial_module.make_trainable(driver.trial_context(spec, state, shared))
+        trainable = seed_group.make_trainable(driver.trial_context(spec, state, shared))
         return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
     result = driver.fit_and_finish(make_tuner, state, started=started,

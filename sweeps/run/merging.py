@@ -44,9 +44,10 @@ def training_identity(config: config_module.TrainerConfig, data_digest: str) -> 
     """What decides a network trial's numbers: the readable data and every setting outside the data."""
     settings = {name: getattr(config, name) for name in config_module.factor_names("training")}
     # The seed reaches training through the init and order seeds in effect (the split is in the data digest), so
-    # init_seed left unset and init_seed set to the seed train alike and merge.
+    # init_seed left unset and init_seed set to the seed train alike and merge; so do dropout left unset and set to
+    # the architecture's own.
     settings.update(init_seed=config.effective_init_seed, order_seed=config.effective_order_seed,
-                    embedding=config.embedding, data=data_digest)
+                    dropout=config.effective_dropout, embedding=config.embedding, data=data_digest)
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:24]
 
 

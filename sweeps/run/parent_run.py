@@ -93,8 +93,9 @@ def summary_metrics(report) -> dict[str, float]:
 
 def search_summary(report, spec: spec_module.SweepSpec | None = None) -> tuple[dict[str, str], dict[str, float]]:
     """(tags, metrics) of a search's ``SearchReport``: the best configuration as ``glovesweep.best.<factor>`` tags
-    (and ``glovesweep.best_run``), ``best_<objective>``, ``best_epochs``, ``trials_finished`` and
-    ``importance/<factor>`` (``/low``, ``/high``: the bootstrap interval).
+    (and ``glovesweep.best_run``), ``best_<objective>`` (``/low``, ``/high``: its interval over the seeds, where it
+    has several), ``best_epochs``, ``trials_finished`` and ``importance/<factor>`` (``/low``, ``/high``: the
+    bootstrap interval).
 
     A search with a confirm stage (``spec.confirm``) writes the best configuration only once that stage is
     complete, and then the confirmed one (``glovesweep.best_confirmed=true``), with ``confirmed_<objective>_mean``
@@ -107,6 +108,8 @@ def search_summary(report, spec: spec_module.SweepSpec | None = None) -> tuple[d
     if best is not None:
         tags[names.BEST_RUN_TAG] = str(best["run_id"])
         metrics.update({f"best_{objective}": best["value"], "best_epochs": best["epochs"]})
+        # A configuration trained at several seeds: the interval of its mean (NaN with one seed, left out below).
+        metrics.update({f"best_{objective}/{end}": best.get(end) for end in ("low", "high")})
     confirmed = report.confirmed
     if spec is not None and spec.confirm and not confirm_complete(report, spec):
         tags = {}  # Not confirmed yet: the best configuration is written once, when it is.
@@ -136,7 +139,7 @@ def confirm_complete(report, spec: spec_module.SweepSpec) -> bool:
     found = report.stages.confirmed if report.stages else []
     # A search that finished fewer trials than ``top`` confirms them all.
     expected = min(spec.confirm.top, int(report.search.trials["status"].eq("FINISHED").sum()))
-    return len(found) >= expected and all(len(item.score.values) >= len(spec.confirm.seeds) for item in found)
+    return len(found) >= expected and all(item.score.seeds >= len(spec.confirm.seeds) for item in found)
 
 
 def answer_markdown(spec: spec_module.SweepSpec, report, *, report_url: str = "") -> str:

@@ -231,13 +231,16 @@ def main(args: argparse.Namespace) -> int:
     spec = spec_module.load_sweep(args.sweep_file, smoke_test=args.smoke_test)
     if spec.searched:
         # Suggested as it runs: the count is an upper bound (budget, scheduler); no time estimate of a search yet.
-        # Its stages (confirm, final) add a fixed number of trials, each to the last epoch.
-        trials = spec.total_trials + spec.stage_trials
-        plan = dict(user_trainer_plan(spec), trials=trials, networks=trials, to_train=trials,
-                    epochs_to_train=trials * spec.max_epochs, search_trials=spec.total_trials,
-                    stage_trials=spec.stage_trials)
-        stages_text = f" ({spec.total_trials} searched + {spec.stage_trials} in its confirm and final stages)" \
-            if spec.stage_trials else ""
+        # With seeds: k a trial is a configuration training k seeds side by side: k times the epochs, one slot.
+        # Its stages (confirm, final) add a fixed number of trials of one seed each, each to the last epoch.
+        seeds = spec.seeds_side_by_side
+        networks = spec.total_trials * seeds + spec.stage_trials
+        plan = dict(user_trainer_plan(spec), trials=spec.total_trials + spec.stage_trials, networks=networks,
+                    to_train=networks, epochs_to_train=networks * spec.max_epochs, seeds_per_trial=seeds,
+                    search_trials=spec.total_trials, stage_trials=spec.stage_trials)
+        side_by_side = f" x {seeds} seeds side by side (one trial's CPUs train all {seeds})" if seeds > 1 else ""
+        stages_text = f" ({spec.total_trials} searched{side_by_side} + {spec.stage_trials} in its confirm and final " \
+                      f"stages)" if spec.stage_trials else side_by_side
         print(json.dumps(plan, indent=1) if args.json else
               f"search {plan['sweep']!r}: up to {plan['trials']} trials{stages_text} of trainer {spec.trainer!r}, at "
               f"most {plan['epochs_to_train']} epochs in all{' (the scheduler stops some early)' if spec.scheduler else ''}"

@@ -10,7 +10,6 @@ import time
 from ray import tune
 
 from sweeps import console
-from sweeps import spec as spec_module
 from sweeps.tracking import mlflow_runs
 from sweeps.tracking import names
 from sweeps.run import trial as trial_module
@@ -44,13 +43,11 @@ class SweepCallback(tune.Callback):
     def _counts(self, trials) -> str:
         return counts_text([trial.status for trial in trials], self.total_trials)
 
-    @staticmethod
-    def _trial(tune_trial) -> spec_module.Trial:
-        return trial_module.TrialTask.of_config(tune_trial.config).trial
-
     def _name(self, tune_trial) -> str:
-        trial = self._trial(tune_trial)
-        return f"{trial.baseline or ''} {trial.label}".strip() + f" seed={trial.seed}"
+        task = trial_module.TrialTask.of_config(tune_trial.config)
+        trial = task.trial
+        seeds = f" seeds={','.join(map(str, task.seeds))}" if task.seeds else f" seed={trial.seed}"
+        return f"{trial.baseline or ''} {trial.label}".strip() + seeds
 
     def _print(self, trials, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {self._counts(trials)} | {message}", flush=True)
@@ -88,8 +85,10 @@ class SweepCallback(tune.Callback):
 
     def _mark(self, trial, status: str) -> None:
         try:
-            mlflow_runs.mark_trial(self.tracking_uri, self.experiment_id, self.parent_run_id, self._trial(trial).key,
-                                status)
+            # A configuration trained at several seeds (sweeps.run.seed_group): each seed's run.
+            for seed_trial in trial_module.TrialTask.of_config(trial.config).seed_trials():
+                mlflow_runs.mark_trial(self.tracking_uri, self.experiment_id, self.parent_run_id, seed_trial.key,
+                                       status)
         except Exception as error:  # noqa: BLE001 - progress must not stop the sweep
             logger.warning("could not set MLflow status of trial %s: %s", trial.trial_id, error)
 

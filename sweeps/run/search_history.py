@@ -4,6 +4,9 @@
 run's params give its configuration back (typed per factor, as ``SweepSpec.search_trial`` made it, so its trial key
 is the same), its status says whether it finished, its last objective value is what the searcher was told, and its
 start and end times give the CPU hours it held.
+
+With ``seeds: k`` the unit is the configuration (``sweeps.run.seed_group``): its k seed runs read back as one
+``PastTrial`` at the first seed, FINISHED when all k are, its value their mean.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ class PastTrial:
 
 def past_trials(spec: spec_module.SweepSpec, tracking_uri: str, experiment_id: str,
                 parent_run_id: str) -> list[PastTrial]:
-    """Every trial of the search that has a child run, oldest first (one per trial key; its stages' left out)."""
+    """Every trial of the search that has a child run, oldest first (one per trial key; one per configuration
+    when its seeds train side by side, ``configurations``; its confirm and final stages' runs left out)."""
     declared = spec.main_trainer.factors
     metric = spec.objective["metric"]
     found: dict[str, PastTrial] = {}
@@ -73,7 +77,26 @@ def past_trials(spec: spec_module.SweepSpec, tracking_uri: str, experiment_id: s
         value = run.data.metrics.get(metric)
         found[key] = PastTrial(trial=trial, status=run.info.status, value=value,
                                cpu_seconds=seconds_held(tracking_uri, run, metric) * spec.resources["cpu"])
-    return list(found.values())
+    return configurations(spec, list(found.values())) if spec.seeds_side_by_side > 1 else list(found.values())
+
+
+def configurations(spec: spec_module.SweepSpec, seed_runs: list[PastTrial]) -> list[PastTrial]:
+    """The seed runs of a search with ``seeds: k`` as one ``PastTrial`` per configuration, oldest first: its trial
+    at the first seed (the key its searcher knows it by); FINISHED when every seed's run is, else the first other
+    status of its runs (RUNNING where a seed merely has none yet), and then it is re-created; its value the seeds'
+    mean (None unless each has one); its CPU seconds the longest seed's (they shared one trial's CPUs)."""
+    grouped: dict[str, list[PastTrial]] = {}
+    for past in seed_runs:
+        grouped.setdefault(past.trial.config_key, []).append(past)
+    found = []
+    for members in grouped.values():
+        statuses = [past.status for past in members] + ["RUNNING"] * (len(spec.seeds) - len(members))
+        status = next((item for item in statuses if item != "FINISHED"), "FINISHED")
+        values = [past.value for past in members]
+        value = sum(values) / len(values) if len(values) == len(spec.seeds) and None not in values else None
+        found.append(PastTrial(trial=dataclasses.replace(members[0].trial, seed=spec.seeds[0]), status=status,
+                               value=value, cpu_seconds=max(past.cpu_seconds for past in members)))
+    return found
 
 
 def seconds_held(tracking_uri: str, run, metric: str) -> float:

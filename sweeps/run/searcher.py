@@ -174,7 +174,10 @@ class TrialSearcher(tune_search.Searcher):
                 self.count += 1
             self.started.add(trial.key)
             self.inner_ids[trial_id] = inner_id
-            task = trial_module.TrialTask(trial=trial, resume_from=tuple(self.resume_from.get(trial.key, ())))
+            # With seeds: k, the configuration is one trial training its k seeds side by side (seed_group).
+            seeds = tuple(self.spec.seeds) if self.spec.seeds_side_by_side > 1 else ()
+            task = trial_module.TrialTask(trial=trial, resume_from=tuple(self.resume_from.get(trial.key, ())),
+                                          seeds=seeds)
             return {trial_module.TASK_KEY: task.as_param()}
         print(f"glovesweep: {MAX_REPEATS} suggestions in a row repeated configurations already run; the search "
               f"space is exhausted", flush=True)

@@ -9,13 +9,14 @@ the epoch number; the user's own ``mlflow.log_*`` calls land in the same child r
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import json
 import logging
 import math
 import os
 import pathlib
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sweeps import spec as spec_module
 from sweeps.tracking import names
@@ -30,6 +31,33 @@ PENDING_METRIC = "mlflow_pending"
 EPOCH_FILE = ".glovesweep_epoch.json"
 # A child run's tag listing metrics that came out NaN or infinite ("name@epoch" joined by commas).
 NON_FINITE_TAG = names.NON_FINITE_TAG
+
+
+@dataclasses.dataclass
+class SeedRoute:
+    """Where one seed's reports go when a search's configuration trains its seeds side by side in one Tune trial
+    (``sweeps.run.seed_group``): each seed runs in a thread of its own, and the trial's Tune session is shared.
+
+    Attributes
+    ----------
+    forward : callable
+        ``forward(metrics, checkpoint=None)``: the configuration's barrier, in place of Tune's report.
+    checkpoint : ray.tune.Checkpoint or None
+        This seed's part of the configuration's checkpoint (a retried trial), in place of Tune's.
+    tags : dict
+        Tags of this seed's child run (the configuration's id).
+    handler : callable or None
+        The seed's report as ``intercepted_reports`` made it (its child run first); set while it runs.
+    """
+
+    forward: Callable[..., None]
+    checkpoint: Any = None
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    handler: Callable[..., None] | None = None
+
+
+# The running thread's seed (a thread of ``sweeps.run.seed_group``), or None in a trial of one seed.
+SEED_ROUTE: contextvars.ContextVar[SeedRoute | None] = contextvars.ContextVar("glovesweep_seed_route", default=None)
 
 
 @dataclasses.dataclass
@@ -88,10 +116,12 @@ def checkpoint_epoch(checkpoint) -> int:
 
 
 def first_checkpoint(candidates: list[str]):
-    """Tune's checkpoint for a retry, else the newest existing one of a resumed sweep's earlier runs."""
+    """Tune's checkpoint for a retry (a seed's: its part of it), else the newest existing one of a resumed sweep's
+    earlier runs."""
     from ray import tune
 
-    current = tune.get_checkpoint()
+    route = SEED_ROUTE.get()
+    current = route.checkpoint if route is not None else tune.get_checkpoint()
     if current is not None:
         return current
     for candidate in candidates:
@@ -102,11 +132,13 @@ def first_checkpoint(candidates: list[str]):
 
 @contextlib.contextmanager
 def intercepted_reports(session: TrialSession) -> Iterator[None]:
-    """Every Tune report of the trial goes to its MLflow child run first, numbered as an epoch."""
+    """Every Tune report of the trial goes to its MLflow child run first, numbered as an epoch; then to Tune, or for
+    a seed side by side with others (``SEED_ROUTE``) to its configuration's barrier."""
     from ray.train._internal import session as tune_session_module
 
+    route = SEED_ROUTE.get()
     tune_session = tune_session_module.get_session()
-    original = tune_session.report
+    original = tune_session.report if route is None else route.forward
 
     def report(metrics: dict[str, Any], *, checkpoint=None, **kwargs) -> None:
         epoch = metrics.get("epoch")
@@ -117,6 +149,14 @@ def intercepted_reports(session: TrialSession) -> Iterator[None]:
         original({**metrics, "epoch": session.epoch, PENDING_METRIC: session.run.pending}, checkpoint=checkpoint,
                  **kwargs)
 
+    if route is not None:
+        # Tune's session is shared by the seeds' threads: the group's router calls this thread's handler.
+        route.handler = report
+        try:
+            yield
+        finally:
+            route.handler = None
+        return
     tune_session.report = report
     try:
         yield
@@ -127,6 +167,10 @@ def intercepted_reports(session: TrialSession) -> Iterator[None]:
 @contextlib.contextmanager
 def user_mlflow_run(session: TrialSession) -> Iterator[None]:
     """The user's ``mlflow.log_*`` calls inside the trial go to its child run (MLflow's own env variables)."""
+    if SEED_ROUTE.get() is not None:
+        with thread_mlflow_run(session):
+            yield
+        return
     saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")}
     os.environ.update(MLFLOW_TRACKING_URI=session.run.tracking_uri, MLFLOW_RUN_ID=session.run.run_id)
     try:
@@ -146,6 +190,25 @@ def user_mlflow_run(session: TrialSession) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextlib.contextmanager
+def thread_mlflow_run(session: TrialSession) -> Iterator[None]:
+    """A seed's ``mlflow.log_*`` calls go to its child run: seeds side by side share the process's environment, so
+    its run goes on MLflow's active-run stack, which is per thread (the group sets ``MLFLOW_TRACKING_URI``)."""
+    import mlflow
+    from mlflow import entities
+
+    info = entities.RunInfo(run_id=session.run.run_id, experiment_id=session.run.experiment_id, user_id="",
+                            status="RUNNING", start_time=0, end_time=None, lifecycle_stage="active")
+    active = mlflow.ActiveRun(entities.Run(info, entities.RunData()))
+    stack = mlflow.tracking.fluent._active_run_stack.get()
+    stack.append(active)
+    try:
+        yield
+    finally:
+        if active in stack:
+            stack.remove(active)  # off the stack, never ended: glovesweep sets the final status
 
 
 class LocalTuneSession:
@@ -181,6 +244,9 @@ def run_function(session: TrialSession) -> None:
     if checkpoint is not None:
         session.epoch = checkpoint_epoch(checkpoint)
         session.run.set_tags({names.RESUMED_FROM_EPOCH_TAG: session.epoch})
+    route = SEED_ROUTE.get()
+    if route is not None and route.tags:
+        session.run.set_tags(route.tags)
     token = api.CURRENT_CHECKPOINT.set(checkpoint)
     try:
         with intercepted_reports(session), user_mlflow_run(session):

@@ -49,20 +49,31 @@ class TrialTask:
     resume_from : tuple of str
         Checkpoint folders or URIs, newest first, from earlier Tune runs of this sweep (``resume``); empty in a
         first run.
+    seeds : tuple of int
+        A search's configuration trained at these seeds side by side (``sweeps.run.seed_group``; ``trial`` is its
+        first seed); empty: the one trial.
     """
 
     trial: spec_module.Trial
     resume_from: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = ()
 
     def as_param(self) -> dict[str, Any]:
-        """The task as a param-space value: ``{"trial": Trial.as_dict(), "resume_from": [...]}``."""
-        return {"trial": self.trial.as_dict(), "resume_from": list(self.resume_from)}
+        """The task as a param-space value: ``{"trial": Trial.as_dict(), "resume_from": [...]}`` (and ``"seeds"``
+        for a configuration at several seeds)."""
+        value = {"trial": self.trial.as_dict(), "resume_from": list(self.resume_from)}
+        return dict(value, seeds=list(self.seeds)) if self.seeds else value
 
     @classmethod
     def from_param(cls, value: dict[str, Any]) -> "TrialTask":
         """The task ``as_param`` wrote."""
         return cls(trial=spec_module.Trial.from_dict(value["trial"]),
-                   resume_from=tuple(value.get("resume_from") or ()))
+                   resume_from=tuple(value.get("resume_from") or ()),
+                   seeds=tuple(int(seed) for seed in value.get("seeds") or ()))
+
+    def seed_trials(self) -> list[spec_module.Trial]:
+        """The trials this task trains: one per seed of a configuration, else its one trial."""
+        return [dataclasses.replace(self.trial, seed=seed) for seed in self.seeds] or [self.trial]
 
     @classmethod
     def of_config(cls, config: dict[str, Any]) -> "TrialTask":
@@ -102,9 +113,10 @@ class TrialContext:
         return self.state.identity
 
 
-def make_trainable(context: TrialContext):
-    """The trial function bound to ``context``, with the sweep's per-trial resources."""
-    trainable = tune.with_parameters(run_trial, context=context)
+def make_trainable(context: TrialContext, function=None):
+    """The trial function (``run_trial``, or ``function`` of the same signature) bound to ``context``, with the
+    sweep's per-trial resources."""
+    trainable = tune.with_parameters(function or run_trial, context=context)
     resources = context.spec.resources
     return tune.with_resources(trainable, {"cpu": resources["cpu"], "gpu": resources["gpu"]})
 
@@ -122,7 +134,7 @@ def stage_tags(spec: spec_module.SweepSpec, trial: spec_module.Trial) -> dict[st
     """A search's trial: its stage (``search``, ``confirm``, ``final``) and its configuration's key; else none."""
     if not spec.searched:
         return {}
-    return {names.STAGE_TAG: trial.stage or stages.SEARCH, names.CONFIGURATION_TAG: trial.configuration_key}
+    return {names.STAGE_TAG: trial.stage or stages.SEARCH, names.CONFIG_ID_TAG: trial.config_key}
 
 
 def trial_params(spec: spec_module.SweepSpec, trial: spec_module.Trial, config) -> dict[str, Any]:
@@ -150,8 +162,11 @@ def run_trial(param: dict[str, Any], context: TrialContext) -> None:
     run = trial_run.TrialRun(identity.tracking_uri, identity.experiment_id, identity.parent_run_id, trial.key,
                              sweep_dir=identity.sweep_dir)
     existing = run.find()
+    tune_ids = run.record_tune_trial(existing, tune.get_context().get_trial_id())
     if existing is not None and existing.info.status == "FINISHED":
         # Finished before the driver died, after Tune's last state snapshot: report it, never run it again.
+        run.run_id = existing.info.run_id
+        run.set_tags(tune_ids)
         metrics = existing.data.metrics
         tune.report({metric.name: metrics[metric.name] for metric in trainer.metrics if metric.name in metrics}
                     | {"epoch": config.epochs if trainer.epoch_axis else 0, "already_finished": True})
@@ -160,8 +175,7 @@ def run_trial(param: dict[str, Any], context: TrialContext) -> None:
               params=trial_params(spec, trial, config),
               tags={names.GIT_COMMIT_TAG: context.state.git_commit, names.VERSIONS_TAG: mlflow_runs.package_versions(),
                     names.DEVICE_TAG: f"CPU: {platform.machine()}", names.NODE_TAG: platform.node(),
-                    names.WORKER_PID_TAG: os.getpid(), names.TUNE_TRIAL_ID_TAG: tune.get_context().get_trial_id(),
-                    **stage_tags(spec, trial)})
+                    names.WORKER_PID_TAG: os.getpid()} | tune_ids | stage_tags(spec, trial))
     session = session_module.TrialSession(trainer=trainer, trial=trial, config=config, run=run, context=context,
                                           requested_epochs=spec.epochs,
                                           resume_from=list(task.resume_from))

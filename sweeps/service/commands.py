@@ -119,12 +119,13 @@ def submit_main(args: argparse.Namespace) -> int:
     module = registry.shipped_module(spec.trainer, spec.trainer_folder)
     extras.update({"py_modules": [registry.job_package(module)]} if module else {})
     trials = spec.trials() if spec.search["mode"] == "grid" else []
-    # A search's stages (confirm, final) add their trials to its own.
-    total = spec.total_trials + spec.stage_trials
-    networks = sum(not spec.trainer_of(trial).reference for trial in trials) if trials else total
+    # Progress counts child runs: a search with seeds: k gives each configuration k of them, its stages (confirm,
+    # final) one per trial.
+    runs = spec.total_trials * spec.seeds_side_by_side + spec.stage_trials
+    networks = sum(not spec.trainer_of(trial).reference for trial in trials) if trials else runs
     metadata = {jobs.SWEEP_ID: sweep_id, jobs.SWEEP_NAME: spec.name, jobs.PARENT_RUN_ID: parent_run_id,
                 jobs.EXPERIMENT_ID: experiment_id, jobs.TRACKING_URI: spec.tracking_uri,
-                jobs.TOTAL_TRIALS: str(total), jobs.NETWORK_TRIALS: str(networks),
+                jobs.TOTAL_TRIALS: str(runs), jobs.NETWORK_TRIALS: str(networks),
                 jobs.MAX_EPOCHS: str(spec.max_epochs), **({jobs.TRAINER_MODULE: module} if module else {})}
     environment = {job_entry.SWEEP_ENV: submitted.encode(), job_entry.SWEEP_ID_ENV: sweep_id, **STOP_ENVIRONMENT}
     # The MLflow login (the cluster's server requires one) reaches the job's driver and every trial on every

@@ -77,11 +77,12 @@ class Trial:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     @property
-    def configuration_key(self) -> str:
-        """Stable identity of the trial's configuration (its trainer and cell; any seed, any stage), hex, 16
-        chars: MLflow tag ``glovesweep.configuration`` ties a configuration's search, confirm and final runs."""
-        return hashlib.sha256(json.dumps({"kind": self.kind, "cell": self.cell}, sort_keys=True).encode()
-                              ).hexdigest()[:16]
+    def config_key(self) -> str:
+        """The configuration's identity without its seed or stage (hex, 16 chars): MLflow tag
+        ``glovesweep.config_id``, the same on the runs of every seed of a search's configuration and of its confirm
+        and final stages."""
+        values = {"kind": self.kind, "cell": dict(self.cell), "baseline": self.baseline}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
     def as_dict(self) -> dict[str, Any]:
         values = {"kind": self.kind, "cell": dict(self.cell), "seed": self.seed, "baseline": self.baseline}
@@ -109,6 +110,8 @@ class SweepSpec:
     fixed : dict
         TrainerConfig fields held fixed (paths made absolute).
     seeds : list of int
+        A grid's seeds (each a trial); in a search, the seeds every configuration trains at, side by side in one
+        trial whose reported objective is their mean.
     resources : dict
         ``cpu`` and ``gpu`` per trial (floats).
     search : dict
@@ -206,9 +209,16 @@ class SweepSpec:
         """Factor names as logged in the ``factors`` param (``epochs`` included when it is a factor)."""
         return list(self.factors or self.space) + (["epochs"] if self.epochs_is_factor else [])
 
+    @property
+    def seeds_side_by_side(self) -> int:
+        """Seeds each configuration of a search trains at in one trial (``seeds: k``); 1 in a grid, whose seeds are
+        trials of their own."""
+        return len(self.seeds) if self.searched else 1
+
     def search_trial(self, values: dict[str, Any]) -> Trial:
         """The trial of a suggested configuration: each searched factor whose ``when`` holds, typed and rounded
-        (``Distribution.typed``), at the sweep's seed. Its key is the same for the same values in any process."""
+        (``Distribution.typed``), at the sweep's first seed (its other seeds: ``sweeps.run.seed_group``). Its key is
+        the same for the same values in any process."""
         declared = self.main_trainer.factors
         cell: dict[str, Any] = {}
         for name, distribution in self.space.items():

@@ -23,6 +23,7 @@ FACTORS_TAG = "glovesweep.factors"  # factor names, comma-separated
 SMOKE_TEST_TAG = "glovesweep.smoke_test"
 TRIAL_ID_TAG = "glovesweep.trial_id"  # the trial's key (spec.Trial.key): stable across retries and resumes
 TUNE_TRIAL_ID_TAG = "glovesweep.tune_trial_id"  # Ray Tune's id of the latest Tune trial that ran it
+TUNE_TRIAL_IDS_TAG = "glovesweep.tune_trial_ids"  # every Tune trial id that ran it, comma-separated (trial_<id> folders)
 CELL_TAG = "glovesweep.cell"  # the trial's factor values, "name=value" joined by commas
 TRAINER_TAG = "trainer"  # a child run's trainer kind: TRAINER_KERAS, TRAINER_BASELINE or a user trainer's name
 TRAINER_KERAS = "keras"
@@ -35,13 +36,14 @@ BEST_TAG_PREFIX = "glovesweep.best."  # new: a search's best configuration, one 
 BEST_RUN_TAG = "glovesweep.best_run"  # new: the child run id of a search's best trial (parent run)
 CONFIRMED_TAG = "glovesweep.best_confirmed"  # new: "true" when the best.* tags are the confirm stage's (parent run)
 STAGE_TAG = "glovesweep.stage"  # new: a search's child run: search, confirm or final (sweeps.spec.stages names them)
-CONFIGURATION_TAG = "glovesweep.configuration"  # new: a search's configuration key (any seed, any stage)
 NON_FINITE_TAG = "glovesweep.non_finite"  # new: metrics that came out NaN or infinite, "name@epoch" joined by commas
 RESUMED_FROM_EPOCH_TAG = "glovesweep.resumed_from_epoch"
 WORKER_PID_TAG = "glovesweep.worker_pid"
 NODE_TAG = "glovesweep.node"
 DATA_KEY_TAG = "glovesweep.data_key"  # the prepare cache key of the trial's data
 SHARES_TRIAL_TAG = "glovesweep.shares_trial"  # new: this trial was merged with an identical one (its trial id)
+# New: a search's configuration (spec.Trial.config_key), the same on the child run of each of its seeds.
+CONFIG_ID_TAG = "glovesweep.config_id"
 GIT_COMMIT_TAG = "git_commit"
 GIT_DIRTY_TAG = "git_dirty"
 VERSIONS_TAG = "versions"  # "name=version;..." of the packages that shape a result

@@ -115,6 +115,23 @@ class TrialRun:
             self._answered()
         return True
 
+    def record_tune_trial(self, existing, tune_trial_id: str) -> dict[str, str]:
+        """The tags naming ``tune_trial_id`` as the latest and among all Tune trials that ran this trial.
+
+        Tune gives a retried or resumed trial a new id and folder (``trial_<id>``); the list lets a reader map any
+        such folder back to its run, even one whose ``params.json`` was never written (a full disk).
+        """
+        earlier = existing.data.tags.get(names.TUNE_TRIAL_IDS_TAG, "") if existing is not None else ""
+        ids = [value for value in earlier.split(",") if value]
+        if tune_trial_id not in ids:
+            ids.append(tune_trial_id)
+        # MLflow caps a tag value at 8,000 characters; the newest ids matter most to a reader.
+        text = ",".join(ids)
+        while len(text) > 8000:
+            ids.pop(0)
+            text = ",".join(ids)
+        return {names.TUNE_TRIAL_ID_TAG: tune_trial_id, names.TUNE_TRIAL_IDS_TAG: text}
+
     def find(self):
         """This trial's earlier child run (``mlflow.entities.Run``), or None."""
         return self._call(lambda: mlflow_runs.find_trial_run(self.tracking_uri, self.experiment_id, self.parent_run_id,

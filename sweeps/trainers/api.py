@@ -20,7 +20,9 @@ to its trial's MLflow child run (buffered through outages, as the Keras trainer'
 own ``mlflow.log_*`` calls inside the trial land in that same run.
 
 What glovesweep gives every trainer from its declaration:
-- ``seed`` factor: the sweep's ``seeds`` and the seed-aware statistics (cells with intervals);
+- ``seed`` factor: the sweep's ``seeds`` and the seed-aware statistics (cells with intervals); in a search,
+  ``seeds: k`` trains each configuration at k seeds side by side, in threads of one process (keep random state in
+  objects such as ``np.random.default_rng(seed)``, not process-wide);
 - ``epochs`` factor: the exact epoch axis (one trial per cell trains to ``max(epochs)``, reporting each epoch);
 - ``checkpoints=True``: a retried or resumed trial continues from the newest checkpoint it reported
   (``get_checkpoint()``); glovesweep stores them, the trainer decides what they hold;
@@ -235,7 +237,8 @@ def get_checkpoint():
     """The checkpoint this trial should continue from (``ray.tune.Checkpoint``), or None to start afresh.
 
     A retry within one Tune run gets Tune's newest checkpoint; a trial of a resumed sweep gets the newest one
-    its earlier attempts left. Only for trainers declared with ``checkpoints=True``.
+    its earlier attempts left; a seed of a search's configuration (``seeds: k``) gets its own. Only for trainers
+    declared with ``checkpoints=True``.
     """
     return CURRENT_CHECKPOINT.get()
 
