@@ -153,6 +153,7 @@ def test_a_search_confirms_its_best_two_on_fresh_seeds_then_scores_the_confirmed
     markdown = (report_dir / "report.md").read_text()
     assert "## Confirmed on fresh seeds" in markdown and "retrained with holdout=test on 2 seeds" in markdown
     assert f"optimistic by {searched[chosen] - mean:.3f}" in markdown
+    assert ("(the search underrated it)" in markdown) == (searched[chosen] - mean < 0)
     assert (report_dir / "confirmed.csv").read_text().count("\nconfirm,") == 2
     assert "Confirmed on 2 fresh seeds" in finished.stdout
 

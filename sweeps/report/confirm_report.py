@@ -37,7 +37,9 @@ def sentences(tables: confirm_stats.StageTables, metric: objective_module.Metric
             f"({percent} t interval over seeds); the search's own value of it was "
             f"{objective_module.value_text(metric, best.search_value)}, optimistic by "
             f"{objective_module.value_text(metric, best.optimism)} "
-            f"{interval_text(metric, best.optimism_low, best.optimism_high)}.")
+            f"{interval_text(metric, best.optimism_low, best.optimism_high)}"
+            # A negative optimism reads oddly on its own: say what it means.
+            f"{' (the search underrated it)' if best.optimism < 0 else ''}.")
     if tables.final is not None:
         final = tables.final
         settings = ", ".join(f"{name}={value}" for name, value in tables.final_settings.items()) or "its settings"
