@@ -127,7 +127,7 @@ class FailedTrial:
 
 
 def test_a_failed_trial_is_one_progress_line_saying_why(tmp_path, capsys, monkeypatch):
-    from sweeps.run import driver
+    from sweeps.run import fitting
     from sweeps.run import progress
 
     error_file = tmp_path / "error.txt"
@@ -142,7 +142,7 @@ def test_a_failed_trial_is_one_progress_line_saying_why(tmp_path, capsys, monkey
     assert "\x1b[" not in lines[0]
     # Tune's own traceback per attempt is off unless the user turns it back on.
     monkeypatch.delenv("TUNE_PRINT_ALL_TRIAL_ERRORS", raising=False)
-    driver.quiet_tune_output()
+    fitting.quiet_tune_output()
     import os
 
     assert os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] == "0"

@@ -19,6 +19,7 @@ from conftest import build_tiny_data_home, free_port, start_mlflow_server, stop_
 from test_sweep import client, history, runs_of, write_sweep
 
 from sweeps.run import driver
+from sweeps.run import fitting
 from sweeps.tracking import mlflow_runs
 from sweeps.tracking import names
 from sweeps.tracking import outbox
@@ -97,7 +98,7 @@ def test_a_server_still_down_at_the_end_leaves_an_outbox_that_resume_applies(ser
 def test_closing_runs_while_the_server_is_down_keeps_their_status(server, trial, tmp_path):
     server["stop"]()
     started = time.monotonic()
-    driver.close_runs(server["uri"], trial.experiment_id, trial.parent_run_id, "KILLED",
+    fitting.close_runs(server["uri"], trial.experiment_id, trial.parent_run_id, "KILLED",
                       sweep_dir=str(tmp_path / "sweep"))
     assert time.monotonic() - started < HANG
     server["start"]()

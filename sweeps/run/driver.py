@@ -54,16 +54,6 @@ from sweeps.run import trial as trial_module
 
 logger = logging.getLogger(__name__)
 
-# One Tune run's machinery lives in sweeps.run.fitting (shared with resume and a search's stages); its names are
-# kept here for the callers that know them as the driver's.
-CHECKPOINTS_TO_KEEP = fitting.CHECKPOINTS_TO_KEEP
-SweepResult = fitting.SweepResult
-run_config = fitting.run_config
-trial_context = fitting.trial_context
-quiet_tune_output = fitting.quiet_tune_output
-fit_and_finish = fitting.fit_and_finish
-full_disk_message = fitting.full_disk_message
-close_runs = fitting.close_runs
 
 # --------------------------------------------------------------------------------------------- command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -137,7 +127,7 @@ def run_sweep(
     experiment_name: str | None = None,
     parent_run_id: str | None = None,
     check_resources: bool = True,
-) -> SweepResult:
+) -> fitting.SweepResult:
     """Run a validated sweep to the end; every trial is logged to MLflow under one parent run.
 
     Parameters
@@ -223,11 +213,11 @@ def run_sweep(
     def make_tuner() -> tune.Tuner:
         state_module.write_state(state)
         tune_config, param_space = searcher_module.tune_config_and_space(spec, trials=plan.train)
-        trainable = seed_group.make_trainable(trial_context(spec, state, shared))
+        trainable = seed_group.make_trainable(fitting.trial_context(spec, state, shared))
         return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
-                          run_config=run_config(spec, state, name=name, storage_path=spec.storage_path))
+                          run_config=fitting.run_config(spec, state, name=name, storage_path=spec.storage_path))
 
-    result = fit_and_finish(make_tuner, state, started=started,
+    result = fitting.fit_and_finish(make_tuner, state, started=started,
                             trial_keys=None if spec.searched else [trial.key for trial in spec.trials()],
                             after_fit=lambda: record_shared(spec, state, plan))
     result = confirm.run_stages(spec, state, result, started=started, sources=sources)

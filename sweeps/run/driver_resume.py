@@ -23,6 +23,7 @@ from sweeps.run import checkpoints
 from sweeps.checks import cluster_checks
 from sweeps.run import confirm
 from sweeps.run import driver
+from sweeps.run import fitting
 from sweeps.run import merging
 from sweeps.tracking import outbox
 from sweeps.run import parent_run
@@ -58,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def resume_sweep(sweep_dir: str, *, address: str | None = None, num_cpus: int | None = None,
-                 include_dashboard: bool = False, **overrides: Any) -> driver.SweepResult:
+                 include_dashboard: bool = False, **overrides: Any) -> fitting.SweepResult:
     """Finish a sweep: its trials (``resume_trials``), then the stages of a search that it still lacks
     (``sweeps.run.confirm``); ``overrides`` may replace ``data_home``, ``cache_dir``, ``download_if_missing``.
 
@@ -85,14 +86,14 @@ def resumed_state(sweep_dir: str, overrides: dict[str, Any]) -> state_module.Swe
 
 
 def resume_trials(sweep_dir: str, *, address: str | None = None, num_cpus: int | None = None,
-                  include_dashboard: bool = False, **overrides: Any) -> driver.SweepResult:
+                  include_dashboard: bool = False, **overrides: Any) -> fitting.SweepResult:
     """Finish a sweep's trials (a grid's, or a search's up to its budget); see ``resume_sweep``."""
     started = time.perf_counter()
     if "://" not in sweep_dir:
         sweep_dir = str(pathlib.Path(sweep_dir).expanduser().resolve())
     state = resumed_state(sweep_dir, overrides)
     # A full results disk is named before anything is written there (Tune's folder, checkpoints, the outbox).
-    full = driver.full_disk_message(sweep_dir)
+    full = fitting.full_disk_message(sweep_dir)
     if full:
         raise OSError(full.replace("glovesweep: error: ", "").replace("trials could not save their checkpoints",
                                                                         "the resumed trials could not save theirs"))
@@ -122,7 +123,7 @@ def resume_trials(sweep_dir: str, *, address: str | None = None, num_cpus: int |
               f"nothing to resume", flush=True)
         if previous_status != "FINISHED":
             mlflow_runs.end_run(spec.tracking_uri, identity.parent_run_id, "FINISHED")
-        return driver.SweepResult(sweep_dir=sweep_dir, tracking_uri=spec.tracking_uri,
+        return fitting.SweepResult(sweep_dir=sweep_dir, tracking_uri=spec.tracking_uri,
                                   experiment_id=identity.experiment_id, parent_run_id=identity.parent_run_id,
                                   total=len(trials), done=len(trials), failed=0,
                                   seconds=time.perf_counter() - started)
@@ -156,12 +157,12 @@ def resume_trials(sweep_dir: str, *, address: str | None = None, num_cpus: int |
         mlflow_runs.reopen_run(spec.tracking_uri, identity.parent_run_id)
         tune_config, param_space = searcher_module.tune_config_and_space(spec, resume_from=earlier, trials=to_train,
                                                                         searcher=searcher)
-        run_config = driver.run_config(spec, state, name=f"resume-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}",
+        run_config = fitting.run_config(spec, state, name=f"resume-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}",
                                        storage_path=sweep_dir)
-        trainable = seed_group.make_trainable(driver.trial_context(spec, state, shared))
+        trainable = seed_group.make_trainable(fitting.trial_context(spec, state, shared))
         return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
-    result = driver.fit_and_finish(make_tuner, state, started=started,
+    result = fitting.fit_and_finish(make_tuner, state, started=started,
                                    trial_keys=None if spec.searched else [trial.key for trial in trials],
                                    status_if_not_started=previous_status,
                                    after_fit=lambda: driver.record_shared(spec, state, plan))

@@ -112,7 +112,7 @@ def counts_text(statuses: list[str], total: int | None) -> str:
 def error_summary(tune_trial) -> str:
     """The last line of a failed trial's error file (e.g. ``ValueError: ...``), no colour codes; "" if none.
 
-    Tune's own traceback per failure is off (``TUNE_PRINT_ALL_TRIAL_ERRORS=0``, ``driver.quiet_tune_output``):
+    Tune's own traceback per failure is off (``TUNE_PRINT_ALL_TRIAL_ERRORS=0``, ``fitting.quiet_tune_output``):
     this line says why, the error file holds the traceback.
     """
     try:
