@@ -141,7 +141,7 @@ def monte_carlo_variances(objective: SyntheticObjective, samples: int, seed: int
     return found
 
 
-def trials_frame(objective: SyntheticObjective, count: int, random: np.random.Generator) -> pd.DataFrame:
+def synthetic_trials(objective: SyntheticObjective, count: int, random: np.random.Generator) -> pd.DataFrame:
     """One study's trials as ``search_stats.trials_frame`` gives them: ``number``, ``status``, ``value``, factors."""
     configurations = objective.draw(count, random)
     values = objective.value(configurations) + random.normal(0.0, objective.noise, count)
@@ -171,7 +171,7 @@ class FactorResult:
 def run_study(objective: SyntheticObjective, study: int, trials: int, bootstrap: int, seed: int) -> list[FactorResult]:
     """One seeded study through the report's own ``importances``."""
     random = np.random.default_rng([seed, study])
-    frame = trials_frame(objective, trials, random)
+    frame = synthetic_trials(objective, trials, random)
     found, left_out = search_stats.importances(frame, objective.space(), "max", bootstrap_samples=bootstrap,
                                                seed=seed * 100_003 + study)
     assert not left_out, left_out

@@ -62,9 +62,9 @@ def test_linear_scale_truth_matches_monte_carlo_on_a_linear_rate(script):
     assert linear["rate"] < objective.truth()["rate"] / 2
 
 
-def test_trials_frame_is_what_importances_reads(script):
+def test_synthetic_trials_are_what_importances_reads(script):
     objective = script.SyntheticObjective()
-    frame = script.trials_frame(objective, 500, np.random.default_rng(0))
+    frame = script.synthetic_trials(objective, 500, np.random.default_rng(0))
     assert list(frame.columns) == ["number", "status", "value", *script.FACTORS]
     assert (frame["rate"] >= script.RATE_LOW).all() and (frame["rate"] <= script.RATE_HIGH).all()
     # Log-uniform: about a third of the trials in each decade.
