@@ -131,7 +131,11 @@ def report_markdown(swept: reader.SweepFrame, tables: search_stats.SearchTables,
               f"fANOVA importance as Optuna computes it (`FanovaImportanceEvaluator(seed={tables.seed})`, normalized "
               f"to sum to 1) on the {len(done)} finished trials; interval: 95% percentile bootstrap over trials "
               f"({tables.bootstrap_samples} resamples with replacement, the forest refitted with its own seed each "
-              f"time), a rough guide with few trials (importances.csv).", ""]
+              f"time), a rough guide (importances.csv): on 100 synthetic studies of 40 trials with known "
+              f"importances these intervals held the truth 77% of the time, not 95%, because fANOVA's estimate is "
+              f"biased (small effects pulled up, log-scale factors weighed on a linear scale; a factor with no "
+              f"effect never gets 0), and more trials do not fix that (glovesweep's "
+              f"docs/results/importance-coverage).", ""]
     if tables.importances:
         lines += ["| factor | importance [95% interval] | resamples |", "|---|---|---|"]
         lines += [f"| {item.factor} | {item.value:.3f} [{item.low:.3f}, {item.high:.3f}] | {item.resamples} |"
