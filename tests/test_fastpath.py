@@ -155,7 +155,7 @@ def test_the_padding_row_gets_the_keras_paths_slices(case):
 
 def test_keras_ties_that_the_padding_slices_rely_on():
     """The Keras path's all-padding stages are bit for bit equal at every position, and MaxPooling1D gives a
-    window's gradient to its first maximum while GlobalMaxPooling1D splits it (trainer.fastpath.padding_slices)."""
+    window's gradient to its first maximum while GlobalMaxPooling1D splits it (trainer.padding_gradient.padding_slices)."""
     config = config_module.TrainerConfig(embedding="trainable")
     model = build(config, padding_row=True)
     tensor = model.get_layer("embedding")(np.zeros((1, config.sequence_length), np.int32))

@@ -39,6 +39,7 @@ from sweeps.run import session as session_module
 from sweeps.run import trial as trial_module
 from sweeps.tracking import mlflow_runs
 from sweeps.tracking import names
+from sweeps.tracking import outbox
 from sweeps.tracking import trial_run
 
 # One folder per seed inside a configuration's checkpoint.
@@ -257,17 +258,8 @@ def routed_reports() -> Iterator[Callable[..., None]]:
 def tracking_environment(tracking_uri: str) -> Iterator[None]:
     """MLflow's store for the seeds' own ``mlflow.log_*`` calls, and no process-wide run id: each seed's run is
     on its thread's active-run stack (``session.thread_mlflow_run``)."""
-    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")}
-    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    os.environ.pop("MLFLOW_RUN_ID", None)
-    try:
+    with outbox.environment({"MLFLOW_TRACKING_URI": tracking_uri}, removed=("MLFLOW_RUN_ID",)):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def finished_values(tracking_uri: str, run_id: str, metrics: list[str]) -> dict[int, dict[str, float]]:

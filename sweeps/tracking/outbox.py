@@ -80,8 +80,17 @@ def trial_client_settings() -> Iterator[None]:
     For a trial worker's calls only, which buffer metric values and retry with their own bounded backoff
     (``sweeps.tracking.trial_run``); the previous values are put back after the block.
     """
-    previous = {name: os.environ.get(name) for name in TRIAL_SETTINGS}
-    os.environ.update(TRIAL_SETTINGS)
+    with environment(TRIAL_SETTINGS):
+        yield
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str], *, removed: tuple[str, ...] = ()) -> Iterator[None]:
+    """Set ``values`` and unset ``removed`` in ``os.environ`` for the block; every variable is put back after it."""
+    previous = {name: os.environ.get(name) for name in (*values, *removed)}
+    os.environ.update(values)
+    for name in removed:
+        os.environ.pop(name, None)
     try:
         yield
     finally:
