@@ -12,6 +12,10 @@ Each round, in this order, every command a fresh process:
    with an empty preprocessing cache (what a fresh clone meets): the seconds until the answer is printed and
    until the command returns (Ray shut down).
 
+Each round also records when command 1 printed each step's first line (``timeline``: data prepared, first epoch,
+first trial done, every trial done, the answer) and the CPU-seconds the whole machine was busy meanwhile (Ray's
+processes included): busy CPU-seconds over the cores is the floor of the command's wall on an idle machine.
+
 The ratios are taken round by round (the machine's speed drifts between rounds, not within one) and their
 medians reported, with the CPU model, its vector extensions and the load average. ``--smoke`` runs one round
 of the same three commands on tiny settings (``--smoke-test``, 5 posts per group) so CI checks that the
@@ -38,6 +42,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+): .*\((\d+(?:\.\d+)?) s\)$", re.MULTILINE)
 ANSWER_LINE = "glovesweep: the answer:"
+# Where README command 1's seconds go: the first line of each step, timed as it is printed.
+MILESTONES = {
+    "data_prepared": re.compile(r"^glovesweep: prepared \d+ data set"),
+    "first_epoch": re.compile(r": epoch 1 val_acc"),
+    "first_trial_done": re.compile(r"seed=\d+: done$"),
+    "trials_done": re.compile(r"^glovesweep: \d+/\d+ trials done"),
+    "answer": re.compile(r"^glovesweep: the answer:"),
+}
 SMOKE_TRAIN = ["--documents-per-group", "5", "--architecture", "global_max", "--max-sequence-length", "160"]
 
 
@@ -66,22 +78,41 @@ def readme_command_1(data_dir: str, *, smoke: bool) -> dict:
         shutil.copytree(ROOT / "sweeps", folder / "sweeps")
         env = dict(os.environ, GLOVESWEEP_DATA=data_dir, GLOVESWEEP_CACHE=str(folder / "cache"))
         command = glovesweep("run", "sweeps/quick.yaml", *(["--smoke-test"] if smoke else []))
+        busy_before = machine_busy_seconds()
         started = time.perf_counter()
         process = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True)
-        answer_seconds, lines = None, []
+        answer_seconds, lines, timeline = None, [], {}
         for line in process.stdout:
             lines.append(line)
+            now = round(time.perf_counter() - started, 2)
+            for milestone, pattern in MILESTONES.items():
+                if milestone not in timeline and pattern.search(line):
+                    timeline[milestone] = now
             if answer_seconds is None and line.startswith(ANSWER_LINE):
                 answer_seconds = time.perf_counter() - started
         code = process.wait()
         seconds = time.perf_counter() - started
+        busy = machine_busy_seconds() - busy_before
         text = "".join(lines)
         if code != 0 or answer_seconds is None:
             raise RuntimeError(f"README command 1 failed ({code}):\n{text[-3000:]}")
         done = re.search(r"glovesweep: (\d+)/(\d+) trials done, (\d+) failed in (\d+) s", text)
         return {"seconds": round(seconds, 2), "answer_seconds": round(answer_seconds, 2),
-                "sweep_seconds": int(done.group(4)) if done else None}
+                "sweep_seconds": int(done.group(4)) if done else None,
+                "busy_cpu_seconds": round(busy, 1) if busy is not None else None,
+                "busy_cores": round(busy / seconds, 2) if busy is not None else None,
+                "timeline": timeline}
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU-seconds every core of the machine has spent busy since boot (``/proc/stat``: all but idle and iowait),
+    so that the difference over a command counts its Ray processes too; None off Linux."""
+    try:
+        fields = [int(value) for value in pathlib.Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except OSError:
+        return None
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def ratio(seconds: float, epoch_seconds: float) -> float | None:
@@ -123,7 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"smoke": args.smoke, "cpu": machine.cpu_description(), "rounds": rounds,
               "median": {key: median(key) for key in ("fast_epoch_seconds", "keras_epoch_seconds", "seconds",
                                                       "answer_seconds", "ratio_to_fast_epoch",
-                                                      "ratio_to_keras_epoch", "answer_ratio_to_fast_epoch")},
+                                                      "ratio_to_keras_epoch", "answer_ratio_to_fast_epoch",
+                                                      "busy_cpu_seconds", "busy_cores")},
               "target_ratio": 4.0}
     print(json.dumps(result["median"]), flush=True)
     if args.out:

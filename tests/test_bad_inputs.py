@@ -185,7 +185,10 @@ def fill(text: str, values: dict[str, str]) -> str:
 
 def assert_nothing_half_written(tmp: pathlib.Path) -> None:
     cache = tmp / "cache"
-    assert not (cache / "prepared").exists() or not any((cache / "prepared").iterdir()), "a prepared entry was written"
+    # A preparation task that refused its archive may leave its entry's lock file (empty), never an entry.
+    entries = [path for path in (cache / "prepared").glob("*") if path.suffix != ".lock"]
+    assert not entries, f"a prepared entry was written: {entries}"
+    assert all(path.stat().st_size == 0 for path in (cache / "prepared").glob("*.lock"))
     assert not [path for path in tmp.rglob("*.tmp")], "a temporary file was left"
     assert not (tmp / "results").exists(), "Tune results were written"
     store = tmp / "mlflow.db"

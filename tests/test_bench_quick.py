@@ -25,3 +25,10 @@ def test_the_benchmark_times_both_reference_epochs_and_the_first_command(shared_
     assert 0 < row["answer_seconds"] <= row["seconds"] and row["sweep_seconds"] <= row["answer_seconds"]
     assert row["fast_epoch_seconds"] >= 0 and row["keras_epoch_seconds"] >= 0
     assert figures["median"]["seconds"] == row["seconds"]
+    # Its steps were seen in the order they happen, and the machine was busy for some of the command's time.
+    timeline = row["timeline"]
+    order = ["data_prepared", "first_epoch", "first_trial_done", "trials_done", "answer"]
+    assert list(timeline) == order, timeline
+    times = [timeline[step] for step in order]
+    assert times == sorted(times) and times[-1] <= row["seconds"]
+    assert 0 < row["busy_cpu_seconds"] and 0 < row["busy_cores"] <= figures["cpu"]["cpus"] + 0.5

@@ -95,26 +95,35 @@ def test_the_sweep_prepares_each_data_key_once_per_archive_task(ray_local, tmp_p
         assert shared.stats[key]["content_digest"]
 
 
-def test_sources_read_only_archives_that_are_not_the_published_ones(tmp_path, monkeypatch):
-    """The published archives (SHA-256 as published) need no read to be trusted; any other source is read
-    before Ray starts, so a truncated file, missing groups or binary posts stop the sweep there."""
+def test_sources_read_only_archives_that_no_preparation_task_reads(tmp_path, monkeypatch):
+    """An archive that a preparation task reads is checked there, not read a second time on the driver; a
+    baseline's archive (its trial reads it, no preparation task does) is read before any trial, unless it is
+    the published one (SHA-256 as published), which holds no truncation, missing group or binary post."""
     spec = spec_module.parse_sweep(textwrap.dedent(SWEEP), source_path="shared.yaml")
     home = build_tiny_data_home(tmp_path / "data")
     reads = counting_reads(monkeypatch)
-    shared_data_module.resolve_sources(spec, data_home=str(home), download_if_missing=False)
-    assert [version for _, version in reads] == ["19997", "bydate"]
+    sources = shared_data_module.resolve_sources(spec, data_home=str(home), download_if_missing=False)
+    assert reads == [] and set(sources.checksums()) == {"19997", "bydate"}
+    baselines = spec_module.parse_sweep(textwrap.dedent(SWEEP) + "baselines: [multinomial_nb]\n",
+                                        source_path="shared.yaml")
+    baseline_trials = [trial for trial in baselines.data_trials() if not baselines.trainer_of(trial).prepares_data]
+    shared_data_module.resolve_sources(baselines, data_home=str(home), download_if_missing=False,
+                                       trials=baseline_trials)
+    assert sorted(version for _, version in reads) == ["19997", "bydate"]
     # Make the tiny 19997 archive the published one (its checksum the published checksum): no longer read.
     archive = home / data_module.ARCHIVES["19997"].filename
     published = dataclasses.replace(data_module.ARCHIVES["19997"], sha256=data_module.source_sha256(archive))
     monkeypatch.setitem(data_module.ARCHIVES, "19997", published)
     reads.clear()
-    sources = shared_data_module.resolve_sources(spec, data_home=str(home), download_if_missing=False)
-    assert [version for _, version in reads] == ["bydate"] and set(sources.checksums()) == {"19997", "bydate"}
-    # The same archive cut short is not the published one any more: it is read, and refused before Ray.
+    shared_data_module.resolve_sources(baselines, data_home=str(home), download_if_missing=False,
+                                       trials=baseline_trials)
+    assert [version for _, version in reads] == ["bydate"]
+    # The same archive cut short is not the published one any more: it is read, and refused before any trial.
     archive.write_bytes(archive.read_bytes()[:-200])
     assert not data_module.is_published(archive, "19997")
     with pytest.raises(OSError, match="20news-19997.tar.gz"):
-        shared_data_module.resolve_sources(spec, data_home=str(home), download_if_missing=False)
+        shared_data_module.resolve_sources(baselines, data_home=str(home), download_if_missing=False,
+                                           trials=baseline_trials)
 
 
 @pytest.mark.parametrize("cpus, sizes, expected", [

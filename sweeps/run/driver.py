@@ -155,19 +155,26 @@ def run_sweep(
     preflight.check_store_writable(spec.tracking_uri)
     preflight.check_storage_path(spec.storage_path)
     outbox.driver_client_settings()
-    mlflow_runs.check_reachable(spec.tracking_uri)
-    sources = shared_data.resolve_sources(spec, data_home=data_home, cache_dir=cache_dir,
-                                          download_if_missing=download_if_missing)
-    shared_data.start_ray(address=address, num_cpus=num_cpus, include_dashboard=include_dashboard)
-    # On several nodes, Tune's storage must be shared: refuse a local folder before any trial starts.
-    cluster_checks.check_cluster_storage(spec.storage_path)
-    if check_resources:
-        resources_check.check_trial_resources(spec)
-    # Only a sweep that passed every check gets an experiment: a refused one leaves MLflow as it was.
+
+    def check_inputs() -> shared_data.Sources:
+        mlflow_runs.check_reachable(spec.tracking_uri)
+        return shared_data.resolve_sources(spec, data_home=data_home, cache_dir=cache_dir,
+                                           download_if_missing=download_if_missing)
+
+    # Ray's start-up lines wait for the checks: a refused sweep prints its one line.
+    with shared_data.ray_logs_held():
+        sources = shared_data.start_ray_beside(check_inputs, address=address, num_cpus=num_cpus,
+                                               include_dashboard=include_dashboard)
+        # On several nodes, Tune's storage must be shared: refuse a local folder before any trial starts.
+        cluster_checks.check_cluster_storage(spec.storage_path)
+        if check_resources:
+            resources_check.check_trial_resources(spec)
+        # The preparation tasks check the archives they read; only a sweep that passed every check gets an
+        # experiment: a refused one leaves MLflow as it was.
+        shared = shared_data.prepare_shared_data(spec, sources, data_home=data_home, cache_dir=cache_dir,
+                                                 download_if_missing=download_if_missing)
     experiment_id = mlflow_runs.ensure_experiment(spec.tracking_uri, spec.experiment)
     commit, dirty = mlflow_runs.git_commit()
-    shared = shared_data.prepare_shared_data(spec, sources, data_home=data_home, cache_dir=cache_dir,
-                                             download_if_missing=download_if_missing)
 
     name = experiment_name or f"{spec.name}{'-smoke' if spec.smoke_test else ''}-" \
                               f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%d-%H%M%S}"

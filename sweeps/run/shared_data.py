@@ -1,7 +1,7 @@
 """Before any trial: find every data source, start Ray, and prepare each distinct data set once.
 
 ``resolve_sources`` finds every archive and GloVe file a sweep needs (missing: ``OSError`` before anything
-starts). ``prepare_shared_data`` runs ``trainer.prepare.prepare`` once per distinct data key (the trainer's
+starts), while Ray starts (``start_ray_beside``). ``prepare_shared_data`` runs ``trainer.prepare.prepare`` once per distinct data key (the trainer's
 content-hash cache key) in Ray tasks on the driver's node, each preparing several data sets of one archive
 from one read of it, so the arrays land in the object store once and trials on every node read them from there.
 """
@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, Iterator, TypeVar
 
 import ray
 
@@ -23,6 +24,7 @@ from sweeps.run import merging
 from sweeps import spec as spec_module
 from trainer import config as config_module
 
+T = TypeVar("T")
 
 LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 # A preparation task returns its data sets together: this bounds its memory (a full 19997 set is ~110 MB).
@@ -93,7 +95,12 @@ def resolve_sources(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=No
 
     archives = dict(known.archives) if known else {}
     glove = dict(known.glove) if known else {}
-    for trial in spec.data_trials() if trials is None else trials:
+    trials = spec.data_trials() if trials is None else trials
+    # An archive that a preparation task reads anyway is checked there, by the same reader, and its error comes
+    # back as one line before any trial starts (``get_or_raise_cause``): a read here too would read it twice.
+    prepared = {(spec.trial_config(trial).dataset, spec.trial_config(trial).data_path) for trial in trials
+                if spec.trainer_of(trial).prepares_data}
+    for trial in trials:
         trainer = spec.trainer_of(trial)
         if not trainer.reads_archives:
             continue
@@ -102,9 +109,10 @@ def resolve_sources(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=No
         if key not in archives:
             source = data_module.resolve_dataset(config.dataset, data_path=config.data_path, data_home=data_home,
                                                  download_if_missing=download_if_missing)
-            # Read once here, so a truncated archive, missing groups or binary posts stop the sweep before Ray;
-            # the published archive (its SHA-256 matches) is known to hold none of those, so it is not read.
-            if not data_module.is_published(source, config.dataset):
+            # Read here when no preparation task reads it (a baseline's archive), so a truncated archive, missing
+            # groups or binary posts stop the sweep before any trial; the published archive (its SHA-256 matches)
+            # is known to hold none of those, so it is not read.
+            if key not in prepared and not data_module.is_published(source, config.dataset):
                 data_module.load_documents(source, config.dataset)
             archives[key] = (str(source), data_module.source_sha256(source))
         glove_key = (config.glove_dim, config.glove_path)
@@ -132,6 +140,67 @@ def start_ray(*, address: str | None = None, num_cpus: int | None = None, includ
             ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=include_dashboard,
                      log_to_driver=False)
     stop_on_sigterm_as_on_ctrl_c()
+
+
+def start_ray_beside(checks: Callable[[], T], **ray_options: Any) -> T:
+    """``start_ray(**ray_options)`` while ``checks()`` runs in a thread; return what ``checks`` returned.
+
+    Starting Ray is mostly waiting for its own processes (GCS, raylet, the first workers: about 3 s on 2 cores),
+    which leaves the driver's core to the checks (MLflow's store, the archives' checksums). An error of ``checks``
+    is raised here, after Ray started: the caller's ``ray_stopped_after`` shuts that Ray down, and no experiment,
+    run or trial exists yet (hold Ray's start-up lines with ``ray_logs_held`` so the error reads as one line). The
+    thread is a daemon, so Ctrl-C is not held up by a download in it (downloads write a ``.part`` file and rename
+    it only when complete).
+    """
+    outcome: dict[str, Any] = {}
+
+    def run_checks() -> None:
+        try:
+            outcome["value"] = checks()
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread below.
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run_checks, name="glovesweep-checks", daemon=True)
+    thread.start()
+    start_ray(**ray_options)
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+@contextlib.contextmanager
+def ray_logs_held() -> Iterator[None]:
+    """Hold what Ray's loggers print in the block and print it after, unless the block raised a user error
+    (``ValueError``, ``OSError``: a bad input reads as its one line). Ray's loggers print through the handlers of
+    the ``ray`` logger, which does not propagate."""
+    handlers = list(logging.getLogger("ray").handlers)
+    held: dict[logging.Handler, list[logging.LogRecord]] = {handler: [] for handler in handlers}
+
+    class Hold(logging.Filter):
+        def __init__(self, handler: logging.Handler) -> None:
+            super().__init__()
+            self.handler = handler
+
+        def filter(self, record: logging.LogRecord) -> bool:
+            held[self.handler].append(record)
+            return False
+
+    filters = {handler: Hold(handler) for handler in handlers}
+    for handler, hold in filters.items():
+        handler.addFilter(hold)
+    user_error = False
+    try:
+        yield
+    except (ValueError, OSError):
+        user_error = True
+        raise
+    finally:
+        for handler, hold in filters.items():
+            handler.removeFilter(hold)
+        for handler, records in held.items():
+            for record in [] if user_error else records:
+                handler.handle(record)
 
 
 def stop_on_sigterm_as_on_ctrl_c() -> None:
