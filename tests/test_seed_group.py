@@ -91,7 +91,7 @@ def tune_results(sweep_dir) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------ the sweep file
-def test_a_search_takes_seeds_k_for_a_function_trainer_and_refuses_the_keras_network(tmp_path):
+def test_a_search_takes_seeds_k_for_a_function_trainer_and_the_keras_network_takes_turns(tmp_path):
     path = write(tmp_path, name="seeded", uri="sqlite:///mlflow.db")
     spec = spec_module.load_sweep(path)
     assert spec.seeds == [0, 1, 2] and spec.seeds_side_by_side == 3
@@ -105,12 +105,21 @@ def test_a_search_takes_seeds_k_for_a_function_trainer_and_refuses_the_keras_net
     planned = run_command(["plan", str(path), "--json"], tmp_path)
     plan = json.loads(planned.stdout)
     assert (plan["trials"], plan["seeds_per_trial"], plan["to_train"], plan["epochs_to_train"]) == (3, 3, 9, 27)
+    assert not spec.main_trainer.takes_turns  # its seeds train side by side
     keras = tmp_path / "keras.yaml"
     keras.write_text("name: k\nfactors: {learning_rate: {loguniform: [0.0001, 0.01]}}\nseeds: 3\n"
                      "search: {mode: tpe, num_samples: 4}\n")
-    with pytest.raises(ValueError, match=r"seeds=\[0, 1, 2\]: trainer 'keras' keeps process-wide state, so a search "
-                                         r"cannot train its seeds side by side in one trial; use seeds: \[0\]"):
-        spec_module.load_sweep(keras)
+    spec = spec_module.load_sweep(keras)
+    assert spec.seeds_side_by_side == 3 and spec.main_trainer.takes_turns  # one seed at a time (test_seed_turns.py)
+    # Its data is prepared at each seed: a seed draws its own split of 19997.
+    assert [trial.seed for trial in spec.data_trials()] == [0, 1, 2]
+    # A built-in runner that neither trains its seeds in threads nor takes turns is still refused.
+    tfidf = tmp_path / "tfidf.yaml"
+    tfidf.write_text(keras.read_text().replace("name: k\n", "name: t\ntrainer: tfidf\n"))
+    with pytest.raises(ValueError, match=r"seeds=\[0, 1, 2\]: trainer 'tfidf' neither trains its seeds side by side "
+                                         r"nor takes turns, so a search cannot train them in one trial; use "
+                                         r"seeds: \[0\]"):
+        spec_module.load_sweep(tfidf)
 
 
 # ------------------------------------------------------------------------------------------------- the barrier

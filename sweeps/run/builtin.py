@@ -10,6 +10,7 @@ per distinct data cell, at the first seed. Both keep the ``trainer`` tag values 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import pathlib
@@ -65,10 +66,7 @@ def run_network(session: session_module.TrialSession) -> None:
 
     config, run, context = session.config, session.run, session.context
     run.set_tags({names.DEVICE_TAG: configure_tensorflow(context.spec.resources["cpu"])})
-    key = context.data_keys.get(config.digest())
-    if key is None and len(set(context.data_keys.values())) == 1:
-        # A search's suggested training settings: its data settings are fixed, so there is one data set.
-        key = next(iter(context.data_keys.values()))
+    key = data_key(context, session.trial, config)
     prepared_ref = context.data[key]
     prepared = ray.get(prepared_ref)
     run.log_metrics(trial_run.stats_metrics(prepared.stats))
@@ -90,8 +88,9 @@ def run_network(session: session_module.TrialSession) -> None:
             tune.report({**metrics, "epoch": epoch, session_module.PENDING_METRIC: run.pending},
                         checkpoint=tune.Checkpoint.from_directory(directory))
 
-    # A retry within this Tune run has Tune's checkpoint; a resumed sweep hands the trial its own earlier ones.
-    checkpoint = tune.get_checkpoint()
+    # A retry within this Tune run has Tune's checkpoint (a seed of a configuration: its part of it); a resumed sweep
+    # hands the trial its own earlier ones.
+    checkpoint = session_module.current_checkpoint()
     candidates = [checkpoint.path, *older_checkpoints(checkpoint.path)] if checkpoint is not None \
         else list(session.resume_from)
     resume_directory = usable_checkpoint(candidates)
@@ -106,6 +105,18 @@ def run_network(session: session_module.TrialSession) -> None:
         if resume_directory:
             shutil.rmtree(resume_directory, ignore_errors=True)
     run.log_metrics(trial_run.summary_from_history(history, requested_epochs))
+
+
+def data_key(context, trial, config: config_module.TrainerConfig) -> str:
+    """The key of the shared data a trial trains on: its config's own, else (a search's suggested configuration, whose
+    data settings are not searched) that of the search's first configuration at the trial's seed."""
+    key = context.data_keys.get(config.digest())
+    if key is None and context.spec.searched:
+        first = dataclasses.replace(context.spec.data_trials()[0], seed=trial.seed)
+        key = context.data_keys.get(context.spec.trial_config(first).digest())
+    if key is None and len(set(context.data_keys.values())) == 1:
+        key = next(iter(context.data_keys.values()))  # one data set: the one every trial reads
+    return key
 
 
 def older_checkpoints(path: str) -> list[str]:
@@ -161,7 +172,10 @@ KERAS = api.Trainer(
     leak_metric=names.LEAKAGE, runner=run_network, reads_archives=True, prepares_data=True, config_class=config_module.TrainerConfig,
     description="The Keras blog's GloVe + Conv1D network on 20 Newsgroups (trainer/).",
     # bydate's validation: auto is its official test set; a search selects on a split of its training files.
-    test_set=lambda config: not config_module.uses_split(config), final_settings={"validation": "auto"})
+    test_set=lambda config: not config_module.uses_split(config), final_settings={"validation": "auto"},
+    # It seeds Python, NumPy, TensorFlow and Keras process-wide (trainer.train.seed_everything): a search's seeds of
+    # one configuration take turns in their trial (sweeps.run.baton).
+    takes_turns=True)
 
 TFIDF = api.Trainer(
     name="tfidf", function=None, factors=config_module.FACTORS, metrics=(api.VAL_ACC,),

@@ -16,9 +16,12 @@ the trial (``max_failures``). Each seed then continues from its own part of the 
 folder per seed, ``seed_<s>``), and a seed whose run FINISHED before is never trained again: its epochs are read
 back from MLflow, on a retry as on ``resume``.
 
-Threads share the process: a trainer must keep its random state in objects (``np.random.default_rng(seed)``), not
-in process-wide state (``np.random.seed``); the built-in Keras network does the latter and is refused
-(``sweeps.spec.search_checks``). The k seeds share the trial's resources: one trial slot for k trainings.
+Threads share the process. A thread-safe trainer keeps its random state in objects (``np.random.default_rng(seed)``)
+and its seeds train at once. A trainer that keeps process-wide state (``np.random.seed``, Keras' session and global
+seeds: the built-in Keras network) declares ``takes_turns``: its seeds pass a baton (``sweeps.run.baton``), one seed
+trains at a time, handing over at each epoch's report, and each seed's process-wide random state is saved and restored
+at every handover, so each seed's epochs are those it would train alone. The k seeds share the trial's resources: one
+trial slot for k trainings.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import tempfile
 import threading
 from typing import Any, Callable, Iterator
 
+from sweeps.run import baton as baton_module
 from sweeps.run import session as session_module
 from sweeps.run import trial as trial_module
 from sweeps.tracking import mlflow_runs
@@ -110,11 +114,16 @@ class SeedGroup:
         seed that trains them again (it had no part in the checkpoint) passes them without waiting.
     read_back : callable, optional
         ``read_back(trial)``: epoch -> values its child run holds, for a seed that continued past its last epoch.
+    baton : Baton, optional
+        The seeds take turns (a trainer that keeps process-wide state): a seed gives the baton up while it waits
+        here and takes it again before it goes on. None: they train side by side.
     """
 
     def __init__(self, seeds: list[Seed], objective: str, *, floor: int = 0,
-                 read_back: Callable[[Any], dict[int, dict[str, float]]] | None = None) -> None:
+                 read_back: Callable[[Any], dict[int, dict[str, float]]] | None = None,
+                 baton: baton_module.Baton | None = None) -> None:
         self.seeds = seeds
+        self.baton = baton
         self.objective = objective
         self.reported = floor
         self.told = False
@@ -123,11 +132,27 @@ class SeedGroup:
         self.condition = threading.Condition()
 
     def report(self, seed: Seed, metrics: dict[str, Any], *, checkpoint=None, **kwargs: Any) -> None:
-        """A seed's report (from its thread): kept, then held until the group reported its epoch to Tune.
+        """A seed's report (from its thread): kept, then held until the group reported its epoch to Tune. Seeds that
+        take turns hand the baton over here (the end of an epoch) and take it back before going on.
 
         Raises ``SystemExit`` once the group stopped (Tune stopped the configuration, or a sibling seed failed), as
         Tune's own report does in a stopped trial.
         """
+        if self.baton is None:
+            return self.wait(seed, metrics, checkpoint)
+        self.baton.give(seed.trial.seed)
+        self.wait(seed, metrics, checkpoint)  # a SystemExit leaves without the baton: the seed only unwinds
+        self.take_turn(seed)
+
+    def take_turn(self, seed: Seed) -> None:
+        """Hold the baton with ``seed`` (``SystemExit``, the baton given back, where the group stopped meanwhile)."""
+        self.baton.take(seed.trial.seed)
+        if self.stopped:
+            self.baton.give(seed.trial.seed)
+            raise SystemExit(0)
+
+    def wait(self, seed: Seed, metrics: dict[str, Any], checkpoint) -> None:
+        """Keep the report's values and hold the seed until the group reported its epoch (``report``)."""
         epoch = int(metrics["epoch"])
         with self.condition:
             if self.stopped:
@@ -304,6 +329,8 @@ def start_seed(group: SeedGroup, seed: Seed, context: trial_module.TrialContext)
     def train() -> None:
         session_module.SEED_ROUTE.set(route)
         try:
+            if group.baton is not None:
+                group.take_turn(seed)  # building the model (its initial weights) is part of the first turn
             trial_module.run_trial(param, context)
         except SystemExit:
             group.finish(seed)  # stopped with its configuration: its run stays as a stopped trial's
@@ -311,6 +338,9 @@ def start_seed(group: SeedGroup, seed: Seed, context: trial_module.TrialContext)
             group.finish(seed, error)
         else:
             group.finish(seed)
+        finally:
+            if group.baton is not None:
+                group.baton.give(seed.trial.seed)
 
     thread = threading.Thread(target=contextvars.copy_context().run, args=(train,), daemon=True,
                               name=f"glovesweep-seed-{seed.trial.seed}")
@@ -341,7 +371,8 @@ def run_configuration(param: dict[str, Any], context: trial_module.TrialContext)
             found = seed_run(context, trial)
             return finished_values(context.identity.tracking_uri, found.info.run_id, metrics) if found else {}
 
-        group = SeedGroup(seeds, spec.objective["metric"], floor=floor, read_back=read_back)
+        baton = baton_module.Baton() if trainer.takes_turns else None
+        group = SeedGroup(seeds, spec.objective["metric"], floor=floor, read_back=read_back, baton=baton)
         with routed_reports() as tune_report, tracking_environment(context.identity.tracking_uri):
             threads = [start_seed(group, seed, context) for seed in seeds if not seed.done]
             try:

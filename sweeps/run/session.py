@@ -115,13 +115,21 @@ def checkpoint_epoch(checkpoint) -> int:
         return 0
 
 
+def current_checkpoint():
+    """Tune's checkpoint for a retry within this Tune run; for a seed of a configuration (``SEED_ROUTE``), its part
+    of the configuration's checkpoint. None: none."""
+    from ray import tune
+
+    route = SEED_ROUTE.get()
+    return route.checkpoint if route is not None else tune.get_checkpoint()
+
+
 def first_checkpoint(candidates: list[str]):
     """Tune's checkpoint for a retry (a seed's: its part of it), else the newest existing one of a resumed sweep's
     earlier runs."""
     from ray import tune
 
-    route = SEED_ROUTE.get()
-    current = route.checkpoint if route is not None else tune.get_checkpoint()
+    current = current_checkpoint()
     if current is not None:
         return current
     for candidate in candidates:

@@ -88,18 +88,19 @@ def scheduler_and_epochs(where: str, parsed: schema.SweepFile, trainer: trainers
 
 def check_search(where: str, parsed: schema.SweepFile, trainer: trainers_api.Trainer, space: dict[str, Any],
                  seeds: list[int]) -> None:
-    """What only a search takes (budget, start_from), and the trainers whose seeds can train side by side (a
-    search's ``seeds: k`` trains each configuration at k seeds in one trial, ``sweeps.run.seed_group``)."""
+    """What only a search takes (budget, start_from), and the trainers whose seeds can share a trial (a search's
+    ``seeds: k`` trains each configuration at k seeds in one trial, ``sweeps.run.seed_group``): a training function,
+    side by side in threads, or a trainer that takes turns (``Trainer.takes_turns``)."""
     if not space:
         for key in ("budget", "start_from"):
             if key in parsed.model_fields_set:
                 raise ValueError(f"{where}: {key}: applies to a search (search.mode tpe, or random over "
                                  f"distributions), e.g. {SEARCH_EXAMPLE}")
         return
-    if len(seeds) > 1 and trainer.function is None:
-        # Its seeds would share one process's Keras session and global random seed (trainer/train.py).
-        raise ValueError(f"{where}: seeds={seeds!r}: trainer {parsed.trainer!r} keeps process-wide state, so a "
-                         f"search cannot train its seeds side by side in one trial; use seeds: [{seeds[0]}]")
+    if len(seeds) > 1 and trainer.function is None and not trainer.takes_turns:
+        # A built-in's runner that was never made to share its process with another seed (the TF-IDF baselines).
+        raise ValueError(f"{where}: seeds={seeds!r}: trainer {parsed.trainer!r} neither trains its seeds side by side "
+                         f"nor takes turns, so a search cannot train them in one trial; use seeds: [{seeds[0]}]")
     if parsed.budget is not None and parsed.budget.trials is None and parsed.budget.cpu_hours is None:
         raise ValueError(f"{where}: budget: give trials and/or cpu_hours, e.g. budget: {{cpu_hours: 6}}")
 

@@ -228,11 +228,13 @@ class SweepSpec:
 
     def data_trials(self) -> list[Trial]:
         """Trials whose configs hold every data setting the sweep can reach (what is prepared before it runs):
-        every trial of a grid; a search's first configuration (its data settings are not searched)."""
+        every trial of a grid; a search's first configuration (its data settings are not searched), at each of its
+        seeds where it trains them in one trial (``seeds: k``: a seed may draw a split of its own)."""
         if not self.searched:
             return self.trials()
         first = {name: dist.values[0] if dist.kind == "choice" else dist.low for name, dist in self.space.items()}
-        return [self.search_trial(dict(first, **(self.start_from[0] if self.start_from else {})))]
+        trial = self.search_trial(dict(first, **(self.start_from[0] if self.start_from else {})))
+        return [dataclasses.replace(trial, seed=seed) for seed in self.seeds] if self.seeds_side_by_side > 1 else [trial]
 
     def cells(self) -> list[dict[str, Any]]:
         """Every combination of factor values (full factorial), in file order."""

@@ -22,7 +22,9 @@ own ``mlflow.log_*`` calls inside the trial land in that same run.
 What glovesweep gives every trainer from its declaration:
 - ``seed`` factor: the sweep's ``seeds`` and the seed-aware statistics (cells with intervals); in a search,
   ``seeds: k`` trains each configuration at k seeds side by side, in threads of one process (keep random state in
-  objects such as ``np.random.default_rng(seed)``, not process-wide);
+  objects such as ``np.random.default_rng(seed)``), or, for a trainer declared with ``takes_turns=True`` (it seeds
+  process-wide state: ``np.random.seed``, ``keras.utils.set_random_seed``), one seed at a time, taking turns at each
+  epoch's report with each seed's process-wide random state restored (``sweeps.run.baton``);
 - ``epochs`` factor: the exact epoch axis (one trial per cell trains to ``max(epochs)``, reporting each epoch);
 - ``checkpoints=True``: a retried or resumed trial continues from the newest checkpoint it reported
   (``get_checkpoint()``); glovesweep stores them, the trainer decides what they hold;
@@ -137,6 +139,10 @@ class Trainer:
     final_settings : dict
         Built-ins only: the settings a search's final stage retrains the chosen configuration with by default
         (``{"validation": "auto"}``: all training files, scored on the test set), where they reach a test set.
+    takes_turns : bool
+        It keeps process-wide state (global random seeds, a Keras session), so a search's seeds of one configuration
+        train one at a time in their trial, taking turns at each report, each with its own process-wide random state
+        (``sweeps.run.baton``); False: they train side by side in threads.
     """
 
     name: str
@@ -155,6 +161,7 @@ class Trainer:
     description: str = ""
     test_set: Callable[[Any], bool] | None = None
     final_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    takes_turns: bool = False
 
     def __post_init__(self) -> None:
         if not self.metrics:
@@ -199,10 +206,11 @@ class Trainer:
 
 
 def trainer(*, factors: Iterable[Factor], metrics: Iterable[Metric], name: str = "", checkpoints: bool = False,
-            leak_metric: str = "", description: str = "") -> Callable[[Callable], Trainer]:
+            leak_metric: str = "", description: str = "", takes_turns: bool = False) -> Callable[[Callable], Trainer]:
     """Declare a training function as a glovesweep trainer (see the module's docstring).
 
-    ``name`` defaults to the function's name. Returns a ``Trainer``, still callable as the function.
+    ``name`` defaults to the function's name; ``takes_turns=True`` where it seeds process-wide state (its seeds in a
+    search then take turns, ``Trainer.takes_turns``). Returns a ``Trainer``, still callable as the function.
     """
     def wrap(function: Callable) -> Trainer:
         declared = list(factors)
@@ -211,7 +219,7 @@ def trainer(*, factors: Iterable[Factor], metrics: Iterable[Metric], name: str =
             raise ValueError(f"trainer {name or function.__name__!r}: a factor is declared twice: {names}")
         made = Trainer(name=name or function.__name__, function=function,
                                factors={factor.name: factor for factor in declared}, metrics=tuple(metrics),
-                               checkpoints=checkpoints, leak_metric=leak_metric,
+                               checkpoints=checkpoints, leak_metric=leak_metric, takes_turns=takes_turns,
                                description=description or (function.__doc__ or "").strip().split("\n")[0])
         return made
 
