@@ -410,3 +410,22 @@ def test_a_failed_seed_fails_its_configuration_and_the_retry_trains_no_seed_twic
     assert {result["epoch"] for result in results} == {1, 2, 3} and results[-1]["seeds"] == 3
     assert results[-1]["epoch"] == 3
     assert results[-1]["score"] == pytest.approx(sum(score_steps(client, run)[3] for run in children) / 3)
+
+
+def test_the_barrier_floor_reads_the_epoch_of_a_keras_checkpoint_and_of_a_user_trainers(tmp_path):
+    """A retried or resumed seed group starts its barrier at the epoch its seeds' checkpoints hold, so it never
+    reports an epoch to Tune twice: the built-in trainer's state.json, a user trainer's epoch note, else 0."""
+    from ray import train as ray_train
+
+    from sweeps.run import session as session_module
+    from trainer import checkpoint_files
+
+    keras_folder, user_folder, empty_folder = (tmp_path / name for name in ("keras", "user", "empty"))
+    for folder in (keras_folder, user_folder, empty_folder):
+        folder.mkdir()
+    (keras_folder / checkpoint_files.CHECKPOINT_STATE).write_text(json.dumps({"epoch": 3, "history": {}, "config": {}}))
+    (user_folder / session_module.EPOCH_FILE).write_text(json.dumps({"epoch": 5}))
+    (empty_folder / checkpoint_files.CHECKPOINT_STATE).write_text("{not json")
+    epochs = [session_module.checkpoint_epoch(ray_train.Checkpoint.from_directory(str(folder)))
+              for folder in (keras_folder, user_folder, empty_folder)]
+    assert epochs == [3, 5, 0] and session_module.checkpoint_epoch(None) == 0

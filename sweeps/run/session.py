@@ -22,6 +22,7 @@ from sweeps import spec as spec_module
 from sweeps.tracking import names
 from sweeps.tracking import trial_run
 from sweeps.trainers import api
+from trainer import checkpoint_files
 
 logger = logging.getLogger(__name__)
 
@@ -106,13 +107,16 @@ def numbers(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def checkpoint_epoch(checkpoint) -> int:
-    """The epoch glovesweep noted in a user trainer's checkpoint (0 where it has none)."""
+    """The epoch a local checkpoint holds: glovesweep's note in a user trainer's, else the built-in trainer's own
+    ``state.json`` (``trainer.checkpoint_files``, read as JSON only); 0 where it has neither."""
     if checkpoint is None or "://" in checkpoint.path:
         return 0
-    try:
-        return int(json.loads((pathlib.Path(checkpoint.path) / EPOCH_FILE).read_text())["epoch"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
+    for name in (EPOCH_FILE, checkpoint_files.CHECKPOINT_STATE):
+        try:
+            return int(json.loads((pathlib.Path(checkpoint.path) / name).read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return 0
 
 
 def current_checkpoint():
