@@ -45,6 +45,8 @@ def test_shipped_sweep_files_start_with_their_command_and_validate(path):
     assert full.name == path.stem
     assert smoke.smoke_test and not full.smoke_test
     assert len(smoke.trials()) <= 6, "smoke mode must stay a handful of trials"
+    # A search's smoke variant runs one configuration: each searched factor held at one value.
+    assert all(distribution.kind == "choice" and len(distribution.values) == 1 for distribution in smoke.space.values())
     assert smoke.resources["gpu"] == 0, "smoke mode runs on a CPU-only CI machine"
     assert all(spec_module.Trial.from_dict(trial.as_dict()) == trial for trial in full.trials())
 

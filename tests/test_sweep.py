@@ -322,10 +322,13 @@ def test_smoke_mode_of_every_shipped_sweep_file(name, ray_local, tiny_home, tmp_
     output = capsys.readouterr().out
     assert code == 0, output
     spec = spec_module.load_sweep(ROOT / "sweeps" / name, smoke_test=True)
-    assert f"{len(spec.trials())}/{len(spec.trials())} trials done, 0 failed" in output
+    # A search's smoke variant holds each searched factor at one value: one configuration, then its stages' trials.
+    searched = 1 if spec.searched else len(spec.trials())
+    assert f"{searched}/{searched} trials done, 0 failed" in output
     assert f"glovesweep ui --tracking-uri {tracking_uri}" in output
     parent, children = runs_of(tracking_uri, spec.experiment)
-    assert len(children) == len(spec.trials())
+    stages = (len(spec.confirm.seeds) if spec.confirm else 0) + (len(spec.final.seeds) if spec.final else 0)
+    assert len(children) == searched * spec.seeds_side_by_side + stages
     assert {run.info.status for run in children} == {"FINISHED"}
     assert parent.data.tags["glovesweep.smoke_test"] == "true"
 

@@ -30,6 +30,7 @@ from ray.tune import search as tune_search
 
 from sweeps import spec as spec_module
 from sweeps.spec import space as space_module
+from sweeps.run import rungs
 from sweeps.run import search_history
 from sweeps.run import trial as trial_module
 
@@ -212,11 +213,11 @@ def make_scheduler(spec: spec_module.SweepSpec):
         return None
     from ray.tune import schedulers
 
-    max_t, grace, factor = settings["max_t"], settings["grace_period"], settings["reduction_factor"]
-    brackets = 1 if settings["mode"] == "asha" else max(1, int(math.log(max_t / grace) / math.log(factor) + 1e-9) + 1)
     return schedulers.AsyncHyperBandScheduler(time_attr="epoch", metric=spec.objective["metric"],
-                                              mode=spec.objective["mode"], max_t=max_t, grace_period=grace,
-                                              reduction_factor=factor, brackets=brackets)
+                                              mode=spec.objective["mode"], max_t=settings["max_t"],
+                                              grace_period=settings["grace_period"],
+                                              reduction_factor=settings["reduction_factor"],
+                                              brackets=rungs.bracket_count(settings))
 
 
 def tune_config_and_space(spec: spec_module.SweepSpec, resume_from: dict[str, list[str]] | None = None,
