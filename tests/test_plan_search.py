@@ -252,7 +252,7 @@ def test_the_honest_best_search_plans_offline_in_its_smoke_variant(tmp_path, sha
     # Each searched factor held at one value: one configuration; the confirm stage's one on 5 seeds, the final's 5.
     assert (plan["search_trials"], plan["stage_trials"], plan["seeds_per_trial"]) == (1, 10, 1)
     assert lines[0].startswith("search 'honest-best': up to 11 trials (1 searched + 10 in its confirm and final")
-    assert [driver["factor"] for driver in plan["cost_drivers"]] == ["batch_size", "architecture", "filters"]
+    assert [driver["factor"] for driver in plan["cost_drivers"]] == ["batch_size", "embedding", "architecture", "max_sequence_length", "filters"]
     levels = plan["levels"]
     assert levels["low"]["cpu_hours"] == pytest.approx(levels["high"]["cpu_hours"]) and levels["low"]["cpu_hours"] > 0
     assert plan["epochs_expected"] == plan["epochs_to_train"] == 11 * 2  # its only rung is at max_t

@@ -9,6 +9,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import kill_driver_when
 from sweeps.tracking import mlflow_runs
 
@@ -184,3 +186,95 @@ def test_a_search_of_the_keras_networks_training_settings_reads_the_one_prepared
     for run in children:
         assert run.data.params["dataset"] == "19997" and run.data.params["epochs"] == "2"
         assert [metric.step for metric in client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2]
+
+
+KERAS_DATA_SEARCH = """\
+name: keras-data-tpe
+factors:
+  learning_rate: {{loguniform: [0.0005, 0.01]}}
+  embedding: [frozen, trainable]
+  max_sequence_length: {{choice: [160, 200]}}
+fixed: {{dataset: "19997", architecture: global_max, sizing: num_words_plus_one, epochs: 1, batch_size: 16}}
+search: {{mode: tpe, num_samples: 5, seed: 3}}
+start_from:
+  - {{learning_rate: 0.001, embedding: frozen, max_sequence_length: 160}}
+  - {{learning_rate: 0.001, embedding: trainable, max_sequence_length: 200}}
+resources: {{cpu: 1, gpu: 0}}
+max_concurrent_trials: 2
+mlflow: {{tracking_uri: "{uri}"}}
+storage_path: {storage}
+"""
+
+
+def test_a_keras_search_over_data_settings_prepares_each_choice_and_trains_each_trial_on_its_own(
+        tmp_path, mlflow_server, ray_local):
+    """Data settings (embedding mode, sequence length) are searched as choices: every combination is prepared
+    before the search, and each suggested configuration reads the data set of its own values."""
+    from conftest import build_tiny_data_home
+
+    from sweeps import spec as spec_module
+    from sweeps.run import driver
+
+    home = build_tiny_data_home(tmp_path / "data")
+    path = tmp_path / "keras-data-tpe.yaml"
+    path.write_text(KERAS_DATA_SEARCH.format(uri=mlflow_server, storage=tmp_path / "results"))
+    spec = spec_module.load_sweep(path)
+    cells = [trial.cell for trial in spec.data_trials()]
+    assert sorted((cell["embedding"], cell["max_sequence_length"]) for cell in cells) == [
+        ("frozen", 160), ("frozen", 200), ("trainable", 160), ("trainable", 200)]
+    assert {cell["learning_rate"] for cell in cells} == {0.001}  # start_from's first configuration
+    suggested = spec.search_trial({"learning_rate": 0.003, "embedding": "trainable", "max_sequence_length": 200})
+    assert spec.data_trial_of(suggested).cell == {"learning_rate": 0.001, "embedding": "trainable",
+                                                  "max_sequence_length": 200}
+    result = driver.run_sweep(spec, data_home=str(home), cache_dir=str(tmp_path / "cache"), download_if_missing=False)
+    assert result.ok and result.total == 5
+    client, [parent], children = runs_of(mlflow_server, "keras-data-tpe")
+    assert len(children) == 5 and {run.info.status for run in children} == {"FINISHED"}
+    # Each run reads the data set of its own length (frozen and trainable GloVe share one: the same arrays), so
+    # a length always reads the same data set and the two lengths read two.
+    by_length: dict[str, set[str]] = {}
+    for run in children:
+        by_length.setdefault(run.data.params["max_sequence_length"], set()).add(run.data.tags["glovesweep.data_key"])
+    assert set(by_length) == {"160", "200"} and all(len(keys) == 1 for keys in by_length.values()), by_length
+    assert len(set().union(*by_length.values())) == 2, by_length
+    assert {run.data.params["embedding"] for run in children} == {"frozen", "trainable"}
+
+
+def test_a_keras_search_refuses_a_data_setting_given_as_a_range(tmp_path):
+    from sweeps import spec as spec_module
+
+    path = tmp_path / "keras-range.yaml"
+    path.write_text(KERAS_DATA_SEARCH.replace("{{choice: [160, 200]}}", "{{int: [160, 200]}}").format(
+        uri="sqlite:///mlflow.db", storage=tmp_path / "results"))
+    with pytest.raises(ValueError, match=r"factors\.max_sequence_length: .*one data set per value: search "
+                                         r"max_sequence_length as a list or \{choice: \[\.\.\.\]\}"):
+        spec_module.load_sweep(path)
+
+
+def test_a_conditional_data_setting_is_prepared_where_its_condition_holds(tmp_path):
+    """A sequence length searched only for global_max: blog_flatten's configurations read the fixed length's data,
+    each global_max length its own; a suggestion maps to the data set of its architecture and length."""
+    from sweeps import spec as spec_module
+
+    path = tmp_path / "keras-when.yaml"
+    path.write_text(KERAS_DATA_SEARCH.replace(
+        "  max_sequence_length: {{choice: [160, 200]}}\n",
+        "  architecture: [blog_flatten, global_max]\n"
+        "  max_sequence_length: {{choice: [160, 200], when: {{architecture: global_max}}}}\n").replace(
+        "architecture: global_max, ", "").replace(
+        "start_from:\n  - {{learning_rate: 0.001, embedding: frozen, max_sequence_length: 160}}\n"
+        "  - {{learning_rate: 0.001, embedding: trainable, max_sequence_length: 200}}\n", "").format(
+        uri="sqlite:///mlflow.db", storage=tmp_path / "results"))
+    spec = spec_module.load_sweep(path)
+    lengths = sorted((spec.trial_config(trial).architecture, spec.trial_config(trial).sequence_length)
+                     for trial in spec.data_trials())
+    assert sorted(set(lengths)) == [("blog_flatten", 1000), ("global_max", 160), ("global_max", 200)]
+    for architecture, length in (("blog_flatten", 1000), ("global_max", 200)):
+        values = {"learning_rate": 0.004, "embedding": "trainable", "architecture": architecture}
+        suggested = spec.search_trial(dict(values, **({"max_sequence_length": length} if length != 1000 else {})))
+        config = spec.trial_config(spec.data_trial_of(suggested))
+        assert (config.architecture, config.sequence_length) == (architecture, length)
+    # Without the condition, a length blog_flatten cannot take is refused when the file is read.
+    path.write_text(path.read_text().replace(", when: {architecture: global_max}", ""))
+    with pytest.raises(ValueError, match=r"max_sequence_length"):
+        spec_module.load_sweep(path)

@@ -10,7 +10,6 @@ per distinct data cell, at the first seed. Both keep the ``trainer`` tag values 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import pathlib
@@ -108,12 +107,11 @@ def run_network(session: session_module.TrialSession) -> None:
 
 
 def data_key(context, trial, config: config_module.TrainerConfig) -> str:
-    """The key of the shared data a trial trains on: its config's own, else (a search's suggested configuration, whose
-    data settings are not searched) that of the search's first configuration at the trial's seed."""
+    """The key of the shared data a trial trains on: its config's own, else (a search's suggested configuration) that
+    of the data trial with its data settings and seed (``SweepSpec.data_trial_of``)."""
     key = context.data_keys.get(config.digest())
     if key is None and context.spec.searched:
-        first = dataclasses.replace(context.spec.data_trials()[0], seed=trial.seed)
-        key = context.data_keys.get(context.spec.trial_config(first).digest())
+        key = context.data_keys.get(context.spec.trial_config(context.spec.data_trial_of(trial)).digest())
     if key is None and len(set(context.data_keys.values())) == 1:
         key = next(iter(context.data_keys.values()))  # one data set: the one every trial reads
     return key

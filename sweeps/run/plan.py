@@ -14,6 +14,7 @@ import argparse
 import json
 from typing import Any
 
+from sweeps import console
 from sweeps import spec as spec_module
 from sweeps.run import calibration
 from sweeps.run import merging
@@ -89,7 +90,9 @@ def main(args: argparse.Namespace) -> int:
         # Suggested as it runs: its scheduler's expected epochs, and for the Keras network a cost range.
         options = {"data_home": getattr(args, "data_dir", None), "cache_dir": getattr(args, "cache_dir", None),
                    "recalibrate": getattr(args, "recalibrate", False)}
-        plan = plan_search.make_search_plan(spec, **options)
+        # The calibration imports TensorFlow, whose C++ start-up lines only the descriptor can hold back.
+        with console.native_stderr_held(enabled=not getattr(args, "verbose", False)):
+            plan = plan_search.make_search_plan(spec, **options)
         print(json.dumps(plan.to_json(), indent=1) if args.json else "\n".join(plan.lines(args.sweep_file)))
         return 0
     if not spec.main_trainer.prepares_data:
@@ -99,7 +102,8 @@ def main(args: argparse.Namespace) -> int:
               f"{plan['epochs_to_train']} epochs in all; no time estimate for a trainer of your own: time one trial "
               f"with 'glovesweep run {args.sweep_file} --smoke-test'")
         return 0
-    plan = make_plan(spec, data_home=args.data_dir, cache_dir=args.cache_dir, recalibrate=args.recalibrate)
+    with console.native_stderr_held(enabled=not getattr(args, "verbose", False)):
+        plan = make_plan(spec, data_home=args.data_dir, cache_dir=args.cache_dir, recalibrate=args.recalibrate)
     if args.json:
         print(json.dumps(plan, indent=1))
         return 0

@@ -156,7 +156,9 @@ class SearchPlan:
     def lines(self, sweep_file: str) -> list[str]:
         """The plan as text, one statement a line."""
         spec, schedule, seeds = self.spec, self.schedule, self.seeds
-        side = f" x {seeds} seeds side by side (one trial's CPUs train all {seeds})" if seeds > 1 else ""
+        together = "taking turns in one trial" if spec.main_trainer.takes_turns else \
+            f"side by side (one trial's CPUs train all {seeds})"
+        side = f" x {seeds} seeds {together}" if seeds > 1 else ""
         stages_text = f" ({self.configurations} searched{side} + {self.stage_trials} in its confirm and final " \
                       f"stages)" if self.stage_trials else side
         found = [f"search {spec.name!r}: up to {self.configurations + self.stage_trials} trials{stages_text} of "

@@ -266,13 +266,15 @@ def _check_every_config(where: str, spec: SweepSpec) -> None:
             except ValueError as error:
                 raise ValueError(f"{where}: factors.{name} value {value!r}: {error}") from None
     for name, distribution in spec.space.items():
+        # A conditional factor is sampled only where its condition holds: check it there.
+        condition = {factor: allowed[0] for factor, allowed in distribution.when.items()}
         for value in distribution.values or (distribution.low, distribution.high):
             try:
-                trainer.make_config(dict(base, **{name: value}))
+                trainer.make_config(dict(base, **condition, **{name: value}))
             except ValueError as error:
                 raise ValueError(f"{where}: factors.{name} value {value!r}: {error}") from None
     start = [spec.search_trial(point) for point in spec.start_from]
-    for trial in spec.trials() + start:
+    for trial in spec.trials() + start + (spec.data_trials() if spec.searched else []):
         try:
             spec.trial_config(trial)
         except ValueError as error:

@@ -50,10 +50,11 @@ def parse_space(where: str, parsed: schema.SweepFile, trainer: trainers_api.Trai
             raise ValueError(f"{where}: factors.{name}: unknown setting of trainer {parsed.trainer!r}; allowed: "
                              f"{', '.join(sorted(trainer.factors))}")
         factor = trainer.factors[name]
-        if trainer.prepares_data and factor.shapes_data:
-            raise ValueError(f"{where}: factors.{name}: trainer {parsed.trainer!r} prepares its data before a search "
-                             f"runs, so a search varies its training settings only; hold {name} in 'fixed'")
         space[name] = space_module.parse_factor(where, name, value, factor, space)
+        if trainer.prepares_data and factor.shapes_data and space[name].kind != "choice":
+            raise ValueError(f"{where}: factors.{name}: trainer {parsed.trainer!r} prepares its data before a search "
+                             f"runs, one data set per value: search {name} as a list or {{choice: [...]}}, or hold it "
+                             f"in 'fixed'")
     if not space:
         raise ValueError(f"{where}: search.mode {parsed.search.mode!r} needs a searched factor, e.g. factors: "
                          f"{{learning_rate: {{loguniform: [0.0001, 0.1]}}}}")

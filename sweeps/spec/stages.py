@@ -80,7 +80,7 @@ def parse_stages(where: str, parsed: schema.SweepFile, spec) -> dict[str, Any]:
 
 
 def selection_config(spec):
-    """The config the search validates with (its data settings are the same in every trial)."""
+    """The config of the search's first data set (every data set validates the same way: ``check_selection``)."""
     return spec.trial_config(spec.data_trials()[0])
 
 
@@ -89,8 +89,10 @@ def check_selection(where: str, parsed: schema.SweepFile, spec) -> None:
     trainer = spec.main_trainer
     if trainer.test_set is None or parsed.select_on_test_set:
         return
-    config = selection_config(spec)
-    if not trainer.test_set(config):
+    # Every data set the search can train on (its searched data settings included) must validate off the test set.
+    selecting = [spec.trial_config(trial) for trial in spec.data_trials()]
+    config = next((item for item in selecting if trainer.test_set(item)), None)
+    if config is None:
         return
     fixes = [f"fixed.{name}: {choice}" for name in trainer.final_settings
              for choice in trainer.factors[name].choices or ()

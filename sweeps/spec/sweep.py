@@ -228,13 +228,40 @@ class SweepSpec:
 
     def data_trials(self) -> list[Trial]:
         """Trials whose configs hold every data setting the sweep can reach (what is prepared before it runs):
-        every trial of a grid; a search's first configuration (its data settings are not searched), at each of its
-        seeds where it trains them in one trial (``seeds: k``: a seed may draw a split of its own)."""
+        every trial of a grid; for a search, its first configuration with each combination of the values of its
+        searched data settings (a trainer that prepares data searches them as choices) and of the choices their
+        ``when`` depends on, at each of its seeds where it trains them in one trial (``seeds: k``: a seed may draw
+        a split of its own)."""
         if not self.searched:
             return self.trials()
+        names = self._data_names()
+        combinations = itertools.product(*(self.space[name].values for name in names))
+        trials = {trial.key: trial for trial in (self._data_trial(dict(zip(names, values)))
+                                                 for values in combinations)}
+        seeds = self.seeds if self.seeds_side_by_side > 1 else self.seeds[:1]
+        return [dataclasses.replace(trial, seed=seed) for seed in seeds for trial in trials.values()]
+
+    def data_trial_of(self, trial: Trial) -> Trial:
+        """The data trial (``data_trials``) whose prepared data a search's suggested ``trial`` trains on: the same
+        searched data settings (and the choices they depend on) and seed."""
+        values = {name: trial.cell[name] for name in self._data_names() if name in trial.cell}
+        return dataclasses.replace(self._data_trial(values), seed=trial.seed)
+
+    def _data_names(self) -> list[str]:
+        """The searched factors that shape the prepared data, and the choices their ``when`` depends on, in file
+        order (a ``when`` names only choices listed before its factor)."""
+        trainer = self.main_trainer
+        needed = {name for name in self.space if trainer.prepares_data and trainer.factors[name].shapes_data}
+        for name in reversed(list(self.space)):
+            if name in needed:
+                needed.update(self.space[name].when)
+        return [name for name in self.space if name in needed]
+
+    def _data_trial(self, data_values: dict[str, Any]) -> Trial:
+        """The search's first configuration (``start_from``'s first, else each factor's first value or low end)
+        with ``data_values`` in place of its own."""
         first = {name: dist.values[0] if dist.kind == "choice" else dist.low for name, dist in self.space.items()}
-        trial = self.search_trial(dict(first, **(self.start_from[0] if self.start_from else {})))
-        return [dataclasses.replace(trial, seed=seed) for seed in self.seeds] if self.seeds_side_by_side > 1 else [trial]
+        return self.search_trial({**first, **(self.start_from[0] if self.start_from else {}), **data_values})
 
     def cells(self) -> list[dict[str, Any]]:
         """Every combination of factor values (full factorial), in file order."""
