@@ -282,7 +282,7 @@ def plot_effects(path: pathlib.Path, effects: Sequence[stats.Effect], *,
         for position, value in zip(positions, values):
             axis.text(value, position + 0.36, objective_module.amount_text(objective, value), fontsize=8, ha="center",
                       va="bottom")
-        axis.set_yticks(positions, [f"{record.term}\n{record.levels} ({100 * record.share:.0f}% of var.)"
+        axis.set_yticks(positions, [f"{record.term}\n{record.levels} ({100 * max(record.share, 0.0):.0f}% of var.)"
                                     for record in ranked], fontsize=8)
         axis.set_ylim(-0.6, len(ranked) - 0.2)
         axis.axvline(0, color="black", linewidth=0.8)

@@ -147,7 +147,8 @@ def _share_text(value: float, low: float, high: float) -> str:
     if math.isnan(value):
         return ""
     interval = "" if math.isnan(low) else f" [{100 * low:.0f}%, {100 * high:.0f}%]"
-    return f"{100 * value:.0f}%{interval}"
+    # A share is never negative; an exactly-zero effect's sum of squares can come out as -1e-15.
+    return f"{100 * max(value, 0.0):.0f}%{interval}"
 
 
 def effects_markdown(effects: Sequence[stats.Effect],
