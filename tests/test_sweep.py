@@ -123,6 +123,9 @@ def test_child_runs_are_cells_times_seeds_plus_baselines(main_sweep):
     assert len(set(trial_ids)) == 6
     assert {run.info.status for run in main_sweep["children"]} == {"FINISHED"}
     assert main_sweep["parent"].info.status == "FINISHED"
+    # Tune reuses its trial actors (reuse_actors): with 2 CPUs the 4 networks train in at most 2 worker processes,
+    # so a worker keeps TensorFlow loaded from one trial to the next instead of importing it again.
+    assert len({run.data.tags["glovesweep.worker_pid"] for run in network}) <= 2
 
 
 def test_parent_run_carries_the_sweep_file_and_its_hash(main_sweep, mlflow_server):
