@@ -221,3 +221,12 @@ def test_progress_finds_the_best_cell_in_the_objectives_direction(over_rest, req
     status = progress_read.SweepStatus(sweep_id="s", name="s", state="running", job="s", parent_run_id="p",
                                        mlflow_url="", elapsed_seconds=1.0, progress=progress)
     assert "best optimizer=adam rmse 0.300" in status_list.one_line(status)
+
+
+def test_an_amount_that_rounds_to_zero_prints_without_a_sign():
+    """An exactly-zero effect comes out as -1e-14 on one CPU and +1e-14 on another: both print 0.0."""
+    from sweeps.report import objective as objective_module
+
+    metric = objective_module.DEFAULT
+    assert [objective_module.amount_text(metric, value) for value in (-3e-14, 5e-14, -0.04, -0.06, 2.1)] == [
+        "0.0", "0.0", "0.0", "-0.1", "2.1"]

@@ -78,8 +78,10 @@ def value_text(metric: Metric, value: float) -> str:
 
 
 def amount_text(metric: Metric, value: float) -> str:
-    """A difference (already scaled): 1 decimal in points, 3 significant digits in other units."""
-    return f"{value:.1f}" if is_fraction(metric) else f"{value:.3g}"
+    """A difference (already scaled): 1 decimal in points, 3 significant digits in other units; a value that rounds
+    to zero prints without a sign (an exactly-zero effect's float noise is -1e-14 on one CPU, +1e-14 on another)."""
+    text = f"{value:.1f}" if is_fraction(metric) else f"{value:.3g}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def higher(metric: Metric) -> str:
