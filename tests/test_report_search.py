@@ -176,3 +176,15 @@ def test_a_search_read_from_mlflow_and_its_parent_runs_best_tags(tmp_path):
     assert tags[names.BEST_TAG_PREFIX + "optimizer"] == best["optimizer"] and tags[names.BEST_RUN_TAG] == best["run_id"]
     assert float(tags[names.BEST_TAG_PREFIX + "lr"]) == best["lr"]
     assert metrics["best_val_acc"] == pytest.approx(best["value"], abs=1e-4) and metrics["trials_finished"] == 7
+
+
+def test_a_searched_integer_read_back_as_a_float_prints_as_the_table_prints_it():
+    """A choice of integers that a ``when`` leaves out of some trials comes back as a float column (500.0)."""
+    import pandas as pd
+
+    from sweeps.report import search_report
+
+    trial = pd.Series({"max_sequence_length": 500.0, "dropout": 0.471874, "architecture": "global_max",
+                       "filters": float("nan")})
+    text = search_report.configuration_text(trial, ["architecture", "max_sequence_length", "filters", "dropout"])
+    assert text == "architecture=global_max, max_sequence_length=500, dropout=0.471874"
