@@ -166,19 +166,27 @@ storage_path: {storage}
 """
 
 
-def test_a_search_of_the_keras_networks_training_settings_reads_the_one_prepared_data_set(
-        tmp_path, mlflow_server, ray_local):
+def keras_search(tmp_path, mlflow_server, text: str, name: str):
+    """A Keras search sweep file written from ``text`` (a format string of ``uri`` and ``storage``), loaded, and a
+    function that runs it on the tiny data home."""
     from conftest import build_tiny_data_home
 
     from sweeps import spec as spec_module
     from sweeps.run import driver
 
     home = build_tiny_data_home(tmp_path / "data")
-    path = tmp_path / "keras-tpe.yaml"
-    path.write_text(KERAS_SEARCH.format(uri=mlflow_server, storage=tmp_path / "results"))
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text.format(uri=mlflow_server, storage=tmp_path / "results"))
     spec = spec_module.load_sweep(path)
+    return spec, lambda: driver.run_sweep(spec, data_home=str(home), cache_dir=str(tmp_path / "cache"),
+                                          download_if_missing=False)
+
+
+def test_a_search_of_the_keras_networks_training_settings_reads_the_one_prepared_data_set(
+        tmp_path, mlflow_server, ray_local):
+    spec, run = keras_search(tmp_path, mlflow_server, KERAS_SEARCH, "keras-tpe")
     assert [trial.cell for trial in spec.data_trials()] == [{"learning_rate": 0.0005, "batch_size": 8}]
-    result = driver.run_sweep(spec, data_home=str(home), cache_dir=str(tmp_path / "cache"), download_if_missing=False)
+    result = run()
     assert result.ok and result.total == 3
     client, [parent], children = runs_of(mlflow_server, "keras-tpe")
     assert len(children) == 3 and {run.info.status for run in children} == {"FINISHED"}
@@ -210,15 +218,7 @@ def test_a_keras_search_over_data_settings_prepares_each_choice_and_trains_each_
         tmp_path, mlflow_server, ray_local):
     """Data settings (embedding mode, sequence length) are searched as choices: every combination is prepared
     before the search, and each suggested configuration reads the data set of its own values."""
-    from conftest import build_tiny_data_home
-
-    from sweeps import spec as spec_module
-    from sweeps.run import driver
-
-    home = build_tiny_data_home(tmp_path / "data")
-    path = tmp_path / "keras-data-tpe.yaml"
-    path.write_text(KERAS_DATA_SEARCH.format(uri=mlflow_server, storage=tmp_path / "results"))
-    spec = spec_module.load_sweep(path)
+    spec, run = keras_search(tmp_path, mlflow_server, KERAS_DATA_SEARCH, "keras-data-tpe")
     cells = [trial.cell for trial in spec.data_trials()]
     assert sorted((cell["embedding"], cell["max_sequence_length"]) for cell in cells) == [
         ("frozen", 160), ("frozen", 200), ("trainable", 160), ("trainable", 200)]
@@ -226,7 +226,7 @@ def test_a_keras_search_over_data_settings_prepares_each_choice_and_trains_each_
     suggested = spec.search_trial({"learning_rate": 0.003, "embedding": "trainable", "max_sequence_length": 200})
     assert spec.data_trial_of(suggested).cell == {"learning_rate": 0.001, "embedding": "trainable",
                                                   "max_sequence_length": 200}
-    result = driver.run_sweep(spec, data_home=str(home), cache_dir=str(tmp_path / "cache"), download_if_missing=False)
+    result = run()
     assert result.ok and result.total == 5
     client, [parent], children = runs_of(mlflow_server, "keras-data-tpe")
     assert len(children) == 5 and {run.info.status for run in children} == {"FINISHED"}

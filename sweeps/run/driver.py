@@ -3,15 +3,14 @@
 Order of work, so that a mistake costs nothing:
 
 1. the sweep file is validated and every trial's ``TrainerConfig`` is built (``sweeps.spec.build``);
-2. the MLflow store is checked (unreachable, or a sqlite file or folder not writable: ``OSError`` before
-   anything starts);
-3. every dataset and GloVe source is resolved and read, unless it is the published archive byte for byte
-   (missing, truncated, wrong groups: ``OSError``);
-4. Ray starts (locally unless ``--address``/``RAY_ADDRESS`` names a cluster; a local one on 127.0.0.1 only,
-   shut down when ``glovesweep run`` ends); storage and per-trial resources are checked against the nodes
-   (``cluster_checks``); ``trainer.prepare.prepare``
-   runs once per distinct data key (the trainer's content-hash cache key) as a Ray task, so the arrays land
-   in the object store once and trials on every node read them from there;
+2. Ray starts (locally unless ``--address``/``RAY_ADDRESS`` names a cluster; a local one on 127.0.0.1 only,
+   shut down when ``glovesweep run`` ends) while a thread checks the MLflow store (unreachable, or a sqlite file or
+   folder not writable: ``OSError``) and resolves every dataset and GloVe source (missing: ``OSError``);
+3. storage and per-trial resources are checked against the nodes (``cluster_checks``, ``resources_check``);
+4. ``trainer.prepare.prepare`` runs once per distinct data key (the trainer's content-hash cache key) as a Ray
+   task, which also refuses a truncated archive, wrong groups or binary posts, so the arrays land in the object
+   store once and trials on every node read them from there (``shared_data.start_and_prepare``; Ray's start-up
+   lines are held until 2-4 passed, so a refused sweep prints one line);
 5. the parent MLflow run is created, the sweep's state is written next to Tune's, and the Tuner runs;
 6. a search's stages run after it, each a Tune run of its own (``sweeps.run.confirm``).
 
@@ -33,7 +32,6 @@ from typing import Any
 
 from ray import tune
 
-from sweeps.checks import cluster_checks
 from sweeps.run import confirm
 from sweeps.run import fitting
 from sweeps.run import identity as identity_module
@@ -42,7 +40,6 @@ from sweeps.tracking import names
 from sweeps.tracking import outbox
 from sweeps.run import parent_run
 from sweeps.checks import preflight
-from sweeps.checks import resources_check
 from sweeps.run import shared_data
 from sweeps import spec as spec_module
 from sweeps import storage
@@ -161,18 +158,11 @@ def run_sweep(
         return shared_data.resolve_sources(spec, data_home=data_home, cache_dir=cache_dir,
                                            download_if_missing=download_if_missing)
 
-    # Ray's start-up lines wait for the checks: a refused sweep prints its one line.
-    with shared_data.ray_logs_held():
-        sources = shared_data.start_ray_beside(check_inputs, address=address, num_cpus=num_cpus,
-                                               include_dashboard=include_dashboard)
-        # On several nodes, Tune's storage must be shared: refuse a local folder before any trial starts.
-        cluster_checks.check_cluster_storage(spec.storage_path)
-        if check_resources:
-            resources_check.check_trial_resources(spec)
-        # The preparation tasks check the archives they read; only a sweep that passed every check gets an
-        # experiment: a refused one leaves MLflow as it was.
-        shared = shared_data.prepare_shared_data(spec, sources, data_home=data_home, cache_dir=cache_dir,
-                                                 download_if_missing=download_if_missing)
+    sources, shared = shared_data.start_and_prepare(
+        spec, check_inputs, check_resources=check_resources, data_home=data_home, cache_dir=cache_dir,
+        download_if_missing=download_if_missing,
+        ray_options={"address": address, "num_cpus": num_cpus, "include_dashboard": include_dashboard})
+    # Only a sweep that passed every check gets an experiment: a refused one leaves MLflow as it was.
     experiment_id = mlflow_runs.ensure_experiment(spec.tracking_uri, spec.experiment)
     commit, dirty = mlflow_runs.git_commit()
 

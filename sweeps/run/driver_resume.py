@@ -20,7 +20,6 @@ from typing import Any
 from ray import tune
 
 from sweeps.run import checkpoints
-from sweeps.checks import cluster_checks
 from sweeps.run import confirm
 from sweeps.run import driver
 from sweeps.run import fitting
@@ -28,7 +27,6 @@ from sweeps.run import merging
 from sweeps.tracking import outbox
 from sweeps.run import parent_run
 from sweeps.checks import preflight
-from sweeps.checks import resources_check
 from sweeps.run import shared_data
 from sweeps.run import state as state_module
 from sweeps.tracking import mlflow_runs
@@ -127,16 +125,11 @@ def resume_trials(sweep_dir: str, *, address: str | None = None, num_cpus: int |
                                   experiment_id=identity.experiment_id, parent_run_id=identity.parent_run_id,
                                   total=len(trials), done=len(trials), failed=0,
                                   seconds=time.perf_counter() - started)
-    # Ray's start-up lines wait for the checks and the data: a resume refused for its inputs prints one line.
-    with shared_data.ray_logs_held():
-        sources = shared_data.start_ray_beside(
-            lambda: shared_data.resolve_sources(spec, data_home=state.data_home, cache_dir=state.cache_dir,
-                                                download_if_missing=state.download_if_missing),
-            address=address, num_cpus=num_cpus, include_dashboard=include_dashboard)
-        cluster_checks.check_cluster_storage(spec.storage_path)
-        resources_check.check_trial_resources(spec)
-        shared = shared_data.prepare_shared_data(spec, sources, data_home=state.data_home,
-                                                 cache_dir=state.cache_dir, download_if_missing=state.download_if_missing)
+    options = {"data_home": state.data_home, "cache_dir": state.cache_dir,
+               "download_if_missing": state.download_if_missing}
+    sources, shared = shared_data.start_and_prepare(
+        spec, lambda: shared_data.resolve_sources(spec, **options),
+        ray_options={"address": address, "num_cpus": num_cpus, "include_dashboard": include_dashboard}, **options)
     plan = merging.plan_trials(spec, shared.digests)
     to_train = [trial for trial in plan.train if trial in missing] if searcher is None else missing
     if searcher is not None:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import ray
 
 from sweeps.checks import cluster_checks
+from sweeps.checks import resources_check
 from sweeps.run import merging
 from sweeps import spec as spec_module
 from trainer import config as config_module
@@ -95,16 +96,12 @@ def resolve_sources(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=No
 
     archives = dict(known.archives) if known else {}
     glove = dict(known.glove) if known else {}
-    trials = spec.data_trials() if trials is None else trials
+    reading = [(trainer, spec.trial_config(trial)) for trial in (spec.data_trials() if trials is None else trials)
+               for trainer in [spec.trainer_of(trial)] if trainer.reads_archives]
     # An archive that a preparation task reads anyway is checked there, by the same reader, and its error comes
     # back as one line before any trial starts (``get_or_raise_cause``): a read here too would read it twice.
-    prepared = {(spec.trial_config(trial).dataset, spec.trial_config(trial).data_path) for trial in trials
-                if spec.trainer_of(trial).prepares_data}
-    for trial in trials:
-        trainer = spec.trainer_of(trial)
-        if not trainer.reads_archives:
-            continue
-        config = spec.trial_config(trial)
+    prepared = {(config.dataset, config.data_path) for trainer, config in reading if trainer.prepares_data}
+    for trainer, config in reading:
         key = (config.dataset, config.data_path)
         if key not in archives:
             source = data_module.resolve_dataset(config.dataset, data_path=config.data_path, data_home=data_home,
@@ -174,20 +171,18 @@ def ray_logs_held() -> Iterator[None]:
     """Hold what Ray's loggers print in the block and print it after, unless the block raised a user error
     (``ValueError``, ``OSError``: a bad input reads as its one line). Ray's loggers print through the handlers of
     the ``ray`` logger, which does not propagate."""
-    handlers = list(logging.getLogger("ray").handlers)
-    held: dict[logging.Handler, list[logging.LogRecord]] = {handler: [] for handler in handlers}
 
     class Hold(logging.Filter):
-        def __init__(self, handler: logging.Handler) -> None:
+        def __init__(self) -> None:
             super().__init__()
-            self.handler = handler
+            self.records: list[logging.LogRecord] = []
 
         def filter(self, record: logging.LogRecord) -> bool:
-            held[self.handler].append(record)
+            self.records.append(record)
             return False
 
-    filters = {handler: Hold(handler) for handler in handlers}
-    for handler, hold in filters.items():
+    holds = {handler: Hold() for handler in logging.getLogger("ray").handlers}
+    for handler, hold in holds.items():
         handler.addFilter(hold)
     user_error = False
     try:
@@ -196,11 +191,28 @@ def ray_logs_held() -> Iterator[None]:
         user_error = True
         raise
     finally:
-        for handler, hold in filters.items():
+        for handler, hold in holds.items():
             handler.removeFilter(hold)
-        for handler, records in held.items():
-            for record in [] if user_error else records:
+            for record in [] if user_error else hold.records:
                 handler.handle(record)
+
+
+def start_and_prepare(spec: spec_module.SweepSpec, checks: Callable[[], Sources], *, ray_options: dict[str, Any],
+                      check_resources: bool = True, data_home=None, cache_dir=None,
+                      download_if_missing: bool = True) -> tuple[Sources, SharedData]:
+    """Everything a sweep (or its resume) does before its trials: Ray started beside ``checks`` (which returns the
+    sources, ``start_ray_beside``), the cluster's storage and the trial's resources checked, every data set
+    prepared. Ray's start-up lines are held until all of it passed, so a refused sweep prints its one line."""
+    with ray_logs_held():
+        sources = start_ray_beside(checks, **ray_options)
+        # On several nodes, Tune's storage must be shared: refuse a local folder before any trial starts.
+        cluster_checks.check_cluster_storage(spec.storage_path)
+        if check_resources:
+            resources_check.check_trial_resources(spec)
+        # The preparation tasks check the archives they read (``resolve_sources`` does not read them again).
+        shared = prepare_shared_data(spec, sources, data_home=data_home, cache_dir=cache_dir,
+                                     download_if_missing=download_if_missing)
+    return sources, shared
 
 
 def stop_on_sigterm_as_on_ctrl_c() -> None:
