@@ -173,6 +173,7 @@ def test_random_and_asha_search_settings():
     (MINIMAL + "search: {mode: bayes}\n", ["search.mode='bayes'", "grid, random, asha"]),
     (MINIMAL + "search: {mode: asha, num_samples: 4, grace_period: 9}\n", ["grace_period=9", "1..4"]),
     (MINIMAL + "baselines: [linear_svm]\nsearch: {mode: random, num_samples: 2}\n", ["baselines run only in"]),
+    ("trainer: tfidf\n" + MINIMAL, ["trainer: 'tfidf' is a reference trainer", "baselines: [linear_svm]"]),
     (MINIMAL + "resources: {cpu: 0}\n", ["resources.cpu=0", "> 0"]),
     (MINIMAL + "resources: {cpu: 1, gpu: -1}\n", ["resources.gpu=-1", ">= 0"]),
     (MINIMAL + "max_concurrent_trials: -1\n", ["max_concurrent_trials=-1"]),

@@ -73,6 +73,10 @@ def _build(parsed: schema.SweepFile, where: str, base: pathlib.Path, *, text: st
         trainer = load_trainer(parsed.trainer, folder)
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
+    if trainer.variant:
+        # A reference trainer runs one of its variants per trial, which only a 'baselines' list names.
+        raise ValueError(f"{where}: trainer: {parsed.trainer!r} is a reference trainer that runs beside a network; "
+                         f"list its models under 'baselines:' (e.g. baselines: [linear_svm]) with trainer: keras")
     declared = trainer.factors
     searched = search_checks.is_search(parsed)
     factors = schema.check_trainer_settings(where, "factors", search_checks.listed_factors(where, parsed, searched),
