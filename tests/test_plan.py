@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -33,6 +35,20 @@ def test_plan_lists_merges_and_estimates_from_a_cached_calibration(tmp_path, cap
     assert again["calibration_cached"] is True and again["cpu_seconds"] == plan["cpu_seconds"]
     # Nothing ran: no MLflow store, no results folder.
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists()
+
+
+def test_a_plan_times_the_network_on_the_threads_of_one_trial(tmp_path):
+    # In a process of its own, as a user runs it: TensorFlow starts there, on the trial's threads.
+    home = build_tiny_data_home(tmp_path / "data")
+    path = tmp_path / "merge.yaml"
+    path.write_text(SWEEP.format(name="plan", uri=f"sqlite:///{tmp_path / 'mlflow.db'}", storage=tmp_path / "results"))
+    result = subprocess.run([sys.executable, "-m", "sweeps.cli", "plan", str(path), "--data-dir", str(home),
+                             "--cache-dir", str(tmp_path / "cache"), "--no-download", "--json"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    memos = [json.loads(memo.read_text()) for memo in (tmp_path / "cache" / "calibration").glob("*.json")]
+    # The sweep's trials take 1 CPU each (the default), so TensorFlow ran on 1 thread, not on every core.
+    assert memos and {memo["threads"] for memo in memos} == {1}
 
 
 def plan_offline(arguments: list[str], data_home: pathlib.Path, monkeypatch, capsys) -> tuple[dict, list[str]]:

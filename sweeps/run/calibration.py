@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import os
 import platform
 import time
 from typing import Any
@@ -42,13 +44,33 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def seconds_per_document(config, prepared, *, cache_dir=None, recalibrate: bool = False) -> tuple[float, bool]:
-    """Training seconds per document per epoch (validation included) of ``config``'s network; (value, cached)."""
+def use_trial_threads(cpus: float) -> int:
+    """Give TensorFlow the threads of one trial of ``cpus`` CPUs (as ``sweeps.run.builtin.configure_tensorflow``
+    does in a trial), so that a plan times what a trial runs; returns the intra-op threads in effect (all cores
+    where TensorFlow had started already and keeps its own)."""
+    import tensorflow as tf
+
+    threads = max(1, math.ceil(cpus))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:
+        pass  # TensorFlow's runtime started earlier in this process; its threads can no longer change.
+    return tf.config.threading.get_intra_op_parallelism_threads() or (os.cpu_count() or 1)
+
+
+def seconds_per_document(config, prepared, *, cpus: float = 1.0, cache_dir=None,
+                         recalibrate: bool = False) -> tuple[float, bool]:
+    """Training seconds per document per epoch (validation included) of ``config``'s network on the threads of a
+    trial of ``cpus`` CPUs; (value, cached)."""
     import tensorflow as tf
 
     from trainer import train as train_module
 
-    shape = {"cpu": cpu_model(), "tensorflow": tf.__version__, "architecture": config.architecture,
+    # A trial's network runs on its own CPUs' threads: timed on all cores, a 1-CPU trial looked up to 2x cheaper.
+    threads = use_trial_threads(cpus)
+    shape = {"cpu": cpu_model(), "tensorflow": tf.__version__, "threads": threads,
+             "architecture": config.architecture,
              "sequence_length": config.sequence_length, "glove_dim": config.glove_dim,
              "embedding": config.embedding, "batch_size": config.batch_size,
              "compute": str(getattr(config, "compute_path", "keras")),

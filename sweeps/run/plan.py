@@ -55,8 +55,8 @@ def make_plan(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=None,
     for trial in networks:
         config = spec.trial_config(trial)
         data = prepared[keys[config.digest()]]
-        per_document, hit = calibration.seconds_per_document(config, data.calibration, cache_dir=cache_dir,
-                                                             recalibrate=recalibrate)
+        per_document, hit = calibration.seconds_per_document(config, data.calibration, cpus=spec.resources["cpu"],
+                                                             cache_dir=cache_dir, recalibrate=recalibrate)
         cached = cached and hit
         cpu_seconds += config.epochs * data.documents * per_document * spec.resources["cpu"]
     unchecked = sum(1 for trial in spec.trials() if spec.trainer_of(trial).prepares_data

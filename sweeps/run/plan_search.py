@@ -253,8 +253,8 @@ def make_search_plan(spec: spec_module.SweepSpec, *, data_home=None, cache_dir=N
         trial = spec.search_trial(values)
         config = spec.trial_config(dataclasses.replace(trial, stage=stage))
         data = data_sets.of(config)
-        per_document, hit = calibration.seconds_per_document(config, data.calibration, cache_dir=cache_dir,
-                                                             recalibrate=recalibrate)
+        per_document, hit = calibration.seconds_per_document(config, data.calibration, cpus=spec.resources["cpu"],
+                                                             cache_dir=cache_dir, recalibrate=recalibrate)
         cached[0] = cached[0] and hit
         return per_document * data.documents * spec.resources["cpu"]
 
