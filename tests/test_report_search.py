@@ -188,3 +188,26 @@ def test_a_searched_integer_read_back_as_a_float_prints_as_the_table_prints_it()
                        "filters": float("nan")})
     text = search_report.configuration_text(trial, ["architecture", "max_sequence_length", "filters", "dropout"])
     assert text == "architecture=global_max, max_sequence_length=500, dropout=0.471874"
+
+
+def test_a_conditional_integer_choice_is_on_its_axis_and_a_trial_without_it_below_it(tmp_path):
+    """The honest-best search's max_sequence_length: a choice of integers read back as floats, absent (NaN) where
+    its ``when`` left it out. Each value sits at its choice's place; the plots of such a factor are drawn."""
+    import pandas as pd
+
+    from sweeps.report import search_plots
+
+    length = space_module.Distribution("choice", values=(250, 500, 1000), when={"architecture": ("global_max",)})
+    positions, ticks = search_plots.axis_position(length, [500.0, math.nan, 1000.0, 250.0])
+    assert positions[[0, 2, 3]].tolist() == [0.5, 1.0, 0.0] and math.isnan(positions[1])
+    assert [label for _, label in ticks] == ["250", "500", "1000"]
+    assert [search_stats.choice_position(length, value) for value in (1000.0, 1000, math.nan, None, 750.0)] == \
+        [2, 2, None, None, None]
+    space = {"architecture": space_module.Distribution("choice", values=("blog_flatten", "global_max")),
+             "max_sequence_length": length}
+    trials = pd.DataFrame({"architecture": ["global_max", "blog_flatten", "global_max", "global_max"],
+                           "max_sequence_length": [500.0, math.nan, 1000.0, 250.0], "value": [0.6, 0.5, 0.4, 0.55],
+                           "status": [search_stats.FINISHED] * 4, "epochs": [15] * 4})
+    search_plots.plot_parallel(tmp_path / "parallel.png", trials, space, ACCURACY)
+    search_plots.plot_partial_dependence(tmp_path / "partial.png", trials, {"max_sequence_length": length}, ACCURACY)
+    assert (tmp_path / "parallel.png").stat().st_size > 0 and (tmp_path / "partial.png").stat().st_size > 0

@@ -25,6 +25,8 @@ from sweeps.report import search_stats
 from sweeps.spec import space as space_module
 
 DPI = 120
+# Where a parallel-coordinates line crosses the axis of a conditional factor its trial did not sample.
+NOT_SAMPLED = -0.12
 FILES = {"history_plot": "optimization_history.png", "parallel_plot": "parallel_coordinates.png",
          "importance_plot": "importances.png", "partial_plot": "partial_dependence.png"}
 BEST, TRIAL, OTHER = "tab:red", "tab:blue", "0.6"
@@ -105,9 +107,8 @@ def axis_position(distribution: space_module.Distribution, values) -> tuple[np.n
     its index), and the ticks (position, label) to write beside the axis."""
     if distribution.kind == "choice":
         count = max(len(distribution.values) - 1, 1)
-        index = {str(value): position for position, value in enumerate(distribution.values)}
-        positions = np.array([index.get(str(value), math.nan) / count if value is not None else math.nan
-                              for value in values], dtype=float)
+        found = [search_stats.choice_position(distribution, value) for value in values]
+        positions = np.array([math.nan if position is None else position / count for position in found], dtype=float)
         return positions, [(position / count, str(value)) for position, value in enumerate(distribution.values)]
     low, high = float(distribution.low), float(distribution.high)
     scale = np.log10 if distribution.log else (lambda item: np.asarray(item, dtype=float))
@@ -128,6 +129,11 @@ def plot_parallel(path: pathlib.Path, trials, space: dict[str, space_module.Dist
     columns, ticks = [], []
     for name in names:
         positions, marks = axis_position(space[name], trials[name].tolist())
+        if np.isnan(positions).any():
+            # A conditional factor a trial did not sample (its ``when`` left it out): a mark below the axis, so the
+            # trial's line stays whole and is not read as a value.
+            positions = np.where(np.isnan(positions), NOT_SAMPLED, positions)
+            marks = [*marks, (NOT_SAMPLED, "not sampled")]
         columns.append(positions)
         ticks.append(marks)
     columns.append((values - low) / spread)
@@ -151,7 +157,7 @@ def plot_parallel(path: pathlib.Path, trials, space: dict[str, space_module.Dist
     axes.set_xticks(x, labels)
     axes.set_yticks([])
     axes.set_xlim(-0.2, len(names) + 0.6)
-    axes.set_ylim(-0.05, 1.05)
+    axes.set_ylim(min(-0.05, float(np.nanmin(grid)) - 0.05), 1.05)
     for side in ("left", "right", "top"):
         axes.spines[side].set_visible(False)
     figure.colorbar(matplotlib_cm.ScalarMappable(norm=norm, cmap=colours), ax=axes,
@@ -192,10 +198,9 @@ def plot_partial_dependence(path: pathlib.Path, trials, space: dict[str, space_m
         bins = search_stats.partial_dependence(trials, name, distribution)
         present = trials[trials[name].notna()]
         if distribution.kind == "choice":
-            position = {str(value): number for number, value in enumerate(distribution.values)}
             jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(present))
-            axes.scatter([position[str(value)] + shift for value, shift in zip(present[name], jitter)], present["value"],
-                         color=OTHER, s=14, zorder=2)
+            axes.scatter([search_stats.choice_position(distribution, value) + shift
+                          for value, shift in zip(present[name], jitter)], present["value"], color=OTHER, s=14, zorder=2)
             axes.hlines(bins["mean"], bins["center"] - 0.3, bins["center"] + 0.3, color=BEST, linewidth=2.2, zorder=3)
             axes.set_xticks(range(len(distribution.values)), [str(value) for value in distribution.values])
         else:

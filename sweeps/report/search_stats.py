@@ -92,6 +92,15 @@ def typed_value(distribution: space_module.Distribution, text: Any) -> Any:
     return int(text) if distribution.kind == "int" else float(text)
 
 
+def choice_position(distribution: space_module.Distribution, value: Any) -> int | None:
+    """The index of ``value`` among a choice's values, None where it is absent or not one of them. Compared by
+    equality, not text: a choice of integers that a ``when`` leaves out of some trials is a float column of the
+    trials frame (500.0 is the choice 500)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return next((position for position, choice in enumerate(distribution.values) if choice == value), None)
+
+
 def stage_rows(runs: pd.DataFrame, stage: str = stages.SEARCH) -> pd.Series:
     """True for the rows of a search's ``stage`` (``search``: its own trials, runs logged without a stage too)."""
     return runs["stage"].fillna(stages.SEARCH) == stage
