@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import pathlib
 import pickle
 import subprocess
 import sys
@@ -126,3 +127,41 @@ def test_a_failed_resume_leaves_the_parent_status_alone(mlflow_server, ray_local
     assert parent.info.status == "FINISHED"
 
 
+
+
+def test_find_checkpoints_reads_each_layout_and_only_the_trials_asked_for(tmp_path, capsys):
+    """The three layouts a trial folder's checkpoints take: the built-in network's (state.json, checked here), a
+    trainer of one's own's (glovesweep's epoch note only: its trainer reads the rest), a configuration's one part
+    per seed (at its oldest part's epoch); a trial outside ``keys`` is not read (no notice for its damage)."""
+    from sweeps.run import session as session_module
+    from sweeps.run import trial as trial_module
+
+    def trial_folder(name: str, key_seed: int) -> tuple[pathlib.Path, str]:
+        trial = spec_module.Trial(kind="user", cell={"rate": 0.5}, seed=key_seed)
+        folder = tmp_path / "sweep" / f"trial_{name}"
+        folder.mkdir(parents=True)
+        (folder / "params.json").write_text(json.dumps(
+            {trial_module.TASK_KEY: trial_module.TrialTask(trial=trial).as_param()}))
+        return folder, trial.key
+
+    user, user_key = trial_folder("user", 0)
+    for epoch in (1, 2):
+        (user / f"checkpoint_00000{epoch}").mkdir()
+        (user / f"checkpoint_00000{epoch}" / session_module.EPOCH_FILE).write_text(json.dumps({"epoch": epoch}))
+        (user / f"checkpoint_00000{epoch}" / "model.bin").write_bytes(b"the user's own format")
+    group, group_key = trial_folder("group", 1)
+    for epoch, parts in ((3, (3, 3, 3)), (4, (4, 5, 4))):
+        for seed, part_epoch in enumerate(parts):
+            part = group / f"checkpoint_00000{epoch}" / f"seed_{seed}"
+            part.mkdir(parents=True)
+            (part / session_module.EPOCH_FILE).write_text(json.dumps({"epoch": part_epoch}))
+    # The newest group checkpoint lost a part: the one before it is used.
+    (group / "checkpoint_000004" / "seed_2" / session_module.EPOCH_FILE).unlink()
+    damaged, damaged_key = trial_folder("damaged", 2)
+    (damaged / "checkpoint_000001").mkdir()
+    (damaged / "checkpoint_000001" / "state.json").write_text("{cut short")
+    found = checkpoints.find_checkpoints(str(tmp_path / "sweep"), keys={user_key, group_key})
+    assert found == {user_key: [str(user / "checkpoint_000002")], group_key: [str(group / "checkpoint_000003")]}
+    assert "damaged" not in capsys.readouterr().out
+    assert damaged_key not in checkpoints.find_checkpoints(str(tmp_path / "sweep"))
+    assert "skipping checkpoint" in capsys.readouterr().out

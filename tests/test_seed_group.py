@@ -113,12 +113,11 @@ def test_a_search_takes_seeds_k_for_a_function_trainer_and_the_keras_network_tak
     assert spec.seeds_side_by_side == 3 and spec.main_trainer.takes_turns  # one seed at a time (test_seed_turns.py)
     # Its data is prepared at each seed: a seed draws its own split of 19997.
     assert [trial.seed for trial in spec.data_trials()] == [0, 1, 2]
-    # A built-in runner that neither trains its seeds in threads nor takes turns is still refused.
+    # The TF-IDF reference trainer, whose runner neither trains its seeds in threads nor takes turns, is no sweep's
+    # own trainer (it runs beside a grid's network, under 'baselines').
     tfidf = tmp_path / "tfidf.yaml"
     tfidf.write_text(keras.read_text().replace("name: k\n", "name: t\ntrainer: tfidf\n"))
-    with pytest.raises(ValueError, match=r"seeds=\[0, 1, 2\]: trainer 'tfidf' neither trains its seeds side by side "
-                                         r"nor takes turns, so a search cannot train them in one trial; use "
-                                         r"seeds: \[0\]"):
+    with pytest.raises(ValueError, match=r"trainer: 'tfidf' is a reference trainer that runs beside a network"):
         spec_module.load_sweep(tfidf)
 
 
@@ -429,3 +428,46 @@ def test_the_barrier_floor_reads_the_epoch_of_a_keras_checkpoint_and_of_a_user_t
     epochs = [session_module.checkpoint_epoch(ray_train.Checkpoint.from_directory(str(folder)))
               for folder in (keras_folder, user_folder, empty_folder)]
     assert epochs == [3, 5, 0] and session_module.checkpoint_epoch(None) == 0
+
+
+def test_a_killed_configuration_resumes_every_seed_from_its_part_of_the_configurations_checkpoint(tmp_path,
+                                                                                                mlflow_server):
+    """``glovesweep resume`` re-creates a configuration that was training when its driver died: each seed continues
+    from its own part of the newest checkpoint (not from epoch 1), each epoch logged once; no finished trial's
+    checkpoint is read."""
+    folder = tmp_path / "user"
+    folder.mkdir()
+    # The flaky trainer, never failing, with a pause per epoch so that the driver dies mid-configuration.
+    (folder / "slow_trainer.py").write_text(FLAKY.replace("    for epoch in range(start + 1, config[\"epochs\"] + 1):\n",
+                                                          "    for epoch in range(start + 1, config[\"epochs\"] + 1):\n"
+                                                          "        __import__('time').sleep(2.0)\n"))
+    path = folder / "seeds-resumed.yaml"
+    path.write_text(FLAKY_SWEEP.format(name="seeds-resumed", fail_at="never", folder=folder, uri=mlflow_server)
+                    .replace("flaky_trainer", "slow_trainer").replace("fixed: {", "fixed: {epochs: 6, "))
+
+    def a_checkpoint_of_every_seed():
+        # Tune's driver writes the trial folder's params.json, which names the trial, some seconds after the
+        # trial starts (a driver killed before that leaves checkpoints no resume can attribute: they train anew).
+        for checkpoint in (tmp_path / "results").glob("*/trial_*/checkpoint_*"):
+            if len(list(checkpoint.glob("seed_*/.glovesweep_epoch.json"))) == 3 and \
+                    (checkpoint.parent / "params.json").exists():
+                return True
+        return None
+
+    assert kill_driver_when(["run", str(path), "--num-cpus", "2", "--no-report"], cwd=tmp_path,
+                            environment=environment(), log_path=tmp_path / "run.log", ready=a_checkpoint_of_every_seed)
+    starts_before = (folder / "calls.txt").read_text().splitlines()
+    assert sorted(starts_before) == ["0 0", "1 0", "2 0"]
+    (sweep_dir,) = (tmp_path / "results").iterdir()
+    resumed = run_command(["resume", str(sweep_dir), "--num-cpus", "2", "--no-report"], tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "0 trials finished, 1 re-created (1 from a checkpoint)" in resumed.stdout
+    assert "skipping checkpoint" not in resumed.stdout
+    starts_after = (folder / "calls.txt").read_text().splitlines()[len(starts_before):]
+    assert sorted(line.split()[0] for line in starts_after) == ["0", "1", "2"]
+    assert all(int(line.split()[1]) >= 1 for line in starts_after), starts_after
+    client, [parent], children = runs_of(mlflow_server, "seeds-resumed")
+    assert parent.info.status == "FINISHED" and len(children) == 3
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert [metric.step for metric in client.get_metric_history(run.info.run_id, "score")] == [1, 2, 3, 4, 5, 6]

@@ -5,14 +5,19 @@ Ray Tune's own restore unpickles ``tuner.pkl``, ``trainable.pkl``, the trial sta
 run code on the head that way. ``resume`` therefore never restores Tune's state. The trial list is
 recomputed from the sweep file (``SweepSpec.trials``), finished trials are read from MLflow, and each
 unfinished trial gets the checkpoints it wrote, found here from two kinds of plain data only: the trial
-folder's ``params.json`` (JSON) and the checkpoint folders' names. The checkpoints themselves hold JSON and a
-NumPy archive loaded with ``allow_pickle=False`` (``trainer.train.verify_checkpoint``).
+folder's ``params.json`` (JSON) and the checkpoint folders' names. The built-in network's checkpoints hold JSON
+and a NumPy archive loaded with ``allow_pickle=False`` (``trainer.checkpoint_files.read_checkpoint``); a trainer
+of one's own keeps what it likes in its checkpoint and reads it itself, and glovesweep reads only the epoch it
+noted there (``sweeps.run.session.EPOCH_FILE``, JSON). A configuration trained at ``seeds: k`` checkpoints one
+folder per seed (``seed_<n>``, ``sweeps.run.seed_group``): usable when every part is, at the oldest part's epoch.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import pathlib
 import shutil
 import tempfile
 
@@ -20,6 +25,7 @@ from pyarrow import fs as pyarrow_fs
 
 from sweeps import spec as spec_module
 from sweeps import storage
+from sweeps.run import session as session_module
 from sweeps.run import trial as trial_module
 from trainer import checkpoint_files
 
@@ -27,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 PARAMS_FILE = "params.json"
 CHECKPOINT_PREFIX = "checkpoint_"
+SEED_PART_PREFIX = "seed_"
 
 
 def trial_of_params(text: str) -> spec_module.Trial | None:
@@ -40,12 +47,14 @@ def trial_of_params(text: str) -> spec_module.Trial | None:
         return None
 
 
-def find_checkpoints(sweep_dir: str) -> dict[str, list[str]]:
-    """The newest readable checkpoint of each trial, from every Tune run under ``sweep_dir``.
+def find_checkpoints(sweep_dir: str, keys=None) -> dict[str, list[str]]:
+    """The newest readable checkpoint of each trial (of those in ``keys``, where given), from every Tune run under
+    ``sweep_dir``.
 
     A trial retried or resumed before has folders under several Tune runs; they are ordered by the epoch
     their JSON state records, and an unreadable one (damaged, or holding pickled objects) is skipped with a
-    one-line notice, so the trial continues from the one before it.
+    one-line notice, so the trial continues from the one before it. Trials outside ``keys`` (those that
+    finished) are not read at all.
 
     Returns
     -------
@@ -66,7 +75,7 @@ def find_checkpoints(sweep_dir: str) -> dict[str, list[str]]:
             except OSError as error:
                 logger.warning("cannot read %s: %s", info.path, error)
                 continue
-            if trial is not None:
+            if trial is not None and (keys is None or trial.key in keys):
                 folders.setdefault(trial.key, []).append(parent)
         elif info.type == pyarrow_fs.FileType.Directory and name.startswith(CHECKPOINT_PREFIX):
             checkpoints.setdefault(parent, []).append(name)
@@ -89,7 +98,10 @@ def _readable(filesystem, folder: str) -> bool:
         temporary = local = tempfile.mkdtemp(prefix="glovesweep-verify-")
         pyarrow_fs.copy_files(folder, temporary, source_filesystem=filesystem)
     try:
-        checkpoint_files.read_checkpoint(local)
+        for part in _parts(pathlib.Path(local)):
+            # The built-in network's is read here (JSON, a pickle-free archive); a trainer of one's own reads its own.
+            if (part / checkpoint_files.CHECKPOINT_STATE).exists() or not (part / session_module.EPOCH_FILE).is_file():
+                checkpoint_files.read_checkpoint(part)
         return True
     except OSError as error:
         print(f"glovesweep: skipping checkpoint {folder}: {str(error).splitlines()[0][:300]}", flush=True)
@@ -99,10 +111,36 @@ def _readable(filesystem, folder: str) -> bool:
             shutil.rmtree(temporary, ignore_errors=True)
 
 
+def _parts(folder: pathlib.Path) -> list[pathlib.Path]:
+    """The checkpoints a folder holds: itself, or a configuration's one part per seed (``seed_<n>``)."""
+    if (folder / checkpoint_files.CHECKPOINT_STATE).exists() or (folder / session_module.EPOCH_FILE).exists():
+        return [folder]
+    parts = sorted(path for path in folder.glob(SEED_PART_PREFIX + "*") if path.is_dir())
+    return parts or [folder]
+
+
 def _epoch(filesystem, folder: str) -> int:
-    """The epoch a checkpoint folder's JSON state records (-1 when unreadable: tried last)."""
+    """The epoch a checkpoint folder records (its JSON state, or the epoch glovesweep noted in a trainer of one's
+    own's; a configuration's: its oldest seed part's); -1 when unreadable: tried last."""
     try:
-        with filesystem.open_input_stream(f"{folder}/{checkpoint_files.CHECKPOINT_STATE}") as stream:
-            return int(json.loads(stream.read())["epoch"])
+        parts = [folder]
+        if not any(_is_file(filesystem, f"{folder}/{name}")
+                   for name in (checkpoint_files.CHECKPOINT_STATE, session_module.EPOCH_FILE)):
+            listed = filesystem.get_file_info(pyarrow_fs.FileSelector(folder, allow_not_found=True))
+            parts = sorted(info.path for info in listed if info.type == pyarrow_fs.FileType.Directory
+                           and os.path.basename(info.path).startswith(SEED_PART_PREFIX)) or [folder]
+        return min(_noted_epoch(filesystem, part) for part in parts)
     except (OSError, ValueError, KeyError, TypeError):
         return -1
+
+
+def _is_file(filesystem, path: str) -> bool:
+    return filesystem.get_file_info(path).type == pyarrow_fs.FileType.File
+
+
+def _noted_epoch(filesystem, folder: str) -> int:
+    for name in (checkpoint_files.CHECKPOINT_STATE, session_module.EPOCH_FILE):
+        if _is_file(filesystem, f"{folder}/{name}"):
+            with filesystem.open_input_stream(f"{folder}/{name}") as stream:
+                return int(json.loads(stream.read())["epoch"])
+    raise OSError(f"{folder} records no epoch")

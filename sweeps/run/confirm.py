@@ -129,7 +129,7 @@ def run_stage(spec: spec_module.SweepSpec, state: state_module.SweepState, stage
     if not missing:
         return None
     started = time.perf_counter()
-    earlier = checkpoints.find_checkpoints(identity.sweep_dir)
+    earlier = checkpoints.find_checkpoints(identity.sweep_dir, keys={trial.key for trial in missing})
     print(f"glovesweep: {stage} stage: {len(missing)} of {len(trials)} trials to train "
           f"({sum(1 for trial in missing if trial.key in earlier)} from a checkpoint): "
           + "; ".join(f"{trial.label} seed={trial.seed}" for trial in missing), flush=True)

@@ -106,14 +106,16 @@ def resume_trials(sweep_dir: str, *, address: str | None = None, num_cpus: int |
     statuses = mlflow_runs.trial_statuses(spec.tracking_uri, identity.experiment_id, identity.parent_run_id)
     missing = [trial for trial in trials if statuses.get(trial.key) != "FINISHED"]
     previous_status = mlflow_runs.run_status(spec.tracking_uri, identity.parent_run_id)
-    earlier = checkpoints.find_checkpoints(sweep_dir)
     searcher = None
     if spec.searched:
         # A search: a fresh searcher told what ran before (MLflow), its unfinished trials re-created first.
         past = search_history.past_trials(spec, spec.tracking_uri, identity.experiment_id, identity.parent_run_id)
-        searcher = searcher_module.TrialSearcher(spec, past, resume_from=earlier)
         trials = [item.trial for item in past]
         missing = [item.trial for item in past if not item.finished]
+    # Only the unfinished trials' checkpoints are read.
+    earlier = checkpoints.find_checkpoints(sweep_dir, keys={trial.key for trial in missing})
+    if spec.searched:
+        searcher = searcher_module.TrialSearcher(spec, past, resume_from=earlier)
         if not missing and (searcher.remaining == 0 or searcher.budget_spent()):
             searcher = None
     if not missing and searcher is None:

@@ -358,7 +358,8 @@ def run_configuration(param: dict[str, Any], context: trial_module.TrialContext)
 
     spec = context.spec
     trainer = spec.trainer_of(task.trial)
-    composite = tune.get_checkpoint()
+    # A retry within this Tune run has Tune's checkpoint; a configuration re-created by 'resume', its earlier one.
+    composite = tune.get_checkpoint() or (tune.Checkpoint(path=task.resume_from[0]) if task.resume_from else None)
     parts_folder = tempfile.mkdtemp(prefix="glovesweep-seeds-") if composite is not None else None
     try:
         if composite is not None:
