@@ -211,3 +211,20 @@ def test_a_conditional_integer_choice_is_on_its_axis_and_a_trial_without_it_belo
     search_plots.plot_parallel(tmp_path / "parallel.png", trials, space, ACCURACY)
     search_plots.plot_partial_dependence(tmp_path / "partial.png", trials, {"max_sequence_length": length}, ACCURACY)
     assert (tmp_path / "parallel.png").stat().st_size > 0 and (tmp_path / "partial.png").stat().st_size > 0
+
+
+def test_the_committed_honest_best_report_is_what_the_code_makes_of_its_parquet_files(tmp_path, monkeypatch):
+    """docs/results/honest-best (the README's honest best) regenerates from its own Parquet files on a fresh clone:
+    the trials, the importances with their bootstrap intervals, the confirmed and final scores, the text. Numbers to
+    1e-9 relative, printed ones to their last digit: the committed files were made on another CPU."""
+    import pathlib
+
+    import tolerance
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    study = root / "docs" / "results" / "honest-best"
+    monkeypatch.chdir(root)
+    made = report.make_report(study.relative_to(root), out_dir=tmp_path, log_artifacts=False)
+    assert made.search.best is not None
+    for name in ("trials.csv", "importances.csv", "confirmed.csv", "report.md"):
+        tolerance.assert_same_text((tmp_path / name).read_text(), (study / name).read_text(), name=name)
