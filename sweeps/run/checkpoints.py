@@ -135,10 +135,12 @@ def _epoch(filesystem, folder: str) -> int:
 
 
 def _is_file(filesystem, path: str) -> bool:
+    """Whether ``path`` is a file on ``filesystem`` (pyarrow's, local or remote)."""
     return filesystem.get_file_info(path).type == pyarrow_fs.FileType.File
 
 
 def _noted_epoch(filesystem, folder: str) -> int:
+    """The epoch one checkpoint records: the built-in network's state.json, else glovesweep's epoch note."""
     for name in (checkpoint_files.CHECKPOINT_STATE, session_module.EPOCH_FILE):
         if _is_file(filesystem, f"{folder}/{name}"):
             with filesystem.open_input_stream(f"{folder}/{name}") as stream:
