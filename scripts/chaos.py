@@ -751,8 +751,11 @@ def score(chaos: Chaos, checks: Checks, folders: dict[str, str]) -> None:
         outcome.cells_once = sum(1 for key in keys if checks.per_trial.get(key, {}).get("finished") == 1
                                  and checks.per_trial[key]["runs"] == 1)
         outcome.metrics_lost = sum(checks.per_trial.get(key, {}).get("metrics_lost", 0) for key in keys)
+        # A worker hit before its trial wrote anything (no params.json, no MLflow run: on a loaded machine a trial's
+        # first seconds are its imports) names no cell; it survived if every cell of the sweep ran exactly once.
+        unnamed = any(folder not in folders for folder in outcome.trials)
         outcome.survived = whole and outcome.cells_once == outcome.cells_affected and outcome.metrics_lost == 0 \
-            and len(keys) == len(outcome.trials)
+            and (not unnamed or checks.cells_once == checks.cells_expected)
 
 
 # --------------------------------------------------------------------------------------------- the results

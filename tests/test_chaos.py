@@ -96,3 +96,18 @@ def test_a_retry_whose_newest_checkpoint_was_cut_short_continues_from_the_one_be
     assert directory is not None
     assert checkpoint_files.read_checkpoint(directory)[0]["epoch"] == 3
     assert f"skipping checkpoint {newest}" in capsys.readouterr().out
+
+
+def test_a_fault_that_hit_a_trial_before_it_wrote_anything_survives_only_if_every_cell_ran_once():
+    """Found by the smoke run on a loaded machine: the driver was killed while a worker of a just-started trial was
+    still importing, so its folder had neither params.json nor an MLflow run, and no cell to check."""
+    import types
+
+    chaos = load_chaos()
+    per_trial = {"a": {"runs": 1, "finished": 1, "metrics_lost": 0}, "b": {"runs": 1, "finished": 1, "metrics_lost": 0}}
+    for cells_once, survived in ((2, True), (1, False)):
+        checks = chaos.Checks(cells_expected=2, cells_once=cells_once, parent_status="FINISHED",
+                              parent_has_answer=True, per_trial=per_trial)
+        outcome = chaos.Outcome(index=0, kind="driver_kill", injected=True, trials=["trial_1", "trial_2"])
+        chaos.score(types.SimpleNamespace(outcomes=[outcome]), checks, {"trial_1": "a"})
+        assert (outcome.cells_affected, outcome.cells_once, outcome.survived) == (1, 1, survived)
