@@ -10,6 +10,7 @@ import pandas as pd
 
 from sweeps.report import confirm_stats
 from sweeps.report import objective as objective_module
+from sweeps.report import search_stats
 
 
 def interval_text(metric: objective_module.Metric, low: float, high: float) -> str:
@@ -19,8 +20,8 @@ def interval_text(metric: objective_module.Metric, low: float, high: float) -> s
 
 
 def cell_text(cell: dict) -> str:
-    return ", ".join(f"{name}={value:.6g}" if isinstance(value, float) else f"{name}={value}"
-                     for name, value in cell.items()) or "(no factor)"
+    return ", ".join(f"{name}={search_stats.factor_value_text(value)}" for name, value in cell.items()) \
+        or "(no factor)"
 
 
 def sentences(tables: confirm_stats.StageTables, metric: objective_module.Metric) -> list[str]:
@@ -48,7 +49,8 @@ def sentences(tables: confirm_stats.StageTables, metric: objective_module.Metric
             if tables.final_settings.get("validation") == "auto" else ""
         found.append(
             f"Final: {cell_text(final.cell)} retrained with {settings} on {final.seeds} seeds and scored once on the "
-            f"data those settings hold out{held_out}: mean {objective_module.label(metric)} {objective_module.value_text(metric, final.mean)} "
+            f"data those settings hold out{held_out}: mean {objective_module.label(metric)} "
+            f"{objective_module.value_text(metric, final.mean)} "
             f"{interval_text(metric, final.low, final.high)}; nothing in the selection read these scores.")
     return found
 

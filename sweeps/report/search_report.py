@@ -75,14 +75,8 @@ def _missing(value: Any) -> bool:
 
 def configuration_text(trial: pd.Series, factors: list[str]) -> str:
     """``loss=log_loss, alpha=0.00122512``: the searched factors a trial ran (those a ``when`` left out omitted)."""
-    return ", ".join(f"{name}={factor_value_text(trial[name])}" for name in factors if not _missing(trial[name])) \
-        or "(no factor)"
-
-
-def factor_value_text(value) -> str:
-    """A factor's value as the tables print it: 6 significant digits for a float (a choice of integers read back
-    beside trials that lack it is a float column: 500.0 prints as 500)."""
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
+    return ", ".join(f"{name}={search_stats.factor_value_text(trial[name])}" for name in factors
+                     if not _missing(trial[name])) or "(no factor)"
 
 
 def interval_text(metric: objective_module.Metric, trial: pd.Series) -> str:
@@ -186,7 +180,8 @@ def top_markdown(tables: search_stats.SearchTables, metric: objective_module.Met
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rank, (_, trial) in enumerate(tables.top.iterrows(), start=1):
         cells = [str(rank), str(int(trial["number"]))]
-        cells += ["-" if _missing(trial[name]) else factor_value_text(trial[name]) for name in tables.factors]
+        cells += ["-" if _missing(trial[name]) else search_stats.factor_value_text(trial[name])
+                  for name in tables.factors]
         cells += [objective_module.value_text(metric, trial["value"])]
         cells += [interval_text(metric, trial), str(int(trial["seeds"]))] if seeded else []
         cells += ["" if _missing(trial["epochs"]) else str(int(trial["epochs"]))]

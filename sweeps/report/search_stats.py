@@ -92,6 +92,12 @@ def typed_value(distribution: space_module.Distribution, text: Any) -> Any:
     return int(text) if distribution.kind == "int" else float(text)
 
 
+def factor_value_text(value: Any) -> str:
+    """A factor's value as the reports print it: 6 significant digits for a float (a choice of integers read back
+    beside trials that lack it is a float column: 500.0 prints as 500)."""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def choice_position(distribution: space_module.Distribution, value: Any) -> int | None:
     """The index of ``value`` among a choice's values, None where it is absent or not one of them. Compared by
     equality, not text: a choice of integers that a ``when`` leaves out of some trials is a float column of the

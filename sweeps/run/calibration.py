@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import platform
 import time
 from typing import Any
 
+from sweeps.run import builtin
 from sweeps.run import merging
 from trainer import paths
 
@@ -44,21 +44,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def use_trial_threads(cpus: float) -> int:
-    """Give TensorFlow the threads of one trial of ``cpus`` CPUs (as ``sweeps.run.builtin.configure_tensorflow``
-    does in a trial), so that a plan times what a trial runs; returns the intra-op threads in effect (all cores
-    where TensorFlow had started already and keeps its own)."""
-    import tensorflow as tf
-
-    threads = max(1, math.ceil(cpus))
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-    except RuntimeError:
-        pass  # TensorFlow's runtime started earlier in this process; its threads can no longer change.
-    return tf.config.threading.get_intra_op_parallelism_threads() or (os.cpu_count() or 1)
-
-
 def seconds_per_document(config, prepared, *, cpus: float = 1.0, cache_dir=None,
                          recalibrate: bool = False) -> tuple[float, bool]:
     """Training seconds per document per epoch (validation included) of ``config``'s network on the threads of a
@@ -68,7 +53,9 @@ def seconds_per_document(config, prepared, *, cpus: float = 1.0, cache_dir=None,
     from trainer import train as train_module
 
     # A trial's network runs on its own CPUs' threads: timed on all cores, a 1-CPU trial looked up to 2x cheaper.
-    threads = use_trial_threads(cpus)
+    # The trial's own set-up; where TensorFlow started earlier in this process it keeps its threads (all cores).
+    builtin.configure_tensorflow(cpus)
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or (os.cpu_count() or 1)
     shape = {"cpu": cpu_model(), "tensorflow": tf.__version__, "threads": threads,
              "architecture": config.architecture,
              "sequence_length": config.sequence_length, "glove_dim": config.glove_dim,

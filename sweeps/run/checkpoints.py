@@ -47,7 +47,7 @@ def trial_of_params(text: str) -> spec_module.Trial | None:
         return None
 
 
-def find_checkpoints(sweep_dir: str, keys=None) -> dict[str, list[str]]:
+def find_checkpoints(sweep_dir: str, keys: set[str] | None = None) -> dict[str, list[str]]:
     """The newest readable checkpoint of each trial (of those in ``keys``, where given), from every Tune run under
     ``sweep_dir``.
 
