@@ -252,11 +252,18 @@ def finite(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def number_text(value: float, digits: int) -> str:
+    """``value`` with ``digits`` decimals, or in e-notation from 10,000 up (a Satterthwaite upper end on one or two
+    degrees of freedom can reach 10^7)."""
+    return f"{value:.{digits}f}" if abs(value) < 10_000 else f"{value:.1e}"
+
+
 def interval_text(interval: list[float], digits: int) -> str:
     low, high = interval
     if not math.isfinite(low):
         return "(no interval)"
-    return f"[{low:.{digits}f}, {high:.{digits}f}]" if math.isfinite(high) else f"[{low:.{digits}f}, inf)"
+    high_text = number_text(high, digits) + "]" if math.isfinite(high) else "inf)"
+    return f"[{number_text(low, digits)}, {high_text}"
 
 
 def synthetic_runs(variances: dict[tuple[str, ...], float], *, levels: int = 4, mean: float = 0.5,

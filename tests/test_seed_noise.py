@@ -137,3 +137,43 @@ def test_smoke_mode_runs_in_seconds(script, tmp_path):
     record = json.loads((tmp_path / "seed-noise.json").read_text())
     assert record["levels"] == {"split_seed": 4, "init_seed": 4, "order_seed": 4}
     assert record["sd_interval"][0] < record["sd"] < record["sd_interval"][1]
+
+
+# The committed study (docs/results/seed-noise): (runs folder, cell, epochs, output folder).
+COMMITTED = [("seed-noise", "dataset=19997,strip=none", 10, "blog-cell-10"),
+             ("seed-noise", "dataset=19997,strip=none", 2, "blog-cell-2"),
+             ("seed-noise-user", "dataset=bydate,strip=sklearn_all", 10, "user-cell-10"),
+             ("seed-noise-user", "dataset=bydate,strip=sklearn_all", 2, "user-cell-2")]
+
+
+@pytest.mark.parametrize("runs, cell, epochs, out", COMMITTED, ids=[row[-1] for row in COMMITTED])
+def test_the_committed_seed_noise_study_is_what_the_script_makes_of_its_runs(script, tmp_path, monkeypatch, runs,
+                                                                             cell, epochs, out):
+    """docs/results/seed-noise regenerates from its own runs.parquet files: every component, interval and seed count
+    of the README's seed-noise paragraph. Numbers to 1e-9 relative, printed ones to their last digit (another CPU
+    made them)."""
+    import tolerance
+
+    study = ROOT / "docs" / "results" / "seed-noise"
+    monkeypatch.chdir(study)
+    assert script.main([runs, "--cell", cell, "--epochs", str(epochs), "--out", str(tmp_path)]) == 0
+    for name in ("seed-noise.md", "seed-noise.json"):
+        made, committed = (tmp_path / name).read_text(), (study / out / name).read_text()
+        tolerance.assert_same_text(made, committed, name=f"{out}/{name}")
+
+
+def test_the_readmes_seed_noise_table_is_the_committed_studys():
+    """README's table under "Seed noise, decomposed": each row's sd, interval and seed counts are its JSON's."""
+    import re
+
+    study = ROOT / "docs" / "results" / "seed-noise"
+    readme = (ROOT / "README.md").read_text()
+    row = r"^\| (blog's|user's)[^|]* \| (\d+) \| ([\d.]+) \[([\d.]+), ([\d.]+)\] \| (\d+) \| (\d+) \| (\d+) \|$"
+    rows = re.findall(row, readme, flags=re.MULTILINE)
+    assert len(rows) == 4, rows
+    for cell, epochs, sd, low, high, *seeds in rows:
+        record = json.loads((study / f"{cell[:-2]}-cell-{epochs}" / "seed-noise.json").read_text())
+        assert float(sd) == pytest.approx(record["sd"], abs=0.005)
+        assert [float(low), float(high)] == pytest.approx(record["sd_interval"], abs=0.005)
+        counts = {row["half_width"]: row["seeds"] for row in record["seeds_needed"]}
+        assert [int(value) for value in seeds] == [counts[1.0], counts[2.0], counts[5.0]]
