@@ -143,7 +143,9 @@ def test_smoke_mode_runs_in_seconds(script, tmp_path):
 COMMITTED = [("seed-noise", "dataset=19997,strip=none", 10, "blog-cell-10"),
              ("seed-noise", "dataset=19997,strip=none", 2, "blog-cell-2"),
              ("seed-noise-user", "dataset=bydate,strip=sklearn_all", 10, "user-cell-10"),
-             ("seed-noise-user", "dataset=bydate,strip=sklearn_all", 2, "user-cell-2")]
+             ("seed-noise-user", "dataset=bydate,strip=sklearn_all", 2, "user-cell-2"),
+             ("seed-noise", "dataset=19997,strip=sklearn_all", 10, "corner-19997-sklearn_all-10"),
+             ("seed-noise", "dataset=bydate,strip=none", 10, "corner-bydate-none-10")]
 
 
 @pytest.mark.parametrize("runs, cell, epochs, out", COMMITTED, ids=[row[-1] for row in COMMITTED])
