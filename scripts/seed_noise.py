@@ -254,7 +254,7 @@ def finite(value):
 
 def number_text(value: float, digits: int) -> str:
     """``value`` with ``digits`` decimals, or in e-notation from 10,000 up (a Satterthwaite upper end on one or two
-    degrees of freedom can reach 10^7)."""
+    degrees of freedom reached 10^17 on the committed study)."""
     return f"{value:.{digits}f}" if abs(value) < 10_000 else f"{value:.1e}"
 
 

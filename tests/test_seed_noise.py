@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import pathlib
+import re
 import warnings
 
 import numpy as np
@@ -166,12 +167,10 @@ def test_the_committed_seed_noise_study_is_what_the_script_makes_of_its_runs(scr
 
 def test_the_readmes_seed_noise_table_is_the_committed_studys():
     """README's table under "Seed noise, decomposed": each row's sd, interval and seed counts are its JSON's."""
-    import re
-
     study = ROOT / "docs" / "results" / "seed-noise"
     readme = (ROOT / "README.md").read_text()
-    row = r"^\| (blog's|user's)[^|]* \| (\d+) \| ([\d.]+) \[([\d.]+), ([\d.]+)\] \| (\d+) \| (\d+) \| (\d+) \|$"
-    rows = re.findall(row, readme, flags=re.MULTILINE)
+    pattern = r"^\| (blog's|user's)[^|]* \| (\d+) \| ([\d.]+) \[([\d.]+), ([\d.]+)\] \| (\d+) \| (\d+) \| (\d+) \|$"
+    rows = re.findall(pattern, readme, flags=re.MULTILINE)
     assert len(rows) == 4, rows
     for cell, epochs, sd, low, high, *seeds in rows:
         record = json.loads((study / f"{cell[:-2]}-cell-{epochs}" / "seed-noise.json").read_text())
