@@ -4,6 +4,7 @@ no searcher pickle), and a TPE search whose driver is killed, then resumed (no c
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -12,7 +13,7 @@ import sys
 import pytest
 
 from conftest import kill_driver_when
-from sweeps.tracking import mlflow_runs
+from sweeps.tracking import mlflow_runs, names
 
 TRAINER = '''
 import time
@@ -86,6 +87,17 @@ def runs_of(uri: str, experiment: str):
                    key=lambda run: run.info.start_time))
 
 
+def suggestion_order(sweep_dir) -> list[str]:
+    """Tune trial ids in the order the searcher suggested them, from Tune's own experiment state (JSON): each
+    trial's experiment tag starts with its 1-based number."""
+    (state_path,) = sweep_dir.glob("experiment_state-*.json")
+    numbered = {}
+    for entry in json.loads(state_path.read_text())["trial_data"]:
+        trial = json.loads(entry[0]) if isinstance(entry, list) else entry
+        numbered[int(trial["experiment_tag"].split("_", 1)[0])] = trial["trial_id"]
+    return [numbered[number] for number in sorted(numbered)]
+
+
 def cell_of(run) -> tuple:
     return tuple(run.data.params[name] for name in ("rate", "width", "optimizer"))
 
@@ -102,8 +114,13 @@ def test_a_tpe_search_over_distributions_runs_end_to_end(tmp_path, mlflow_server
     assert parent.data.params["factor.width"] == "int(2, 32, log)" and parent.data.params["search"] == "tpe"
     assert len(children) == 5 and len({run.data.tags[mlflow_runs.TRIAL_ID_TAG] for run in children}) == 5
     assert len({cell_of(run) for run in children}) == 5  # the budget of 5 trials, no configuration twice
-    # start_from first: among the first two runs (two trials start side by side, their runs in either order).
-    assert ("0.5", "8", "sgd") in [cell_of(run) for run in children[:2]], [cell_of(run) for run in children]
+    # start_from first: Tune's experiment tag numbers trials in the order the searcher suggested them. The runs'
+    # start times are no order: two trials start side by side and either may reach MLflow first.
+    (sweep_dir,) = (tmp_path / "results").iterdir()
+    order = suggestion_order(sweep_dir)
+    by_tune_id = {run.data.tags[names.TUNE_TRIAL_ID_TAG]: cell_of(run) for run in children}
+    assert sorted(order) == sorted(by_tune_id)
+    assert by_tune_id[order[0]] == ("0.5", "8", "sgd"), [by_tune_id[trial_id] for trial_id in order]
     for run in children:
         assert run.info.status == "FINISHED"
         assert run.data.params["factors"] == "rate,width,optimizer"
@@ -112,7 +129,6 @@ def test_a_tpe_search_over_distributions_runs_end_to_end(tmp_path, mlflow_server
         assert 2 <= int(run.data.params["width"]) <= 32
         steps = [metric.step for metric in client.get_metric_history(run.info.run_id, "score")]
         assert steps and steps == list(range(1, len(steps) + 1))  # ASHA may stop a trial after its epoch 1
-    (sweep_dir,) = (tmp_path / "results").iterdir()
     assert not list(sweep_dir.rglob("searcher-state-*")), "the searcher is never pickled"
 
 
