@@ -213,6 +213,7 @@ def test_gap_holds_other_factors_fixed_and_models_a_missing_corner():
     ("dataset=20000", "cell value dataset='20000' is not allowed; allowed values: 19997, bydate, 18828"),
     ("strip", "cell item 'strip' is not key=value"),
     ("seed=1", "cell key 'seed' is not a trainer setting that can define a cell"),
+    ("split_seed=1", "cell key 'split_seed' is not a trainer setting that can define a cell"),
 ])
 def test_bad_cell_specs_are_rejected_with_the_fix(text, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

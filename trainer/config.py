@@ -111,6 +111,11 @@ FACTORS: dict[str, Factor] = {factor.name: factor for factor in (
            "keras: model.fit.", "training", choices=("fast", "keras")),
 )}
 
+# The seed and its parts: runs that differ only in these repeat one cell (replicates), so the report pools them
+# into the cell's interval instead of taking them for factors of it.
+SEED_FACTORS = ("seed", "split_seed", "init_seed", "order_seed")
+assert set(SEED_FACTORS) <= set(FACTORS)
+
 # scikit-learn baselines (trainer/baselines.py); their result depends on the split-stage factors only.
 BASELINES = ("multinomial_nb", "linear_svm")
 

@@ -122,7 +122,8 @@ class Answer:
 
     @property
     def sentences(self) -> list[str]:
-        return [item.sentence for item in self.by_epochs]
+        """One sentence per epoch count; epoch counts that miss a cell for the same reason share one."""
+        return wording.epoch_sentences([(item.epochs, item.sentence, item.missing) for item in self.by_epochs])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (NaN as None): what ``answer.json`` holds."""

@@ -89,9 +89,11 @@ def parse_cell(items: str | Sequence[str], *,
             key, value = key.strip(), value.strip()
             if not separator or not key or not value:
                 raise ValueError(f"cell item {part!r} is not key=value; write e.g. dataset=19997,strip=none")
-            if key in reader.NOT_CELL_FACTORS or (settings is not None and key not in settings):
+            if key in reader.NOT_CELL_FACTORS + reader.REPLICATE_FACTORS or (settings is not None
+                                                                              and key not in settings):
+                allowed = reader.without_replicates(settings if settings is not None else reader.PARAM_COLUMNS)
                 raise ValueError(f"cell key {key!r} is not a trainer setting that can define a cell; "
-                                 f"allowed: {', '.join(settings if settings is not None else reader.PARAM_COLUMNS)}")
+                                 f"allowed: {', '.join(allowed)}")
             if settings is not None and key in CHOICES and value not in [str(choice) for choice in CHOICES[key]]:
                 raise ValueError(f"cell value {key}={value!r} is not allowed; allowed values: "
                                  f"{', '.join(str(choice) for choice in CHOICES[key])}")

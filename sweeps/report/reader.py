@@ -35,6 +35,9 @@ HISTORY_FILE = "history.parquet"
 METADATA_KEY = b"glovesweep"
 # Seeds and epoch counts are the axes of every cell, never factors of the cell itself.
 NOT_CELL_FACTORS = ("seed", "epochs")
+# The seed's parts (split_seed, init_seed, order_seed) are params of their own but replicates too: a sweep that
+# crosses them repeats each cell, and the report pools those runs into the cell (``cell_factors``).
+REPLICATE_FACTORS = tuple(name for name in config_module.SEED_FACTORS if name not in NOT_CELL_FACTORS)
 CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(config_module.TrainerConfig))
 # The Keras trainer's settings kept as their own columns (every field but the table's two axes): the param columns
 # of a sweep of the built-in trainers, so the committed results read and regenerate as they did. A sweep of
@@ -183,7 +186,8 @@ def read_folder(folder: str | os.PathLike) -> SweepFrame:
     return SweepFrame(runs=runs, history=to_frame(history, history_schema(params)),
                       sweep_name=metadata.get("sweep_name") or str(first.get("sweep_name", folder.name)),
                       parent_run_id=metadata.get("parent_run_id") or str(first.get("parent_run_id", "")),
-                      factors=metadata.get("factors") or cell_factors(runs, params), source=str(folder),
+                      factors=without_replicates(metadata.get("factors")) or cell_factors(runs, params),
+                      source=str(folder),
                       experiment_id=metadata.get("experiment_id", ""), skipped=metadata.get("skipped", []),
                       objective=objective_module.from_record(metadata.get("objective")), params=params,
                       space=space_module.from_records(metadata.get("space")))
@@ -222,8 +226,14 @@ def reference_rows(runs: pd.DataFrame) -> pd.Series:
     return runs["trainer"].isin(REFERENCE_KINDS)
 
 
+def without_replicates(factors: Sequence[str] | None) -> list[str]:
+    """``factors`` without the seed parts (``REPLICATE_FACTORS``): what a cell is, whatever seeds repeat it."""
+    return [name for name in factors or () if name not in REPLICATE_FACTORS]
+
+
 def cell_factors(runs: pd.DataFrame, params: Sequence[str] = PARAM_COLUMNS) -> list[str]:
-    """The cell factors: the union of the trainer runs' ``factors`` params (in order, without seed and epochs).
+    """The cell factors: the union of the trainer runs' ``factors`` params (in order, without the seed, its parts
+    and epochs: a cell's runs at other seeds are its replicates).
 
     Runs without a ``factors`` param: the params that vary across the trainer's runs. Names that are not params
     of the runs are left out with a warning.
@@ -233,10 +243,10 @@ def cell_factors(runs: pd.DataFrame, params: Sequence[str] = PARAM_COLUMNS) -> l
     for text in network["factors"].dropna():
         for name in str(text).split(","):
             name = name.strip()
-            if name and name not in found and name not in NOT_CELL_FACTORS:
+            if name and name not in found and name not in NOT_CELL_FACTORS + REPLICATE_FACTORS:
                 found.append(name)
     if not found:
-        found = [name for name in params if network[name].nunique(dropna=False) > 1]
+        found = [name for name in params if network[name].nunique(dropna=False) > 1 and name not in REPLICATE_FACTORS]
     unknown = [name for name in found if name not in params]
     if unknown:
         logger.warning("factors %s are not params of the runs; they are left out of the cells", unknown)

@@ -253,6 +253,12 @@ def report_markdown(swept: reader.SweepFrame, tables: Tables, *, reproduce: str,
     lines += ["", f"## {objective_module.title(metric)} by cell", "",
               f"Mean over seeds [95% Student-t interval of the mean{clipped}], n = seeds. With one seed there "
               "is no interval (shown as n=1).", ""]
+    crossed = stats.crossed_seed_parts(swept.runs)
+    if crossed:
+        lines += [f"The runs cross the seed's parts ({', '.join(crossed)}), so a cell's runs share seed values and "
+                  "are no independent draws; every interval here treats them as independent, and is narrower than "
+                  "a random-effects interval would be. `python scripts/seed_noise.py` decomposes one cell's seed "
+                  "noise with intervals.", ""]
     lines += cell_markdown(tables.cells, tables.factors, metric)
     lines += non_finite_markdown(swept.runs, metric)
     lines += ["", f"## What moves {label}", "",

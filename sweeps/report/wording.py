@@ -18,6 +18,27 @@ def epochs_text(count: int) -> str:
     return f"{count} epoch" + ("" if count == 1 else "s")
 
 
+def missing_sentence(counts: Sequence[int], missing: str) -> str:
+    """``At 2 and 10 epochs the gap cannot be measured: <missing>.``: one sentence for the epoch counts that miss
+    a cell for the same reason."""
+    counts = list(counts)
+    listed = str(counts[-1]) if len(counts) == 1 else f"{', '.join(map(str, counts[:-1]))} and {counts[-1]}"
+    return f"At {listed} epoch{'' if counts == [1] else 's'} the gap cannot be measured: {missing}."
+
+
+def epoch_sentences(items: Sequence[tuple[int, str, str]]) -> list[str]:
+    """The sentences of ``(epoch count, sentence, why it is missing or "")`` items, in order; the counts that miss
+    a cell for the same reason share one ``missing_sentence``, where the first of them stood."""
+    sentences = []
+    for count, sentence, missing in items:
+        alike = [other for other, _, reason in items if missing and reason == missing]
+        if not missing:
+            sentences.append(sentence)
+        elif count == alike[0]:
+            sentences.append(missing_sentence(alike, missing))
+    return sentences
+
+
 def describe(cell: dict[str, str]) -> str:
     """``dataset=19997, strip=none``."""
     return ", ".join(f"{key}={value}" for key, value in cell.items())
@@ -40,7 +61,7 @@ def answer_sentences(gaps: Sequence[gap_module.GapSplit], blog_cell: dict[str, s
     for gap in gaps:
         count = gap.epochs
         if gap.missing is not None:
-            sentences.append(f"At {epochs_text(count)} the gap cannot be measured: {gap.missing}.")
+            sentences.append(missing_sentence([count], gap.missing))
             continue
         if not gap.contributions:
             sentences.append(f"At {epochs_text(count)} the blog's and the user's cells are the same cell.")
