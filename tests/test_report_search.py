@@ -108,13 +108,15 @@ def test_importance_ranks_the_planted_factor_first_and_its_interval_holds_optuna
     found = {item.factor: item for item in made.search.importances}
     assert [item.factor for item in made.search.importances][0] == "lr"
     assert found["lr"].value > 0.6 and found["noise"].value < 0.2
-    # Optuna's own evaluator on a study built here from the same finished trials.
+    # Optuna's own evaluator on a study built here from the trials that ran to the last epoch count: trial 4, stopped
+    # at epoch 1, is a pruned trial to Optuna, left out of its importances.
+    assert (made.search.importance_trials, made.search.importance_epochs, made.search.stopped) == (TRIALS - 2, 3, 1)
     study = optuna.create_study(direction="maximize")
     distributions = {"lr": optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True),
                      "optimizer": optuna.distributions.CategoricalDistribution(["adam", "sgd"]),
                      "noise": optuna.distributions.FloatDistribution(0.0, 1.0)}
     for row in search_rows():
-        if row["status"] == "FINISHED":
+        if row["status"] == "FINISHED" and row["epochs"] == 3:
             study.add_trial(optuna.trial.create_trial(
                 params={"lr": float(row["lr"]), "optimizer": row["optimizer"], "noise": float(row["noise"])},
                 distributions=distributions, value=row["value"]))
@@ -126,6 +128,37 @@ def test_importance_ranks_the_planted_factor_first_and_its_interval_holds_optuna
         assert found[name].resamples == 40 and found[name].high - found[name].low > 0
     assert float(made.files["importances"].read_text().splitlines()[1].split(",")[1]) == \
         pytest.approx(found["lr"].value)
+
+
+def test_a_scheduler_s_stopped_trials_are_compared_at_one_epoch_count(tmp_path):
+    """Trials stopped at epoch 1 would rank a factor by who was stopped: the importances compare the trials that ran
+    to epoch 3, and every trial at epoch 1 (from the history), never one trial's epoch 1 beside another's epoch 3."""
+    rows, history = [], []
+    for row in search_rows():
+        row["status"], stopped = "FINISHED", row["optimizer"] == "sgd"
+        curve = [row["value"] - 0.3, row["value"] - 0.1, row["value"]]  # every trial learns over its 3 epochs
+        if stopped:  # the scheduler stopped every sgd trial after epoch 1, whatever its learning rate
+            row["epochs"], row["value"] = 1, curve[0]
+        rows.append(row)
+        history += [dict(row, epoch=epoch, value=value) for epoch, value in enumerate(curve[:row["epochs"]], start=1)]
+    swept = reader.SweepFrame(runs=reader.runs_frame(rows, PARAMS), history=reader.history_frame(history, PARAMS),
+                              sweep_name="search", parent_run_id="2" * 32, factors=PARAMS, source=str(tmp_path),
+                              objective=ACCURACY, params=PARAMS, space=dict(SPACE))
+    tables = search_stats.search_tables(swept, bootstrap_samples=20, seed=1)
+    ran = [row for row in rows if row["epochs"] == 3]
+    assert (tables.importance_epochs, tables.importance_trials, tables.stopped) == (3, len(ran), TRIALS - len(ran))
+    # Mixed, the optimizer would explain the 0.3 its stopped trials lack; at one epoch count it explains its 0.02.
+    mixed, _ = search_stats.importances(search_stats.trials_frame(swept), SPACE, "max", bootstrap_samples=0)
+    assert {item.factor: item.value for item in mixed}["optimizer"] > 0.5
+    for found in (tables.importances, tables.first_rung.importances):
+        assert found[0].factor == "lr" and {item.factor: item.value for item in found}["optimizer"] < 0.2
+    assert (tables.first_rung.epochs, tables.first_rung.trials) == (1, TRIALS)
+    at_one = search_stats.trials_frame(swept, at_epoch=1)
+    assert at_one["value"].tolist() == pytest.approx([row["value"] if row["epochs"] == 1 else row["value"] - 0.3
+                                                      for row in rows])
+    written = search_report.write_tables(tmp_path, tables)["importances"].read_text().splitlines()
+    assert written[0] == "factor,value,low,high,resamples,epochs,trials"
+    assert [line.split(",")[-2:] for line in written[1:]] == [["3", str(len(ran))]] * 3 + [["1", str(TRIALS)]] * 3
 
 
 def test_the_plots_are_written_and_the_grids_files_are_gone(made):

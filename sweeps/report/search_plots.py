@@ -54,13 +54,18 @@ def draw_all(out_dir: pathlib.Path, tables: search_stats.SearchTables, space: di
     else:
         drawn["parallel_plot"] = (None, "parallel coordinates: fewer than two finished trials.")
     if tables.importances:
-        plot_importances(out_dir / FILES["importance_plot"], tables.importances)
+        plot_importances(out_dir / FILES["importance_plot"], tables.importances,
+                         on=f"the {tables.importance_trials} trials that ran to {tables.importance_epochs} epochs"
+                         if tables.stopped else "")
         drawn["importance_plot"] = (out_dir / FILES["importance_plot"], "fANOVA importance with its bootstrap interval")
     else:
         drawn["importance_plot"] = (None, "importances: " + "; ".join(sorted(set(tables.left_out.values()))) + ".")
     top = [item.factor for item in tables.importances[:2]]
     if top:
-        plot_partial_dependence(out_dir / FILES["partial_plot"], done, {name: space[name] for name in top}, metric)
+        # The trials the importances compared make the bins; the ones a scheduler stopped earlier are shown apart.
+        compared = done[done["epochs"] == tables.importance_epochs] if tables.stopped else done
+        plot_partial_dependence(out_dir / FILES["partial_plot"], compared, {name: space[name] for name in top}, metric,
+                                stopped=done[done["epochs"] < tables.importance_epochs] if tables.stopped else None)
         drawn["partial_plot"] = (out_dir / FILES["partial_plot"], f"partial dependence of {' and '.join(top)}")
     else:
         drawn["partial_plot"] = (None, "partial dependence: no importance to pick the top factors by.")
@@ -167,8 +172,9 @@ def plot_parallel(path: pathlib.Path, trials, space: dict[str, space_module.Dist
     figure.savefig(path, dpi=DPI)
 
 
-def plot_importances(path: pathlib.Path, importances: list[search_stats.Importance]) -> None:
-    """Horizontal bars of each factor's fANOVA importance (Optuna's value), the bootstrap interval as a whisker."""
+def plot_importances(path: pathlib.Path, importances: list[search_stats.Importance], *, on: str = "") -> None:
+    """Horizontal bars of each factor's fANOVA importance (Optuna's value), the bootstrap interval as a whisker;
+    ``on``: which trials they compare, for the title."""
     shown = list(reversed(importances))
     figure = matplotlib_figure.Figure(figsize=(7.0, 1.2 + 0.55 * len(shown)), layout="constrained")
     axes = figure.add_subplot()
@@ -183,28 +189,36 @@ def plot_importances(path: pathlib.Path, importances: list[search_stats.Importan
     axes.set_xlim(0, 1.08)
     resamples = importances[0].resamples if importances else 0
     axes.set_xlabel(f"fANOVA importance (share of variance; {resamples} bootstrap resamples, 95% interval)")
-    axes.set_title("Which factors matter")
+    axes.set_title("Which factors matter" + (f" ({on})" if on else ""))
     axes.grid(axis="x", alpha=0.3)
     figure.savefig(path, dpi=DPI)
 
 
 def plot_partial_dependence(path: pathlib.Path, trials, space: dict[str, space_module.Distribution],
-                            metric: objective_module.Metric) -> None:
+                            metric: objective_module.Metric, *, stopped=None) -> None:
     """For each of (up to) two factors: every finished trial's value against the factor, and the mean per bin
-    (``search_stats.partial_dependence``); a log axis for a log distribution."""
+    (``search_stats.partial_dependence``); a log axis for a log distribution. ``stopped``: trials a scheduler
+    stopped before ``trials``' epoch count, drawn as hollow points outside the bins."""
     figure = matplotlib_figure.Figure(figsize=(4.6 * len(space) + 0.6, 3.8), layout="constrained")
+    groups = [(trials, {"color": OTHER})]
+    if stopped is not None and len(stopped):
+        groups.append((stopped, {"facecolors": "none", "edgecolors": OTHER, "alpha": 0.7}))
     for index, (name, distribution) in enumerate(space.items()):
         axes = figure.add_subplot(1, len(space), index + 1)
         bins = search_stats.partial_dependence(trials, name, distribution)
-        present = trials[trials[name].notna()]
+        for group, style in groups:
+            present = group[group[name].notna()]
+            if distribution.kind == "choice":
+                jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(present))
+                axes.scatter([search_stats.choice_position(distribution, value) + shift
+                              for value, shift in zip(present[name], jitter)], present["value"], s=14, zorder=2,
+                             **style)
+            else:
+                axes.scatter(present[name].astype(float), present["value"], s=14, zorder=2, **style)
         if distribution.kind == "choice":
-            jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(present))
-            axes.scatter([search_stats.choice_position(distribution, value) + shift
-                          for value, shift in zip(present[name], jitter)], present["value"], color=OTHER, s=14, zorder=2)
             axes.hlines(bins["mean"], bins["center"] - 0.3, bins["center"] + 0.3, color=BEST, linewidth=2.2, zorder=3)
             axes.set_xticks(range(len(distribution.values)), [str(value) for value in distribution.values])
         else:
-            axes.scatter(present[name].astype(float), present["value"], color=OTHER, s=14, zorder=2)
             for _, item in bins.iterrows():
                 axes.hlines(item["mean"], item["low"], item["high"], color=BEST, linewidth=2.2, zorder=3)
             axes.plot(bins["center"], bins["mean"], "o", color=BEST, zorder=3, markersize=4)
@@ -213,7 +227,11 @@ def plot_partial_dependence(path: pathlib.Path, trials, space: dict[str, space_m
         axes.set_xlabel(name + (" (log)" if distribution.log else ""))
         axes.set_ylabel(objective_module.title(metric) if index == 0 else "")
         axes.grid(alpha=0.3)
-    handles = [matplotlib_lines.Line2D([], [], color=OTHER, marker="o", linestyle="none", label="a trial"),
-               matplotlib_lines.Line2D([], [], color=BEST, linewidth=2.2, label="mean per bin")]
-    figure.legend(handles=handles, loc="outside upper center", ncol=2, fontsize=8, frameon=False)
+    epochs = f" at {int(trials['epochs'].iloc[0])} epochs" if len(groups) > 1 else ""
+    handles = [matplotlib_lines.Line2D([], [], color=OTHER, marker="o", linestyle="none", label=f"a trial{epochs}"),
+               matplotlib_lines.Line2D([], [], color=BEST, linewidth=2.2, label=f"mean per bin{epochs}")]
+    if len(groups) > 1:
+        handles.append(matplotlib_lines.Line2D([], [], color=OTHER, marker="o", markerfacecolor="none",
+                                               linestyle="none", label="stopped earlier (value at fewer epochs)"))
+    figure.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize=8, frameon=False)
     figure.savefig(path, dpi=DPI)

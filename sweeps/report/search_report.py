@@ -105,9 +105,50 @@ def answer_sentences(tables: search_stats.SearchTables, metric: objective_module
                  f"{best['run_id']}); {caveat}."]
     if tables.importances:
         parts = [f"{item.factor} {item.value:.2f} [{item.low:.2f}, {item.high:.2f}]" for item in tables.importances]
-        sentences.append(f"fANOVA importance (share of the variance of {metric.name}, 95% bootstrap interval): "
-                         + "; ".join(parts) + ".")
+        sentences.append(f"fANOVA importance (share of the variance of {metric.name}, 95% bootstrap interval"
+                         f"{importance_basis(tables)}): " + "; ".join(parts) + ".")
     return sentences
+
+
+def on_trials(tables: search_stats.SearchTables, finished_count: int) -> str:
+    """The trials the importance table compares: all finished ones, or those that ran to the last epoch count."""
+    if not tables.stopped:
+        return f"the {finished_count} finished trials"
+    return (f"the {tables.importance_trials} trials that ran to {tables.importance_epochs} epochs (the scheduler "
+            f"stopped {tables.stopped} earlier: their values stand at fewer epochs, so they are left out, as Optuna "
+            f"leaves pruned trials out of its importances)")
+
+
+def stopped_text(tables: search_stats.SearchTables) -> str:
+    """How the partial dependence shows the trials a scheduler stopped early, where it stopped some."""
+    if not tables.stopped:
+        return ""
+    return (f". The bins hold the {tables.importance_trials} trials that ran to {tables.importance_epochs} epochs; "
+            f"the {tables.stopped} stopped earlier are hollow points, their values at fewer epochs")
+
+
+def importance_basis(tables: search_stats.SearchTables) -> str:
+    """``, on the 10 trials that ran to 15 epochs``: which trials an importance compares, where a scheduler
+    stopped some early (empty otherwise)."""
+    if not tables.stopped:
+        return ""
+    return (f", on the {tables.importance_trials} trials that ran to {tables.importance_epochs} epochs; "
+            f"{tables.stopped} stopped earlier are left out")
+
+
+def first_rung_markdown(tables: search_stats.SearchTables) -> list[str]:
+    """The importances of every trial at the first epoch count all reached, where a scheduler stopped some."""
+    rung = tables.first_rung
+    if rung is None:
+        return []
+    lines = ["", f"At {rung.epochs} epochs, which all {rung.trials} finished trials reached (where the scheduler "
+                 f"compared them first), the importances are those of early progress:", ""]
+    if rung.importances:
+        lines += ["| factor | importance at epoch {0} [95% interval] | resamples |".format(rung.epochs), "|---|---|---|"]
+        lines += [f"| {item.factor} | {item.value:.3f} [{item.low:.3f}, {item.high:.3f}] | {item.resamples} |"
+                  for item in rung.importances]
+    lines += [f"- {name}: left out ({why})." for name, why in rung.left_out.items()]
+    return lines
 
 
 def report_markdown(swept: reader.SweepFrame, tables: search_stats.SearchTables, *, reproduce: str,
@@ -130,7 +171,7 @@ def report_markdown(swept: reader.SweepFrame, tables: search_stats.SearchTables,
     lines += ["", "## Optimization history", "", _image(plots, "history_plot"), "",
               "## Which factors matter", "",
               f"fANOVA importance as Optuna computes it (`FanovaImportanceEvaluator(seed={tables.seed})`, normalized "
-              f"to sum to 1) on the {len(done)} finished trials; interval: 95% percentile bootstrap over trials "
+              f"to sum to 1) on {on_trials(tables, len(done))}; interval: 95% percentile bootstrap over trials "
               f"({tables.bootstrap_samples} resamples with replacement, the forest refitted with its own seed each "
               f"time), a rough guide (importances.csv): on 100 synthetic studies of 40 trials with known "
               f"importances these intervals held the truth 77% of the time, not 95%, because fANOVA's estimate is "
@@ -142,10 +183,12 @@ def report_markdown(swept: reader.SweepFrame, tables: search_stats.SearchTables,
         lines += [f"| {item.factor} | {item.value:.3f} [{item.low:.3f}, {item.high:.3f}] | {item.resamples} |"
                   for item in tables.importances]
     lines += [f"- {name}: left out ({why})." for name, why in tables.left_out.items()]
+    lines += first_rung_markdown(tables)
     lines += ["", _image(plots, "importance_plot"), "", "## Parallel coordinates", "", _image(plots, "parallel_plot"),
               "", "## Partial dependence of the top two factors", "",
               f"Each finished trial's {metric.name} against the factor, and the mean per bin (a choice's value, else "
-              f"bins of equal trial counts): the marginal as the trials saw it, not a controlled effect.", "",
+              f"bins of equal trial counts): the marginal as the trials saw it, not a controlled effect"
+              f"{stopped_text(tables)}.", "",
               _image(plots, "partial_plot")]
     if swept.skipped:
         lines += ["", f"Left out (no finished epoch): {', '.join(swept.skipped)}."]
@@ -190,11 +233,18 @@ def top_markdown(tables: search_stats.SearchTables, metric: objective_module.Met
 
 
 def write_tables(out_dir: pathlib.Path, tables: search_stats.SearchTables) -> dict[str, pathlib.Path]:
-    """``trials.csv`` (one row per trial, with the best so far) and ``importances.csv``."""
+    """``trials.csv`` (one row per trial, with the best so far) and ``importances.csv`` (the importances, then
+    those at the first epoch count where a scheduler stopped trials early; ``epochs`` and ``trials`` say which
+    trials each row compares)."""
     paths = {"trials": out_dir / "trials.csv", "importances": out_dir / "importances.csv"}
     tables.trials.to_csv(paths["trials"], index=False)
-    pd.DataFrame([dataclasses.asdict(item) for item in tables.importances],
-                 columns=["factor", "value", "low", "high", "resamples"]).to_csv(paths["importances"], index=False)
+    rows = [dict(dataclasses.asdict(item), epochs=tables.importance_epochs, trials=tables.importance_trials)
+            for item in tables.importances]
+    if tables.first_rung is not None:
+        rows += [dict(dataclasses.asdict(item), epochs=tables.first_rung.epochs, trials=tables.first_rung.trials)
+                 for item in tables.first_rung.importances]
+    pd.DataFrame(rows, columns=["factor", "value", "low", "high", "resamples", "epochs", "trials"]).astype(
+        {"epochs": "Int64"}).to_csv(paths["importances"], index=False)
     return paths
 
 

@@ -12,7 +12,10 @@ configuration is best, how the search got there, and which factors matter. The f
   bounds), as the searcher was told the mean.
 - Importance is fANOVA as Optuna computes it (``optuna.importance.FanovaImportanceEvaluator``, normalized to sum
   to 1), on an Optuna study built from the finished trials with ``optuna.trial.create_trial`` and each factor's
-  distribution. Its interval is a percentile bootstrap over trials (trials resampled with replacement, the forest
+  distribution. Where a scheduler stopped some trials early, their values stand at fewer epochs than the others',
+  so the importance is computed on trials compared at one epoch count: those that ran to the last one (a stopped
+  trial is a pruned trial, which Optuna leaves out of its importances), and beside it every trial at the first epoch
+  count all of them reached (``epochs_importance``; values from the history, where the scheduler judged them). Its interval is a percentile bootstrap over trials (trials resampled with replacement, the forest
   refitted with a seed of its own each time, so the interval holds the forest's own noise too), seeded; Optuna
   gives a point value only (optuna#1233). Factors sampled only under a ``when`` are left out, as Optuna leaves
   out every parameter that is not in every trial.
@@ -56,6 +59,16 @@ class Importance:
     resamples: int
 
 
+@dataclasses.dataclass(frozen=True)
+class EpochImportance:
+    """The importances of ``trials`` finished trials compared at ``epochs`` epochs, and the factors left out."""
+
+    epochs: int
+    trials: int
+    importances: list[Importance]
+    left_out: dict[str, str]
+
+
 @dataclasses.dataclass
 class SearchTables:
     """What the search report shows.
@@ -77,6 +90,13 @@ class SearchTables:
     left_out: dict[str, str]
     bootstrap_samples: int
     seed: int
+    # Trials the importances were computed on, and at which epoch count (None: the trials' counts differ or none);
+    # ``stopped``: finished trials a scheduler stopped before that count, left out; ``first_rung``: the importances
+    # of every finished trial at the first epoch count all reached (None where no trial was stopped early).
+    importance_trials: int = 0
+    importance_epochs: int | None = None
+    stopped: int = 0
+    first_rung: "EpochImportance | None" = None
 
     @property
     def best(self) -> pd.Series | None:
@@ -112,15 +132,22 @@ def stage_rows(runs: pd.DataFrame, stage: str = stages.SEARCH) -> pd.Series:
     return runs["stage"].fillna(stages.SEARCH) == stage
 
 
-def trials_frame(swept: reader.SweepFrame, stage: str = stages.SEARCH) -> pd.DataFrame:
+def trials_frame(swept: reader.SweepFrame, stage: str = stages.SEARCH, *, at_epoch: int | None = None) -> pd.DataFrame:
     """One row per trial of a search's ``stage`` (see ``SearchTables.trials``), from the runs frame's rows; in
-    the confirm and final stages, one row per configuration over its fresh seeds."""
+    the confirm and final stages, one row per configuration over its fresh seeds. ``at_epoch``: each run's value
+    at that epoch from the history instead (NaN where the history has none), and ``epochs`` that count."""
     runs = swept.runs[~reader.reference_rows(swept.runs) & stage_rows(swept.runs, stage)]
     lasts = []
     for run_id, group in runs.groupby("run_id", sort=False):
         # The largest epoch count the run reached: the scheduler's max_t, or where it was stopped.
         lasts.append(group.loc[group["epochs"].fillna(0).astype(int).idxmax()] if group["epochs"].notna().any()
                      else group.iloc[-1])
+    if at_epoch is not None:
+        history = swept.history
+        at = history[history["epoch"] == at_epoch].drop_duplicates("run_id").set_index("run_id")[reader.VALUE]
+        lasts = [last.copy() for last in lasts]
+        for last in lasts:
+            last["value"], last["epochs"] = float(at.get(last["run_id"], math.nan)), at_epoch
     # The seeds of one configuration share its cell (the searched values); runs without one stand alone.
     configuration = [str(last["cell"]) if isinstance(last["cell"], str) and last["cell"] else last["run_id"]
                      for last in lasts]
@@ -254,11 +281,29 @@ def partial_dependence(trials: pd.DataFrame, name: str, distribution: space_modu
     return pd.DataFrame(rows, columns=["label", "center", "low", "high", "mean", "count"])
 
 
+def epochs_importance(trials: pd.DataFrame, epochs: int, space: dict[str, space_module.Distribution], mode: str, *,
+                      bootstrap_samples: int, seed: int) -> EpochImportance:
+    """The importances of the finished trials whose ``epochs`` is ``epochs``."""
+    chosen = trials[trials["epochs"] == epochs]
+    found, left_out = importances(chosen, space, mode, bootstrap_samples=bootstrap_samples, seed=seed)
+    return EpochImportance(epochs=epochs, trials=len(finished(chosen)), importances=found, left_out=left_out)
+
+
 def search_tables(swept: reader.SweepFrame, *, bootstrap_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
                   seed: int = 0) -> SearchTables:
     """Every statistic of the search report from its frames."""
     trials = trials_frame(swept)
-    found, left_out = importances(trials, swept.space, swept.objective.mode, bootstrap_samples=bootstrap_samples,
-                                  seed=seed)
-    return SearchTables(factors=list(swept.space), trials=trials, top=top_trials(trials, swept.objective.mode),
-                        importances=found, left_out=left_out, bootstrap_samples=bootstrap_samples, seed=seed)
+    mode, done = swept.objective.mode, finished(trials)
+    counts = sorted({int(count) for count in done["epochs"].dropna()})
+    made = dict(factors=list(swept.space), trials=trials, top=top_trials(trials, mode),
+                bootstrap_samples=bootstrap_samples, seed=seed)
+    if len(counts) < 2 or done["epochs"].isna().any():
+        found, left_out = importances(trials, swept.space, mode, bootstrap_samples=bootstrap_samples, seed=seed)
+        return SearchTables(**made, importances=found, left_out=left_out, importance_trials=len(done),
+                            importance_epochs=counts[0] if len(counts) == 1 else None)
+    # A scheduler stopped some trials early: compare trials at one epoch count, never across counts.
+    last = epochs_importance(trials, counts[-1], swept.space, mode, bootstrap_samples=bootstrap_samples, seed=seed)
+    first = epochs_importance(trials_frame(swept, at_epoch=counts[0]), counts[0], swept.space, mode,
+                              bootstrap_samples=bootstrap_samples, seed=seed)
+    return SearchTables(**made, importances=last.importances, left_out=last.left_out, importance_trials=last.trials,
+                        importance_epochs=counts[-1], stopped=len(done) - last.trials, first_rung=first)
