@@ -357,3 +357,18 @@ def test_shuffling_the_test_labels_changes_the_final_score_but_not_the_chosen_co
     assert final_plain.data.metrics["num_val"] == 32  # the whole test set, after training on every train file
     # A network that learned the groups scores the true labels well and the rotated ones badly.
     assert final_plain.data.metrics["val_acc"] > final_shuffled.data.metrics["val_acc"] + 0.2
+
+
+@pytest.mark.parametrize("trainer, named", [(names.TRAINER_KERAS, True), ("noisy", False)])
+def test_the_final_score_names_bydates_test_set_only_for_the_keras_network(trainer, named):
+    """A user's trainer may have a validation factor of its own: its final stage holds out what it holds out."""
+    from sweeps.report import confirm_report, confirm_stats
+    from sweeps.trainers import api
+
+    final = confirm_stats.Score(configuration="c", cell={"rate": 0.5}, seeds=2, mean=0.6, low=0.55, high=0.65,
+                                run_id="r")
+    tables = confirm_stats.StageTables(confirmed=[], final=final, final_settings={"validation": "auto"},
+                                       final_trainer=trainer)
+    (sentence,) = confirm_report.sentences(tables, api.VAL_ACC)
+    assert "retrained with validation=auto on 2 seeds and scored once on the data those settings hold out" in sentence
+    assert ("(bydate's official test set, for the Keras network)" in sentence) == named

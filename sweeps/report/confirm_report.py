@@ -44,9 +44,7 @@ def sentences(tables: confirm_stats.StageTables, metric: objective_module.Metric
     if tables.final is not None:
         final = tables.final
         settings = ", ".join(f"{name}={value}" for name, value in tables.final_settings.items()) or "its settings"
-        # The Keras network's final default: every training file, scored on the official test set.
-        held_out = " (bydate's official test set, for the Keras network)" \
-            if tables.final_settings.get("validation") == "auto" else ""
+        held_out = " (bydate's official test set, for the Keras network)" if tables.final_on_test_set else ""
         found.append(
             f"Final: {cell_text(final.cell)} retrained with {settings} on {final.seeds} seeds and scored once on the "
             f"data those settings hold out{held_out}: mean {objective_module.label(metric)} "

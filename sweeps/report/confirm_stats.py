@@ -28,6 +28,7 @@ from sweeps.report import reader
 from sweeps.report import search_stats
 from sweeps.report import stats
 from sweeps.spec import stages
+from sweeps.tracking import names
 
 CONFIDENCE = stats.CONFIDENCE
 
@@ -68,6 +69,12 @@ class StageTables:
     final: Score | None
     final_settings: dict[str, str]
     confidence: float = CONFIDENCE
+    final_trainer: str = ""  # the final runs' trainer tag: whose held-out data the final score is on
+
+    @property
+    def final_on_test_set(self) -> bool:
+        """The Keras network's final default: every training file, scored on bydate's official test set."""
+        return self.final_trainer == names.TRAINER_KERAS and self.final_settings.get("validation") == "auto"
 
     @property
     def best(self) -> Confirmed | None:
@@ -120,5 +127,7 @@ def stage_tables(swept: reader.SweepFrame, search: pd.DataFrame) -> StageTables 
     order = stages.best_first([item.score.mean for item in found], [item.score.configuration for item in found],
                               metric.mode)
     final_score = next(iter(scores(final, factors)), None)
+    trainers = swept.runs.drop_duplicates("run_id").set_index("run_id")["trainer"]
     return StageTables(confirmed=[found[position] for position in order], final=final_score,
-                       final_settings=final_settings(swept, final_score, search))
+                       final_settings=final_settings(swept, final_score, search),
+                       final_trainer=str(trainers.get(final_score.run_id, "")) if final_score is not None else "")
