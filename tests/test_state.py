@@ -128,3 +128,18 @@ def test_resume_names_a_full_results_disk_in_one_line_before_writing_anything(tm
         assert sorted(path.name for path in folder.iterdir()) == before
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_full_disk_while_the_tuner_is_restored_or_runs_is_named_with_the_fix(tmp_path):
+    """Found by scripts/chaos.py --smoke (its disk_full fault during a resume): restoring the Tuner raised a bare
+    '[Errno 28] Error writing bytes to file'. fit_and_finish now turns a full disk from either step into this."""
+    import errno
+
+    from sweeps.run import fitting
+
+    folder = str(tmp_path)  # plenty of free space: only the error's errno says the disk was full
+    found = fitting.full_disk_error(OSError(errno.ENOSPC, "Error writing bytes to file"), folder)
+    assert isinstance(found, OSError) and f"the results folder {folder} is full ([Errno 28] Error writing" in str(found)
+    assert str(found).endswith(f"free space there, then: glovesweep resume {folder}")
+    assert fitting.full_disk_error(OSError(errno.EACCES, "Permission denied"), folder) is None
+    assert fitting.full_disk_error(KeyboardInterrupt(), folder) is None

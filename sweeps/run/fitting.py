@@ -100,19 +100,21 @@ def fit_and_finish(make_tuner: Callable[[], tune.Tuner], state: state_module.Swe
     sweep_dir = identity.sweep_dir
     try:
         tuner = make_tuner()
-    except BaseException:
+    except BaseException as error:
         close_runs(tracking_uri, experiment_id, parent_run_id, status_if_not_started, sweep_dir=sweep_dir)
+        # Restoring the Tuner writes into the folder too (found by scripts/chaos.py --smoke: a resume during its
+        # disk_full fault said only "[Errno 28] Error writing bytes to file").
+        full = full_disk_error(error, sweep_dir)
+        if full is not None:
+            raise full from None
         raise
     try:
         results = tuner.fit()
     except BaseException as error:
         close_runs(tracking_uri, experiment_id, parent_run_id, "KILLED", sweep_dir=sweep_dir)
-        # A full disk also truncates Tune's own error files, which it then fails to read back (EOFError).
-        full = full_disk_message(sweep_dir)
-        if full or (isinstance(error, OSError) and error.errno == errno.ENOSPC):
-            raise OSError(full.replace("glovesweep: error: ", "") or
-                          f"the results folder {sweep_dir} is full ({' '.join(str(error).split())[:120]}); free "
-                          f"space there, then: glovesweep resume {sweep_dir}") from None
+        full = full_disk_error(error, sweep_dir)
+        if full is not None:
+            raise full from None
         print(f"glovesweep: interrupted; continue with: glovesweep resume {sweep_dir}", file=sys.stderr, flush=True)
         raise
     total = len(trial_keys) if trial_keys is not None else len(results)
@@ -147,6 +149,18 @@ def fit_and_finish(make_tuner: Callable[[], tune.Tuner], state: state_module.Swe
               f"glovesweep resume {sweep_dir}", flush=True)
     return SweepResult(sweep_dir=sweep_dir, tracking_uri=tracking_uri, experiment_id=experiment_id,
                        parent_run_id=parent_run_id, total=total, done=done, failed=failed, seconds=seconds)
+
+
+def full_disk_error(error: BaseException, sweep_dir: str) -> OSError | None:
+    """The one-line error that names the full results folder and the fix, where ``error`` came from a full disk
+    (its errno, or the folder's free space: a full disk also truncates Tune's own error files, which it then fails
+    to read back with an ``EOFError``); None otherwise."""
+    full = full_disk_message(sweep_dir)
+    if not full and not (isinstance(error, OSError) and error.errno == errno.ENOSPC):
+        return None
+    return OSError(full.replace("glovesweep: error: ", "") or
+                   f"the results folder {sweep_dir} is full ({' '.join(str(error).split())[:120]}); free space there, "
+                   f"then: glovesweep resume {sweep_dir}")
 
 
 def full_disk_message(sweep_dir: str, *, minimum_free: int = 16 << 20) -> str:
