@@ -144,7 +144,7 @@ def first_rung_markdown(tables: search_stats.SearchTables) -> list[str]:
     lines = ["", f"At {rung.epochs} epochs, which all {rung.trials} finished trials reached (where the scheduler "
                  f"compared them first), the importances are those of early progress:", ""]
     if rung.importances:
-        lines += ["| factor | importance at epoch {0} [95% interval] | resamples |".format(rung.epochs), "|---|---|---|"]
+        lines += [f"| factor | importance at epoch {rung.epochs} [95% interval] | resamples |", "|---|---|---|"]
         lines += [f"| {item.factor} | {item.value:.3f} [{item.low:.3f}, {item.high:.3f}] | {item.resamples} |"
                   for item in rung.importances]
     lines += [f"- {name}: left out ({why})." for name, why in rung.left_out.items()]

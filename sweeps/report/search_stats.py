@@ -15,9 +15,10 @@ configuration is best, how the search got there, and which factors matter. The f
   distribution. Where a scheduler stopped some trials early, their values stand at fewer epochs than the others',
   so the importance is computed on trials compared at one epoch count: those that ran to the last one (a stopped
   trial is a pruned trial, which Optuna leaves out of its importances), and beside it every trial at the first epoch
-  count all of them reached (``epochs_importance``; values from the history, where the scheduler judged them). Its interval is a percentile bootstrap over trials (trials resampled with replacement, the forest
-  refitted with a seed of its own each time, so the interval holds the forest's own noise too), seeded; Optuna
-  gives a point value only (optuna#1233). Factors sampled only under a ``when`` are left out, as Optuna leaves
+  count all of them reached (``epochs_importance``; values from the history, where the scheduler judged them).
+  Its interval is a percentile bootstrap over trials (trials resampled with replacement, the forest refitted with
+  a seed of its own each time, so the interval holds the forest's own noise too), seeded; Optuna gives a point
+  value only (optuna#1233). Factors sampled only under a ``when`` are left out, as Optuna leaves
   out every parameter that is not in every trial.
 """
 
