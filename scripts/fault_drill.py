@@ -5,7 +5,8 @@
 Against a real local Ray and a real MLflow server on 127.0.0.1, each fault runs a small sweep of the blog
 network on the real archives (a few documents per group, short sequences) through the ``glovesweep`` command,
 injects the fault, and checks the MLflow record: every cell present exactly once, FINISHED, with every epoch's
-metrics. "Survived" is defined per fault and printed with it. ``--smoke`` shortens the MLflow outage (CI runs it).
+metrics. "Survived" is defined per fault and printed with it. ``--smoke`` (CI runs it) runs only the faults no
+test stages on its own (``SMOKE_FAULTS``).
 Writes ``fault-drill.md`` (the table) and ``fault-drill.json`` into ``--out``.
 """
 
@@ -322,8 +323,9 @@ def disk_full(drill: Drill) -> Row:
 
 FAULTS = (trial_sigkill, driver_sigkill, mlflow_outage, corrupted_checkpoint, crafted_state, corrupted_cache,
           truncated_archive, disk_full)
-# What CI runs (a few minutes): the faults the test suite does not already stage one by one, the outage shortened.
-SMOKE_FAULTS = (mlflow_outage, crafted_state, truncated_archive)
+# What CI runs (a few minutes): the faults the test suite does not already stage one by one. The MLflow outage
+# left it (2026-12-06, 40 of its 115 s): tests/test_mlflow_outage.py stages one and the chaos smoke two more.
+SMOKE_FAULTS = (crafted_state, truncated_archive)
 
 
 def table(rows: list[Row]) -> str:
