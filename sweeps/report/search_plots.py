@@ -54,9 +54,7 @@ def draw_all(out_dir: pathlib.Path, tables: search_stats.SearchTables, space: di
     else:
         drawn["parallel_plot"] = (None, "parallel coordinates: fewer than two finished trials.")
     if tables.importances:
-        plot_importances(out_dir / FILES["importance_plot"], tables.importances,
-                         on=f"the {tables.importance_trials} trials that ran to {tables.importance_epochs} epochs"
-                         if tables.stopped else "")
+        plot_importances(out_dir / FILES["importance_plot"], tables.importances, on=tables.compared)
         drawn["importance_plot"] = (out_dir / FILES["importance_plot"], "fANOVA importance with its bootstrap interval")
     else:
         drawn["importance_plot"] = (None, "importances: " + "; ".join(sorted(set(tables.left_out.values()))) + ".")

@@ -114,17 +114,16 @@ def on_trials(tables: search_stats.SearchTables, finished_count: int) -> str:
     """The trials the importance table compares: all finished ones, or those that ran to the last epoch count."""
     if not tables.stopped:
         return f"the {finished_count} finished trials"
-    return (f"the {tables.importance_trials} trials that ran to {tables.importance_epochs} epochs (the scheduler "
-            f"stopped {tables.stopped} earlier: their values stand at fewer epochs, so they are left out, as Optuna "
-            f"leaves pruned trials out of its importances)")
+    return (f"{tables.compared} (the scheduler stopped {tables.stopped} earlier: their values stand at fewer "
+            f"epochs, so they are left out, as Optuna leaves pruned trials out of its importances)")
 
 
 def stopped_text(tables: search_stats.SearchTables) -> str:
     """How the partial dependence shows the trials a scheduler stopped early, where it stopped some."""
     if not tables.stopped:
         return ""
-    return (f". The bins hold the {tables.importance_trials} trials that ran to {tables.importance_epochs} epochs; "
-            f"the {tables.stopped} stopped earlier are hollow points, their values at fewer epochs")
+    return f". The bins hold {tables.compared}; the {tables.stopped} stopped earlier are hollow points, their values " \
+           f"at fewer epochs"
 
 
 def importance_basis(tables: search_stats.SearchTables) -> str:
@@ -132,8 +131,7 @@ def importance_basis(tables: search_stats.SearchTables) -> str:
     stopped some early (empty otherwise)."""
     if not tables.stopped:
         return ""
-    return (f", on the {tables.importance_trials} trials that ran to {tables.importance_epochs} epochs; "
-            f"{tables.stopped} stopped earlier are left out")
+    return f", on {tables.compared}; {tables.stopped} stopped earlier are left out"
 
 
 def first_rung_markdown(tables: search_stats.SearchTables) -> list[str]:
@@ -141,14 +139,20 @@ def first_rung_markdown(tables: search_stats.SearchTables) -> list[str]:
     rung = tables.first_rung
     if rung is None:
         return []
-    lines = ["", f"At {rung.epochs} epochs, which all {rung.trials} finished trials reached (where the scheduler "
+    return (["", f"At {rung.epochs} epochs, which all {rung.trials} finished trials reached (where the scheduler "
                  f"compared them first), the importances are those of early progress:", ""]
-    if rung.importances:
-        lines += [f"| factor | importance at epoch {rung.epochs} [95% interval] | resamples |", "|---|---|---|"]
+            + importance_markdown(rung.importances, rung.left_out, heading=f"importance at epoch {rung.epochs}"))
+
+
+def importance_markdown(importances: list[search_stats.Importance], left_out: dict[str, str], *,
+                        heading: str = "importance") -> list[str]:
+    """Importances as a Markdown table (none: no table), then the factors left out, each with why."""
+    lines = []
+    if importances:
+        lines += [f"| factor | {heading} [95% interval] | resamples |", "|---|---|---|"]
         lines += [f"| {item.factor} | {item.value:.3f} [{item.low:.3f}, {item.high:.3f}] | {item.resamples} |"
-                  for item in rung.importances]
-    lines += [f"- {name}: left out ({why})." for name, why in rung.left_out.items()]
-    return lines
+                  for item in importances]
+    return lines + [f"- {name}: left out ({why})." for name, why in left_out.items()]
 
 
 def report_markdown(swept: reader.SweepFrame, tables: search_stats.SearchTables, *, reproduce: str,
@@ -178,12 +182,7 @@ def report_markdown(swept: reader.SweepFrame, tables: search_stats.SearchTables,
               f"biased (small effects pulled up, log-scale factors weighed on a linear scale; a factor with no "
               f"effect never gets 0), and more trials do not fix that (glovesweep's "
               f"docs/results/importance-coverage).", ""]
-    if tables.importances:
-        lines += ["| factor | importance [95% interval] | resamples |", "|---|---|---|"]
-        lines += [f"| {item.factor} | {item.value:.3f} [{item.low:.3f}, {item.high:.3f}] | {item.resamples} |"
-                  for item in tables.importances]
-    lines += [f"- {name}: left out ({why})." for name, why in tables.left_out.items()]
-    lines += first_rung_markdown(tables)
+    lines += importance_markdown(tables.importances, tables.left_out) + first_rung_markdown(tables)
     lines += ["", _image(plots, "importance_plot"), "", "## Parallel coordinates", "", _image(plots, "parallel_plot"),
               "", "## Partial dependence of the top two factors", "",
               f"Each finished trial's {metric.name} against the factor, and the mean per bin (a choice's value, else "

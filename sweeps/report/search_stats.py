@@ -103,6 +103,14 @@ class SearchTables:
     def best(self) -> pd.Series | None:
         return self.top.iloc[0] if len(self.top) else None
 
+    @property
+    def compared(self) -> str:
+        """``the 10 trials that ran to 15 epochs``: the trials the importances compare, where a scheduler stopped
+        some early; empty otherwise."""
+        if not self.stopped:
+            return ""
+        return f"the {self.importance_trials} trials that ran to {self.importance_epochs} epochs"
+
 
 def typed_value(distribution: space_module.Distribution, text: Any) -> Any:
     """A param's text (MLflow keeps params as text) as the distribution's value; None where it is absent."""

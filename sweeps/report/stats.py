@@ -176,28 +176,30 @@ def cell_table(runs: pd.DataFrame, factors: Sequence[str], *, confidence: float 
     return records
 
 
+def seed_values(values: Iterable[Any]) -> list[int]:
+    """The distinct seeds among ``values``, ascending: params read back as text, an unset part as "None" or NaN."""
+    found = {str(value) for value in values if not pd.isna(value)}
+    return sorted(int(value) for value in found if value.lstrip("-").isdigit())
+
+
 def crossed_seed_parts(runs: pd.DataFrame) -> list[str]:
     """The seed parts (``reader.REPLICATE_FACTORS``) that take several values among the trainer's runs: a sweep
     that crosses them, whose cells' runs share seed values and so are no independent draws."""
     network = network_runs(runs)
-    return [name for name in reader.REPLICATE_FACTORS if name in network
-            and len({str(value) for value in network[name].dropna()} - {"None", ""}) > 1]
+    return [name for name in reader.REPLICATE_FACTORS if name in network and len(seed_values(network[name])) > 1]
 
 
 def seeds_text(members: Sequence[dict]) -> str:
     """The seeds of a cell's runs: ``"0 1 2"``; where a seed part was set (``reader.REPLICATE_FACTORS``), the values
     of each axis that was, e.g. ``"split_seed 0 1 2 3 x init_seed 0 1"``."""
-    def values(name: str) -> list[int]:
-        # Params read back as text, an unset part as "None".
-        found = {str(member.get(name)) for member in members if not pd.isna(member.get(name))}
-        return sorted(int(value) for value in found if value.lstrip("-").isdigit())
-
-    parts = [name for name in reader.REPLICATE_FACTORS if values(name)]
+    values = {name: seed_values(member.get(name) for member in members)
+              for name in ("seed", *reader.REPLICATE_FACTORS)}
+    parts = [name for name in reader.REPLICATE_FACTORS if values[name]]
     if not parts:
         return " ".join(str(seed) for seed in sorted(int(member["seed"]) for member in members
                                                      if not pd.isna(member["seed"])))
-    axes = [name for name in ("seed", *parts) if name in parts or len(values(name)) > 1]
-    return " x ".join(f"{name} {' '.join(str(value) for value in values(name))}" for name in axes)
+    axes = [name for name in ("seed", *parts) if name in parts or len(values[name]) > 1]
+    return " x ".join(f"{name} {' '.join(map(str, values[name]))}" for name in axes)
 
 
 def resample_within_cells(values: np.ndarray, cells: Iterable[np.ndarray], samples: int, *, seed: int,
